@@ -1,0 +1,440 @@
+//! SIP004 AEAD stream framing: key derivation, per-direction nonce, chunk seal/open.
+//!
+//! Pure code: no I/O, no `.await`. One direction of a Shadowsocks AEAD stream is
+//!
+//! ```text
+//! +--------+-----------------------+-----------------------------+----------------
+//! |  salt  | [len: u16 BE] + tag   | [payload: len bytes] + tag  | next chunk ...
+//! +--------+-----------------------+-----------------------------+----------------
+//!  salt_len        2 + 16                  len + 16
+//!
+//! subkey = HKDF-SHA1(ikm = master key, salt, info = "ss-subkey")
+//! nonce  = 12-byte little-endian counter, starting at 0, +1 after every seal/open
+//! len    ≤ 0x3FFF (SIP004: the two high bits are reserved and must be zero)
+//! ```
+//!
+//! The length and the payload are sealed separately, each consuming one nonce.
+//! Sealing and opening go through `ring` (the same assembly as aws-lc-rs); the
+//! RustCrypto crates are the reference the unit tests compare against.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use bytes::{BufMut, BytesMut};
+use md5::{Digest, Md5};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hkdf;
+
+/// Largest payload of one chunk (SIP004).
+pub const MAX_PAYLOAD: usize = 0x3FFF;
+/// AEAD tag length for every supported method.
+pub const TAG_LEN: usize = 16;
+/// Bytes a chunk adds around its payload: sealed length (2 + tag) and payload tag.
+pub const CHUNK_OVERHEAD: usize = 2 + TAG_LEN + TAG_LEN;
+/// Largest chunk on the wire.
+pub const MAX_CHUNK: usize = MAX_PAYLOAD + CHUNK_OVERHEAD;
+
+/// A SIP004 AEAD method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `chacha20-ietf-poly1305`
+    ChaCha20IetfPoly1305,
+    /// `aes-256-gcm`
+    Aes256Gcm,
+}
+
+impl Method {
+    /// Every supported method, in the order `--help` lists them.
+    pub const ALL: [Method; 2] = [Method::ChaCha20IetfPoly1305, Method::Aes256Gcm];
+
+    /// The name used in configs and `ss://` URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::ChaCha20IetfPoly1305 => "chacha20-ietf-poly1305",
+            Method::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+
+    /// Master key and subkey length in bytes.
+    pub fn key_len(self) -> usize {
+        32
+    }
+
+    /// Salt length in bytes (equal to the key length for SIP004).
+    pub fn salt_len(self) -> usize {
+        self.key_len()
+    }
+
+    fn algorithm(self) -> &'static aead::Algorithm {
+        match self {
+            Method::ChaCha20IetfPoly1305 => &aead::CHACHA20_POLY1305,
+            Method::Aes256Gcm => &aead::AES_256_GCM,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown method name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown method {0:?} (supported: chacha20-ietf-poly1305, aes-256-gcm)")]
+pub struct UnknownMethod(pub String);
+
+impl FromStr for Method {
+    type Err = UnknownMethod;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownMethod(s.to_owned()))
+    }
+}
+
+/// A key given as base64 that does not decode to the method's key length.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Not base64 at all.
+    #[error("key is not valid base64")]
+    Base64,
+    /// Wrong length after decoding.
+    #[error("key for {method} must be {want} bytes, got {got}")]
+    Length {
+        /// The method the key is for.
+        method: Method,
+        /// Bytes expected.
+        want: usize,
+        /// Bytes decoded.
+        got: usize,
+    },
+}
+
+/// The pre-shared master key. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterKey {
+    method: Method,
+    key: [u8; 32],
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({}, <redacted>)", self.method)
+    }
+}
+
+impl MasterKey {
+    /// Derives the key from a password with OpenSSL's `EVP_BytesToKey(MD5, count = 1)`.
+    pub fn from_password(method: Method, password: &str) -> Self {
+        let mut key = [0u8; 32];
+        evp_bytes_to_key(password.as_bytes(), &mut key[..method.key_len()]);
+        MasterKey { method, key }
+    }
+
+    /// Takes a raw key encoded as standard or URL-safe base64, padded or not.
+    pub fn from_base64(method: Method, text: &str) -> Result<Self, KeyError> {
+        let bytes = decode_base64(text).ok_or(KeyError::Base64)?;
+        if bytes.len() != method.key_len() {
+            return Err(KeyError::Length {
+                method,
+                want: method.key_len(),
+                got: bytes.len(),
+            });
+        }
+        let mut key = [0u8; 32];
+        key[..bytes.len()].copy_from_slice(&bytes);
+        Ok(MasterKey { method, key })
+    }
+
+    /// The method this key is for.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The raw key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.key[..self.method.key_len()]
+    }
+}
+
+/// Decodes base64 in any of the common alphabets, with or without padding.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text = text.trim();
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+}
+
+/// `EVP_BytesToKey` with MD5, no salt, one iteration: D_i = MD5(D_{i-1} || password).
+pub fn evp_bytes_to_key(password: &[u8], out: &mut [u8]) {
+    let mut prev: Option<[u8; 16]> = None;
+    let mut filled = 0;
+    while filled < out.len() {
+        let mut h = Md5::new();
+        if let Some(p) = prev {
+            h.update(p);
+        }
+        h.update(password);
+        let d: [u8; 16] = h.finalize().into();
+        let n = (out.len() - filled).min(16);
+        out[filled..filled + n].copy_from_slice(&d[..n]);
+        filled += n;
+        prev = Some(d);
+    }
+}
+
+struct OkmLen(usize);
+
+impl hkdf::KeyType for OkmLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// `HKDF-SHA1(key, salt, "ss-subkey")`, the per-direction session key.
+pub fn derive_subkey(key: &MasterKey, salt: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let len = key.method.key_len();
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY, salt).extract(key.as_bytes());
+    // HKDF-SHA1 can expand to 255 * 20 bytes; 32 is always within range.
+    if let Ok(okm) = prk.expand(&[b"ss-subkey"], OkmLen(len)) {
+        let _ = okm.fill(&mut out[..len]);
+    }
+    out
+}
+
+/// The AEAD of one direction: a session key and its nonce counter.
+pub struct Cipher {
+    key: LessSafeKey,
+    nonce: [u8; 12],
+}
+
+impl Cipher {
+    /// A cipher for the direction that starts with `salt`.
+    pub fn new(key: &MasterKey, salt: &[u8]) -> Self {
+        let subkey = derive_subkey(key, salt);
+        Self::from_subkey(key.method, &subkey[..key.method.key_len()])
+    }
+
+    fn from_subkey(method: Method, subkey: &[u8]) -> Self {
+        // ring only refuses a key of the wrong length, which `key_len` rules out.
+        let unbound = UnboundKey::new(method.algorithm(), subkey)
+            .unwrap_or_else(|_| unreachable!("subkey length matches the algorithm"));
+        Cipher {
+            key: LessSafeKey::new(unbound),
+            nonce: [0u8; 12],
+        }
+    }
+
+    fn next_nonce(&mut self) -> Nonce {
+        let n = Nonce::assume_unique_for_key(self.nonce);
+        // Little-endian increment (libsodium's sodium_increment).
+        for b in self.nonce.iter_mut() {
+            *b = b.wrapping_add(1);
+            if *b != 0 {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Seals `buf` in place and returns the tag.
+    pub fn seal(&mut self, buf: &mut [u8]) -> [u8; TAG_LEN] {
+        let nonce = self.next_nonce();
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), buf)
+            .unwrap_or_else(|_| unreachable!("chunk is far below the AEAD size limit"));
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Opens `buf` = ciphertext || tag in place; on success the plaintext is `buf[..len - 16]`.
+    pub fn open(&mut self, buf: &mut [u8]) -> Result<(), ()> {
+        let nonce = self.next_nonce();
+        self.key
+            .open_in_place(nonce, Aad::empty(), buf)
+            .map(|_| ())
+            .map_err(|_| ())
+    }
+}
+
+/// Why a received stream was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AeadError {
+    /// The sealed length did not authenticate (wrong key, garbage, tampering).
+    #[error("length tag does not authenticate")]
+    LengthTag,
+    /// The payload did not authenticate.
+    #[error("payload tag does not authenticate")]
+    PayloadTag,
+    /// The length is above 0x3FFF.
+    #[error("chunk length {0:#x} above 0x3fff")]
+    Oversize(usize),
+}
+
+/// Seals plaintext into chunks; writes the salt first.
+pub struct Encoder {
+    cipher: Cipher,
+    salt: [u8; 32],
+    salt_len: usize,
+    salt_sent: bool,
+}
+
+impl Encoder {
+    /// An encoder with a fresh random salt.
+    pub fn new(key: &MasterKey) -> Self {
+        let mut salt = [0u8; 32];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut salt[..]);
+        Self::with_salt(key, &salt[..key.method.salt_len()])
+    }
+
+    /// An encoder with a given salt (known-answer tests).
+    pub fn with_salt(key: &MasterKey, salt: &[u8]) -> Self {
+        let mut s = [0u8; 32];
+        s[..salt.len()].copy_from_slice(salt);
+        Encoder {
+            cipher: Cipher::new(key, salt),
+            salt: s,
+            salt_len: salt.len(),
+            salt_sent: false,
+        }
+    }
+
+    /// This direction's salt.
+    pub fn salt(&self) -> &[u8] {
+        &self.salt[..self.salt_len]
+    }
+
+    /// Bytes `encode` appends for `n` bytes of plaintext (salt included if still due).
+    pub fn encoded_len(&self, n: usize) -> usize {
+        let salt = if self.salt_sent { 0 } else { self.salt_len };
+        salt + n + n.div_ceil(MAX_PAYLOAD) * CHUNK_OVERHEAD
+    }
+
+    /// Appends the salt (first call only) and `plain` sealed into chunks of at most 0x3FFF.
+    /// An empty `plain` writes only the salt, if it is still due.
+    pub fn encode(&mut self, plain: &[u8], out: &mut BytesMut) {
+        out.reserve(self.encoded_len(plain.len()));
+        if !self.salt_sent {
+            out.put_slice(self.salt());
+            self.salt_sent = true;
+        }
+        for piece in plain.chunks(MAX_PAYLOAD) {
+            let start = out.len();
+            out.put_u16(piece.len() as u16);
+            let tag = self.cipher.seal(&mut out[start..start + 2]);
+            out.put_slice(&tag);
+            let start = out.len();
+            out.put_slice(piece);
+            let tag = self.cipher.seal(&mut out[start..]);
+            out.put_slice(&tag);
+        }
+    }
+}
+
+enum DecodeState {
+    Salt,
+    Length,
+    Payload(usize),
+}
+
+/// Opens chunks from received bytes; reads the salt first.
+pub struct Decoder {
+    key: MasterKey,
+    cipher: Option<Cipher>,
+    salt: [u8; 32],
+    state: DecodeState,
+}
+
+impl Decoder {
+    /// A decoder expecting a salt first.
+    pub fn new(key: &MasterKey) -> Self {
+        Decoder {
+            key: key.clone(),
+            cipher: None,
+            salt: [0u8; 32],
+            state: DecodeState::Salt,
+        }
+    }
+
+    /// The peer's salt, once read.
+    pub fn salt(&self) -> Option<&[u8]> {
+        self.cipher
+            .as_ref()
+            .map(|_| &self.salt[..self.key.method.salt_len()])
+    }
+
+    /// True between chunks (or before the salt): an EOF here is a clean end.
+    pub fn at_boundary(&self) -> bool {
+        matches!(self.state, DecodeState::Salt | DecodeState::Length)
+    }
+
+    /// Bytes still needed before the next step can make progress, given `have` buffered.
+    pub fn needed(&self, have: usize) -> usize {
+        let want = match self.state {
+            DecodeState::Salt => self.key.method.salt_len(),
+            DecodeState::Length => 2 + TAG_LEN,
+            DecodeState::Payload(n) => n + TAG_LEN,
+        };
+        want.saturating_sub(have)
+    }
+
+    /// Takes the next whole chunk from the front of `buf` and returns its plaintext
+    /// (decrypted in place, no copy); `Ok(None)` means more bytes are needed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, AeadError> {
+        loop {
+            match self.state {
+                DecodeState::Salt => {
+                    let n = self.key.method.salt_len();
+                    if buf.len() < n {
+                        return Ok(None);
+                    }
+                    let salt = buf.split_to(n);
+                    self.salt[..n].copy_from_slice(&salt);
+                    self.cipher = Some(Cipher::new(&self.key, &salt));
+                    self.state = DecodeState::Length;
+                }
+                DecodeState::Length => {
+                    if buf.len() < 2 + TAG_LEN {
+                        return Ok(None);
+                    }
+                    let Some(cipher) = self.cipher.as_mut() else {
+                        unreachable!("cipher is set with the salt")
+                    };
+                    let mut sealed = [0u8; 2 + TAG_LEN];
+                    sealed.copy_from_slice(&buf[..2 + TAG_LEN]);
+                    cipher.open(&mut sealed).map_err(|_| AeadError::LengthTag)?;
+                    let len = u16::from_be_bytes([sealed[0], sealed[1]]) as usize;
+                    if len > MAX_PAYLOAD {
+                        return Err(AeadError::Oversize(len));
+                    }
+                    let _ = buf.split_to(2 + TAG_LEN);
+                    self.state = DecodeState::Payload(len);
+                }
+                DecodeState::Payload(len) => {
+                    if buf.len() < len + TAG_LEN {
+                        return Ok(None);
+                    }
+                    let Some(cipher) = self.cipher.as_mut() else {
+                        unreachable!("cipher is set with the salt")
+                    };
+                    let mut chunk = buf.split_to(len + TAG_LEN);
+                    cipher.open(&mut chunk).map_err(|_| AeadError::PayloadTag)?;
+                    chunk.truncate(len);
+                    self.state = DecodeState::Length;
+                    return Ok(Some(chunk));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "aead_tests.rs"]
+mod tests;

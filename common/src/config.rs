@@ -1,0 +1,176 @@
+//! Config helpers shared by both roles: durations, secrets, server addresses, `ss://` URLs.
+
+use std::fmt;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Deserializer};
+
+use crate::aead::{decode_base64, Method};
+
+/// Text that must never reach a log: `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Parses `"10s"`, `"500ms"`, `"5m"`, `"1h 30m"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like \"10s\" or \"5m\": {e}"))
+}
+
+/// serde helper for optional duration fields written as text.
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// A server named by a SIP002 `ss://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsUrl {
+    /// The method.
+    pub method: Method,
+    /// The password (or key, for methods that take one).
+    pub password: Secret,
+    /// Host name or IP (IPv6 without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// Why an `ss://` URL was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// Does not start with `ss://`.
+    #[error("not an ss:// URL")]
+    Scheme,
+    /// Structure is wrong.
+    #[error("malformed ss:// URL: {0}")]
+    Malformed(&'static str),
+    /// Unknown method.
+    #[error(transparent)]
+    Method(#[from] crate::aead::UnknownMethod),
+}
+
+impl SsUrl {
+    /// Parses SIP002 (`ss://base64url(method:password)@host:port`, or percent-encoded
+    /// `ss://method:password@host:port`) and the legacy `ss://base64(method:password@host:port)`.
+    /// A `#tag` and `/?plugin=…` are ignored.
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let rest = url.trim().strip_prefix("ss://").ok_or(UrlError::Scheme)?;
+        let rest = rest.split('#').next().unwrap_or_default();
+        let rest = rest.split(['/', '?']).next().unwrap_or_default();
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (u.to_owned(), h.to_owned()),
+            None => {
+                let body = decode_base64(rest).ok_or(UrlError::Malformed("body is not base64"))?;
+                let body = String::from_utf8(body).map_err(|_| UrlError::Malformed("body is not UTF-8"))?;
+                let (u, h) = body
+                    .rsplit_once('@')
+                    .ok_or(UrlError::Malformed("no @ between credentials and host"))?;
+                (u.to_owned(), h.to_owned())
+            }
+        };
+        let userinfo = if userinfo.contains(':') {
+            percent_decode_str(&userinfo)
+                .decode_utf8()
+                .map_err(|_| UrlError::Malformed("userinfo is not UTF-8"))?
+                .into_owned()
+        } else {
+            let raw = decode_base64(&userinfo).ok_or(UrlError::Malformed("userinfo is not base64"))?;
+            String::from_utf8(raw).map_err(|_| UrlError::Malformed("userinfo is not UTF-8"))?
+        };
+        let (method, password) = userinfo
+            .split_once(':')
+            .ok_or(UrlError::Malformed("userinfo is not method:password"))?;
+        let (host, port) = split_host_port(&hostport).ok_or(UrlError::Malformed("host:port"))?;
+        Ok(SsUrl {
+            method: method.parse()?,
+            password: Secret::new(password),
+            host,
+            port,
+        })
+    }
+
+    /// The SIP002 form: base64url userinfo, or percent-encoding for 2022 keys.
+    pub fn to_url(&self) -> String {
+        use base64::Engine as _;
+        let user = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.method, self.password.expose()));
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("ss://{user}@{host}:{}", self.port)
+    }
+}
+
+/// Splits `host:port`, `[v6]:port`; the host comes back without brackets.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() || host.contains(['/', ' ', '@']) {
+        return None;
+    }
+    Some((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_sip002_urls() {
+        let a = SsUrl::parse("ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpiYXJmb28h@192.0.2.1:8388#my%20vps")
+            .expect("base64 userinfo");
+        assert_eq!(a.method, Method::ChaCha20IetfPoly1305);
+        assert_eq!(a.password.expose(), "barfoo!");
+        assert_eq!((a.host.as_str(), a.port), ("192.0.2.1", 8388));
+        let legacy = SsUrl::parse("ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpiYXJmb28hQDE5Mi4wLjIuMTo4Mzg4")
+            .expect("legacy");
+        assert_eq!(legacy, a);
+        assert_eq!(SsUrl::parse(&a.to_url()).expect("own output"), a);
+    }
+
+    #[test]
+    fn percent_encoded_userinfo() {
+        let u = SsUrl::parse("ss://aes-256-gcm:p%40ss%3Aw@[2001:db8::1]:443/?plugin=x").expect("plain");
+        assert_eq!(u.method, Method::Aes256Gcm);
+        assert_eq!(u.password.expose(), "p@ss:w");
+        assert_eq!((u.host.as_str(), u.port), ("2001:db8::1", 443));
+    }
+
+    #[test]
+    fn bad_urls() {
+        for bad in ["http://x", "ss://", "ss://bm9wZQ@host:1", "ss://rc4:pw@h:1", "ss://aes-256-gcm:pw@h"] {
+            assert!(SsUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_durations_parse() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "<redacted>");
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("ten").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! burrow's wire protocol and shared I/O: the Shadowsocks AEAD framing (sans-IO), the
+//! target-address codec, the encrypted stream adapter, the relay, socket helpers and
+//! config types. No role logic lives here.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod aead;
+pub mod config;
+pub mod net;
+pub mod relay;
+pub mod replay;
+pub mod shutdown;
+pub mod stream;
+pub mod timeout;
+
+pub use addr::TargetAddr;
+pub use aead::{MasterKey, Method};
+pub use stream::EncryptedStream;

@@ -1,0 +1,200 @@
+//! Sockets: options in one place, connect with timeouts and Happy Eyeballs, accept with backoff.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::timeout::with_timeout;
+
+/// TCP keepalive probing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(60),
+            interval: Duration::from_secs(15),
+            count: 4,
+        }
+    }
+}
+
+/// Options set on every accepted and dialled socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOpts {
+    /// Disable Nagle's algorithm.
+    pub nodelay: bool,
+    /// TCP keepalive, or none.
+    pub keepalive: Option<Keepalive>,
+}
+
+impl Default for SocketOpts {
+    fn default() -> Self {
+        SocketOpts {
+            nodelay: true,
+            keepalive: Some(Keepalive::default()),
+        }
+    }
+}
+
+/// Applies `opts`; a failed option only warns, the connection goes on.
+pub fn configure_socket(sock: SockRef<'_>, opts: &SocketOpts) {
+    set_nodelay_or_warn(&sock, opts.nodelay);
+    if let Some(ka) = opts.keepalive {
+        set_keepalive_or_warn(&sock, &ka);
+    }
+}
+
+fn set_nodelay_or_warn(sock: &SockRef<'_>, on: bool) {
+    if let Err(e) = sock.set_nodelay(on) {
+        tracing::warn!("TCP_NODELAY: {e}");
+    }
+}
+
+fn set_keepalive_or_warn(sock: &SockRef<'_>, ka: &Keepalive) {
+    let params = TcpKeepalive::new()
+        .with_time(ka.idle)
+        .with_interval(ka.interval)
+        .with_retries(ka.count);
+    if let Err(e) = sock.set_tcp_keepalive(&params) {
+        tracing::warn!("SO_KEEPALIVE: {e}");
+    }
+}
+
+/// RFC 8305 §5: the delay before the next address is tried while one is still pending.
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Resolves `host:port` (under `timeout`), or takes a literal address as is.
+pub async fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = with_timeout("DNS lookup", timeout, async {
+        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    })
+    .await?;
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// RFC 8305 §4: alternate the families, starting with the family of the first answer.
+pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else {
+        return Vec::new();
+    };
+    let (mut a, mut b): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().copied().partition(|x| x.is_ipv6() == first.is_ipv6());
+    let mut out = Vec::with_capacity(addrs.len());
+    a.reverse();
+    b.reverse();
+    while !a.is_empty() || !b.is_empty() {
+        out.extend(a.pop());
+        out.extend(b.pop());
+    }
+    out
+}
+
+/// Connects to the first of `addrs` that answers: attempts start `ATTEMPT_DELAY` apart
+/// (at once when the previous one fails), each under its own `timeout`.
+pub async fn connect_any(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    opts: &SocketOpts,
+) -> io::Result<TcpStream> {
+    let order = interleave(addrs);
+    let mut next = order.iter();
+    let mut pending = FuturesUnordered::new();
+    let mut last_err = None;
+    loop {
+        if let Some(&addr) = next.next() {
+            pending.push(async move {
+                with_timeout("connect", timeout, TcpStream::connect(addr))
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))
+            });
+        }
+        if pending.is_empty() {
+            return Err(last_err.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "no address to connect to")
+            }));
+        }
+        let more = next.len() > 0;
+        tokio::select! {
+            Some(r) = pending.next() => match r {
+                Ok(s) => {
+                    configure_socket(SockRef::from(&s), opts);
+                    return Ok(s);
+                }
+                Err(e) => last_err = Some(e),
+            },
+            _ = tokio::time::sleep(ATTEMPT_DELAY), if more => {}
+        }
+    }
+}
+
+/// Accepts one connection. Errors (EMFILE, ENFILE, ENOBUFS…) are logged and retried with
+/// exponential backoff up to 1 s, so a full descriptor table never turns into a hot loop.
+pub async fn accept_with_backoff(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!("accept: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaves_families() {
+        let v: Vec<SocketAddr> = ["[::1]:1", "[::2]:1", "[::3]:1", "1.1.1.1:1", "2.2.2.2:1"]
+            .iter()
+            .map(|s| s.parse().expect("addr"))
+            .collect();
+        let got: Vec<String> = interleave(&v).iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["[::1]:1", "1.1.1.1:1", "[::2]:1", "2.2.2.2:1", "[::3]:1"]);
+    }
+
+    #[tokio::test]
+    async fn falls_through_to_a_working_address() {
+        let good = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let good_addr = good.local_addr().expect("addr");
+        // A port that was just free: refused at once.
+        let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let dead_addr = dead.local_addr().expect("addr");
+        drop(dead);
+        let s = connect_any(&[dead_addr, good_addr], Duration::from_secs(5), &SocketOpts::default())
+            .await
+            .expect("second address works");
+        assert_eq!(s.peer_addr().expect("peer"), good_addr);
+        assert!(s.nodelay().expect("nodelay"));
+        let err = connect_any(&[dead_addr], Duration::from_secs(5), &SocketOpts::default())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}

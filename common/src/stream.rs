@@ -1,0 +1,260 @@
+//! `EncryptedStream<S>`: the only place where AEAD framing meets I/O.
+//!
+//! Reads pull ciphertext in large reads and open as many chunks as fit the caller's
+//! buffer; writes seal a whole caller buffer (several chunks) into one output buffer and
+//! hand it to the socket in one call. Buffers are released whenever they run empty, so an
+//! idle tunnel holds no buffer memory.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
+
+use crate::aead::{AeadError, Decoder, Encoder, MasterKey, MAX_CHUNK};
+
+/// How much ciphertext one read asks for.
+const READ_SIZE: usize = 4 * MAX_CHUNK;
+/// The most plaintext one `poll_write` seals.
+const WRITE_BATCH: usize = 4 * crate::aead::MAX_PAYLOAD;
+
+impl From<AeadError> for io::Error {
+    fn from(e: AeadError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
+/// A Shadowsocks AEAD stream over `S`: plaintext in, ciphertext on the wire.
+pub struct EncryptedStream<S> {
+    io: S,
+    enc: Encoder,
+    dec: Decoder,
+    /// Received ciphertext not yet opened.
+    rbuf: BytesMut,
+    /// Opened plaintext not yet handed to the reader.
+    plain: BytesMut,
+    /// Sealed bytes not yet written.
+    wbuf: BytesMut,
+    read_eof: bool,
+}
+
+impl<S> EncryptedStream<S> {
+    /// A fresh stream: random salt for our direction, the peer's salt expected first.
+    pub fn new(io: S, key: &MasterKey) -> Self {
+        Self::from_parts(io, Encoder::new(key), Decoder::new(key), BytesMut::new())
+    }
+
+    /// Resumes a stream whose handshake was read by hand: `rbuf` holds ciphertext the
+    /// decoder has not seen yet, and goes first.
+    pub fn from_parts(io: S, enc: Encoder, dec: Decoder, rbuf: BytesMut) -> Self {
+        EncryptedStream {
+            io,
+            enc,
+            dec,
+            rbuf,
+            plain: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            read_eof: false,
+        }
+    }
+
+    /// The underlying I/O.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Seals `plain` into the write buffer without writing (e.g. a request header that
+    /// should leave with the first payload). Flush to send it.
+    pub fn buffer(&mut self, plain: &[u8]) {
+        self.enc.encode(plain, &mut self.wbuf);
+    }
+
+    /// Our direction's salt.
+    pub fn salt(&self) -> &[u8] {
+        self.enc.salt()
+    }
+}
+
+impl<S: AsyncRead + Unpin> EncryptedStream<S> {
+    /// Waits until the peer has sent at least one byte (`Ok(true)`) or closed (`Ok(false)`),
+    /// without consuming anything. Used to learn that the server dialled the target.
+    pub async fn peer_answered(&mut self) -> io::Result<bool> {
+        std::future::poll_fn(|cx| {
+            if !self.rbuf.is_empty() || !self.plain.is_empty() {
+                return Poll::Ready(Ok(true));
+            }
+            if self.read_eof {
+                return Poll::Ready(Ok(false));
+            }
+            self.rbuf.reserve(READ_SIZE);
+            let n = ready!(poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf))?;
+            self.read_eof = n == 0;
+            Poll::Ready(Ok(n > 0))
+        })
+        .await
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let start = buf.filled().len();
+        loop {
+            if !this.plain.is_empty() {
+                let n = this.plain.len().min(buf.remaining());
+                buf.put_slice(&this.plain[..n]);
+                this.plain.advance(n);
+                if this.plain.is_empty() {
+                    this.plain = BytesMut::new();
+                }
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if let Some(chunk) = this.dec.decode(&mut this.rbuf)? {
+                this.plain = chunk;
+                continue;
+            }
+            if buf.filled().len() > start {
+                // Hand out what we have rather than wait for more.
+                return Poll::Ready(Ok(()));
+            }
+            if this.read_eof {
+                if this.rbuf.is_empty() && this.dec.at_boundary() {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "encrypted stream ended inside a chunk",
+                )));
+            }
+            let need = this.dec.needed(this.rbuf.len()).max(READ_SIZE / 2);
+            if this.rbuf.capacity() - this.rbuf.len() < need {
+                this.rbuf.reserve(READ_SIZE);
+            }
+            match poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
+                Poll::Pending => {
+                    if this.rbuf.is_empty() {
+                        this.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => this.read_eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> EncryptedStream<S> {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.wbuf.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wbuf.advance(n);
+        }
+        self.wbuf = BytesMut::new();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for EncryptedStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = buf.len().min(WRITE_BATCH);
+        this.enc.encode(&buf[..n], &mut this.wbuf);
+        // Start the write now; whatever the socket does not take is written by the next
+        // call or by flush.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aead::Method;
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn round_trip_with_half_close_over_a_tiny_pipe() {
+        let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
+        // A 7-byte pipe forces partial reads and writes everywhere.
+        let (a, b) = duplex(7);
+        let mut a = EncryptedStream::new(a, &key);
+        let mut b = EncryptedStream::new(b, &key);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let send = data.clone();
+        let writer = tokio::spawn(async move {
+            a.write_all(&send).await.expect("write");
+            a.shutdown().await.expect("shutdown");
+            let mut back = Vec::new();
+            a.read_to_end(&mut back).await.expect("read answer");
+            back
+        });
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, data);
+        b.write_all(b"after eof").await.expect("answer");
+        b.shutdown().await.expect("shutdown");
+        assert_eq!(writer.await.expect("join"), b"after eof");
+    }
+
+    #[tokio::test]
+    async fn truncated_chunk_is_an_error_not_eof() {
+        let key = MasterKey::from_password(Method::Aes256Gcm, "pw");
+        let mut enc = Encoder::new(&key);
+        let mut wire = BytesMut::new();
+        enc.encode(b"hello", &mut wire);
+        let cut = &wire[..wire.len() - 3];
+        let mut s = EncryptedStream::new(cut, &key);
+        let mut out = Vec::new();
+        let err = s.read_to_end(&mut out).await.expect_err("truncated");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn tampered_stream_is_invalid_data() {
+        let key = MasterKey::from_password(Method::Aes256Gcm, "pw");
+        let mut enc = Encoder::new(&key);
+        let mut wire = BytesMut::new();
+        enc.encode(b"hello", &mut wire);
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        let mut s = EncryptedStream::new(&wire[..], &key);
+        let mut out = Vec::new();
+        let err = s.read_to_end(&mut out).await.expect_err("tampered");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}
