@@ -135,6 +135,62 @@ pub fn split_host_port(s: &str) -> Option<(String, u16)> {
     Some((host.to_owned(), port))
 }
 
+/// The master key from the method and either a password (EVP_BytesToKey) or a raw
+/// base64 `key`; exactly one of the two.
+pub fn master_key(
+    method: &str,
+    password: Option<&Secret>,
+    key: Option<&Secret>,
+) -> Result<crate::MasterKey, String> {
+    let method: Method = method.parse().map_err(|e: crate::aead::UnknownMethod| e.to_string())?;
+    match (password, key) {
+        (Some(_), Some(_)) => Err("give either a password or a key, not both".into()),
+        (Some(p), None) if p.expose().is_empty() => Err("the password is empty".into()),
+        (Some(p), None) => Ok(crate::MasterKey::from_password(method, p.expose())),
+        (None, Some(k)) => crate::MasterKey::from_base64(method, k.expose()).map_err(|e| e.to_string()),
+        (None, None) => Err("no password: use -k, SS_SERVER_PASSWORD or `password` in the config".into()),
+    }
+}
+
+/// One line for a TOML error: `path:line:col: message`.
+pub fn toml_error(path: &std::path::Path, text: &str, err: &toml::de::Error) -> String {
+    let msg = err.message().trim().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{}:{line}:{col}: {msg}", path.display())
+        }
+        None => format!("{}: {msg}", path.display()),
+    }
+}
+
+/// Reads and parses a TOML config file; errors are one line naming file and position.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))
+}
+
+/// `host` with `default_port` unless it already carries a port (`h:p`, `[v6]:p`).
+pub fn with_port(host: &str, default_port: u16) -> String {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        if host.contains(':') {
+            return format!("[{host}]:{default_port}");
+        }
+        return format!("{host}:{default_port}");
+    }
+    match split_host_port(host) {
+        Some(_) => host.to_owned(),
+        None => format!("{host}:{default_port}"),
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,62 @@
-//! x
+//! burrow-local: the laptop end. Takes SOCKS5 connections from apps and carries each one,
+//! encrypted, to burrow-server.
+//!
+//! `run(settings, listener, shutdown)` is the accept loop; `main` only parses, validates,
+//! binds and calls it.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dial;
+pub mod serve;
+pub mod socks5;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_common::config::Secret;
+use burrow_common::accept::{accept_loop, AcceptOpts};
+use burrow_common::net::SocketOpts;
+use burrow_common::MasterKey;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Everything burrow-local needs at run time, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The server's host (a name is resolved here, for the hop to the server only).
+    pub server_host: String,
+    /// The server's port.
+    pub server_port: u16,
+    /// The tunnel key.
+    pub key: MasterKey,
+    /// SOCKS5 username/password required from apps, if any.
+    pub socks_auth: Option<(String, Secret)>,
+    /// An app must finish its SOCKS5 handshake within this.
+    pub handshake_timeout: Duration,
+    /// Per connection attempt to the server.
+    pub connect_timeout: Duration,
+    /// A tunnel with no traffic either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Wait for the server to confirm the target before replying to the app.
+    pub confirm_connect: bool,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// How long open tunnels may drain after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Options for accepted and dialled sockets.
+    pub socket: SocketOpts,
+}
+
+/// Serves `listener` until `shutdown` is cancelled, then drains open tunnels.
+pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let opts = AcceptOpts {
+        max_connections: settings.max_connections,
+        shutdown_grace: settings.shutdown_grace,
+        socket: settings.socket,
+        inbound: "socks5",
+    };
+    let settings = Arc::new(settings);
+    accept_loop(listener, opts, shutdown, |conn| serve::serve(settings.clone(), conn)).await;
+    Ok(())
+}

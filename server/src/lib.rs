@@ -1,1 +1,88 @@
-//! x
+//! burrow-server: accepts Shadowsocks AEAD tunnels and dials their targets.
+//!
+//! `run(settings, listener, shutdown)`: the accept loop (permit → accept → spawn
+//! `serve` in a span) with graceful drain on shutdown. `main` only parses, validates,
+//! binds and calls it.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dial;
+pub mod handshake;
+pub mod policy;
+pub mod serve;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use burrow_common::accept::{accept_loop, AcceptOpts};
+use burrow_common::net::SocketOpts;
+use burrow_common::replay::ReplayFilter;
+use burrow_common::MasterKey;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use policy::Policy;
+
+/// Everything the server needs at run time, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The key every client must use.
+    pub key: MasterKey,
+    /// Which targets may be dialled.
+    pub policy: Policy,
+    /// A whole first request must arrive within this (jittered ±10 %); bad data is drained until then.
+    pub handshake_timeout: Duration,
+    /// Per connection attempt to a target.
+    pub connect_timeout: Duration,
+    /// A tunnel with no traffic either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long open tunnels may drain after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// SIP004 replay filter (salts remembered).
+    pub replay_filter: bool,
+    /// Options for accepted and dialled sockets.
+    pub socket: SocketOpts,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The settings.
+    pub settings: Settings,
+    /// Salts seen recently, if the filter is on.
+    pub replay: Option<ReplayFilter>,
+    rejected: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl Shared {
+    fn count_rejected(&self, kind: &'static str) {
+        let mut m = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(kind).or_default() += 1;
+    }
+
+    /// Connections refused before a valid request, by kind (probe, replay, timeout, closed).
+    pub fn rejected(&self) -> HashMap<&'static str, u64> {
+        self.rejected.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
+/// `shutdown_grace` and returns.
+pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let opts = AcceptOpts {
+        max_connections: settings.max_connections,
+        shutdown_grace: settings.shutdown_grace,
+        socket: settings.socket,
+        inbound: "tunnel",
+    };
+    let shared = Arc::new(Shared {
+        replay: settings.replay_filter.then(|| ReplayFilter::new(1 << 16)),
+        settings,
+        rejected: Mutex::default(),
+    });
+    accept_loop(listener, opts, shutdown, |conn| serve::serve(shared.clone(), conn)).await;
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! CLI and TOML config → validated `Settings`. Precedence: CLI > env > file > defaults.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use burrow_common::config::{de_duration, master_key, read_toml, split_host_port, with_port, Secret, SsUrl};
+use burrow_common::net::{Keepalive, SocketOpts};
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::Settings;
+
+/// burrow-local: a SOCKS5 proxy on your machine whose connections travel encrypted to
+/// burrow-server.
+#[derive(Parser, Debug)]
+#[command(name = "burrow-local", version, about)]
+pub struct Cli {
+    /// TOML config file (see configs/local.toml).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Listen address for apps, host:port (default 127.0.0.1:1080).
+    #[arg(short = 'b', long = "local-addr")]
+    pub local_addr: Option<String>,
+    /// The server: host:port, or an ss:// URL carrying method and password.
+    #[arg(short = 's', long = "server-addr")]
+    pub server_addr: Option<String>,
+    /// Password (a key is derived from it with EVP_BytesToKey).
+    #[arg(short = 'k', long = "password", env = "SS_SERVER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Raw base64 key instead of a password.
+    #[arg(long = "key")]
+    pub key: Option<String>,
+    /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
+    #[arg(short = 'm', long = "method")]
+    pub method: Option<String>,
+    /// Reply to apps as soon as the server is reached, without waiting for it to confirm
+    /// the target (for servers other than burrow-server).
+    #[arg(long = "no-confirm")]
+    pub no_confirm: bool,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format: text or json.
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// The config file; every field optional, unknown fields refused.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: Option<String>,
+    pub server_port: Option<u16>,
+    pub password: Option<Secret>,
+    pub key: Option<Secret>,
+    pub method: Option<String>,
+    pub local_address: Option<String>,
+    pub local_port: Option<u16>,
+    pub socks_username: Option<String>,
+    pub socks_password: Option<Secret>,
+    pub confirm_connect: Option<bool>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub handshake_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub shutdown_grace: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub no_delay: Option<bool>,
+}
+
+/// Defaults, all in one place.
+pub mod defaults {
+    use std::time::Duration;
+    pub const METHOD: &str = "chacha20-ietf-poly1305";
+    pub const LOCAL_ADDRESS: &str = "127.0.0.1";
+    pub const LOCAL_PORT: u16 = 1080;
+    pub const SERVER_PORT: u16 = 8388;
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    pub const MAX_CONNECTIONS: usize = 8192;
+}
+
+/// A validated local: where to listen and how to serve.
+#[derive(Debug)]
+pub struct Loaded {
+    pub listen: SocketAddr,
+    pub settings: Settings,
+}
+
+/// Merges CLI, environment (through clap) and file; every error is one line.
+pub fn load(cli: &Cli) -> Result<Loaded, String> {
+    let file: RawConfig = match &cli.config {
+        Some(p) => read_toml(p)?,
+        None => RawConfig::default(),
+    };
+
+    let listen_text = match &cli.local_addr {
+        Some(a) => a.clone(),
+        None => with_port(
+            file.local_address.as_deref().unwrap_or(defaults::LOCAL_ADDRESS),
+            file.local_port.unwrap_or(defaults::LOCAL_PORT),
+        ),
+    };
+    let listen = listen_text
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("local address {listen_text:?} is not host:port"))?;
+
+    let server_text = cli
+        .server_addr
+        .clone()
+        .or(file.server.clone())
+        .ok_or("no server: use -s HOST:PORT, -s ss://… or `server` in the config")?;
+    let url = if server_text.starts_with("ss://") {
+        Some(SsUrl::parse(&server_text).map_err(|e| format!("server {e}"))?)
+    } else {
+        None
+    };
+    let (server_host, server_port) = match &url {
+        Some(u) => (u.host.clone(), u.port),
+        None => {
+            let text = with_port(&server_text, file.server_port.unwrap_or(defaults::SERVER_PORT));
+            split_host_port(&text).ok_or_else(|| format!("server {server_text:?} is not host:port"))?
+        }
+    };
+
+    let method = cli
+        .method
+        .clone()
+        .or(url.as_ref().map(|u| u.method.name().to_owned()))
+        .or(file.method)
+        .unwrap_or_else(|| defaults::METHOD.into());
+    let (password, key) = match (&cli.key, &cli.password, &url) {
+        (Some(k), _, _) => (None, Some(Secret::new(k.clone()))),
+        (None, Some(p), _) => (Some(Secret::new(p.clone())), None),
+        (None, None, Some(u)) => (Some(u.password.clone()), None),
+        (None, None, None) => (file.password, file.key),
+    };
+    let key = master_key(&method, password.as_ref(), key.as_ref())?;
+
+    let socks_auth = match (file.socks_username, file.socks_password) {
+        (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() => Some((u, p)),
+        (None, None) => None,
+        _ => return Err("socks_username and socks_password go together, both non-empty".into()),
+    };
+    let keepalive = file.keepalive.map(|idle| Keepalive { idle, ..Keepalive::default() }).unwrap_or_default();
+    let settings = Settings {
+        server_host,
+        server_port,
+        key,
+        socks_auth,
+        handshake_timeout: file.handshake_timeout.unwrap_or(defaults::HANDSHAKE_TIMEOUT),
+        connect_timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
+        idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
+        confirm_connect: !cli.no_confirm && file.confirm_connect.unwrap_or(true),
+        max_connections: file.max_connections.unwrap_or(defaults::MAX_CONNECTIONS).max(1),
+        shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
+        socket: SocketOpts { nodelay: file.no_delay.unwrap_or(true), keepalive: Some(keepalive) },
+    };
+    for (name, d) in [
+        ("handshake_timeout", settings.handshake_timeout),
+        ("connect_timeout", settings.connect_timeout),
+        ("idle_timeout", settings.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(format!("{name} must be above zero"));
+        }
+    }
+    Ok(Loaded { listen, settings })
+}

@@ -1,0 +1,86 @@
+//! The hop to the server: connect, send the request header, learn whether the server
+//! reached the target.
+//!
+//! The Shadowsocks protocol carries no dial result. burrow-server sends its salt as soon
+//! as the target is connected and closes without a byte when it is not, so with
+//! `confirm_connect` burrow-local waits for that first byte before telling the app the
+//! connection is up: the app gets a real failure instead of an empty stream. Other
+//! servers send nothing until the target speaks, so for them `confirm_connect = false`.
+
+use std::io;
+use std::time::Duration;
+
+use burrow_common::net::{connect_any, resolve};
+use burrow_common::timeout::with_timeout;
+use burrow_common::{EncryptedStream, TargetAddr};
+use bytes::BytesMut;
+use fast_socks5::ReplyError;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::Settings;
+
+/// Extra time the server gets, on top of its own connect timeout, to answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
+/// Why no tunnel could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// burrow-server itself could not be reached.
+    #[error("cannot reach the server {server}: {source}")]
+    Server {
+        /// host:port of the server.
+        server: String,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The server closed without a byte: its egress policy refused the target, or the
+    /// target did not answer it.
+    #[error("the server could not open {0} (refused by its egress policy, or unreachable from it)")]
+    Target(TargetAddr),
+    /// The server did not answer in time.
+    #[error("the server did not answer within {0:?}")]
+    NoAnswer(Duration),
+}
+
+impl TunnelError {
+    /// The SOCKS5 reply for this failure.
+    pub fn socks_reply(&self) -> ReplyError {
+        match self {
+            TunnelError::Server { source, .. } => match source.kind() {
+                io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
+                io::ErrorKind::TimedOut => ReplyError::TtlExpired,
+                io::ErrorKind::NetworkUnreachable => ReplyError::NetworkUnreachable,
+                io::ErrorKind::HostUnreachable | io::ErrorKind::NotFound => ReplyError::HostUnreachable,
+                _ => ReplyError::GeneralFailure,
+            },
+            TunnelError::Target(_) => ReplyError::HostUnreachable,
+            TunnelError::NoAnswer(_) => ReplyError::TtlExpired,
+        }
+    }
+}
+
+/// Opens an encrypted tunnel to `target` through the server. With `confirm_connect` the
+/// request has been sent and the server has answered; without it the request header is
+/// buffered, to leave with the app's first bytes.
+pub async fn open_tunnel(target: &TargetAddr, s: &Settings) -> Result<EncryptedStream<TcpStream>, TunnelError> {
+    let server_err = |source| TunnelError::Server { server: format!("{}:{}", s.server_host, s.server_port), source };
+    let addrs = resolve(&s.server_host, s.server_port, s.connect_timeout).await.map_err(server_err)?;
+    let conn = connect_any(&addrs, s.connect_timeout, &s.socket).await.map_err(server_err)?;
+    let mut tunnel = EncryptedStream::new(conn, &s.key);
+    let mut header = BytesMut::with_capacity(target.encoded_len());
+    target.encode(&mut header);
+    tunnel.buffer(&header);
+    if !s.confirm_connect {
+        return Ok(tunnel);
+    }
+    with_timeout("sending the request", s.connect_timeout, tunnel.flush()).await.map_err(server_err)?;
+    let wait = s.connect_timeout + ANSWER_MARGIN;
+    match tokio::time::timeout(wait, tunnel.peer_answered()).await {
+        Ok(Ok(true)) => Ok(tunnel),
+        Ok(Ok(false)) => Err(TunnelError::Target(target.clone())),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => Err(TunnelError::Target(target.clone())),
+        Ok(Err(e)) => Err(server_err(e)),
+        Err(_) => Err(TunnelError::NoAnswer(wait)),
+    }
+}

@@ -1,0 +1,186 @@
+//! CLI and TOML config → validated `Settings`. Precedence: CLI > env > file > defaults.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use burrow_common::aead::Method;
+use burrow_common::config::{de_duration, master_key, read_toml, with_port, Secret};
+use burrow_common::net::{Keepalive, SocketOpts};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::policy::{Cidr, Policy};
+use crate::Settings;
+
+/// burrow-server: the VPS end of a burrow (Shadowsocks AEAD) tunnel.
+#[derive(Parser, Debug)]
+#[command(name = "burrow-server", version, about)]
+pub struct Cli {
+    /// TOML config file (see configs/server.toml).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Listen address, host:port.
+    #[arg(short = 's', long = "server-addr")]
+    pub server_addr: Option<String>,
+    /// Password (a key is derived from it with EVP_BytesToKey).
+    #[arg(short = 'k', long = "password", env = "SS_SERVER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Raw base64 key instead of a password.
+    #[arg(long = "key", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
+    #[arg(short = 'm', long = "method")]
+    pub method: Option<String>,
+    /// Dial loopback, private, link-local and metadata addresses too.
+    #[arg(long = "allow-private")]
+    pub allow_private: bool,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format: text or json.
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a fresh random key and the matching ss:// URL.
+    Genkey {
+        /// Cipher the key is for.
+        #[arg(short = 'm', long = "method", default_value = "chacha20-ietf-poly1305")]
+        method: String,
+        /// Host:port to put in the printed URL.
+        #[arg(long = "server", default_value = "your.vps.example:8388")]
+        server: String,
+    },
+}
+
+/// The config file; every field optional, unknown fields refused.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Listen address: `0.0.0.0` (with `server_port`) or `0.0.0.0:8388`.
+    pub server: Option<String>,
+    pub server_port: Option<u16>,
+    pub password: Option<Secret>,
+    pub key: Option<Secret>,
+    pub method: Option<String>,
+    pub allow_private: Option<bool>,
+    pub allow: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub handshake_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub shutdown_grace: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub replay_filter: Option<bool>,
+    pub no_delay: Option<bool>,
+}
+
+/// Defaults, all in one place.
+pub mod defaults {
+    use std::time::Duration;
+    pub const METHOD: &str = "chacha20-ietf-poly1305";
+    pub const PORT: u16 = 8388;
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    pub const MAX_CONNECTIONS: usize = 8192;
+}
+
+/// A validated server: where to listen and how to serve.
+#[derive(Debug)]
+pub struct Loaded {
+    pub listen: SocketAddr,
+    pub settings: Settings,
+}
+
+/// Merges CLI, environment (through clap) and file; every error is one line.
+pub fn load(cli: &Cli) -> Result<Loaded, String> {
+    let file: RawConfig = match &cli.config {
+        Some(p) => read_toml(p)?,
+        None => RawConfig::default(),
+    };
+    let port = file.server_port.unwrap_or(defaults::PORT);
+    let listen_text = match (&cli.server_addr, &file.server) {
+        (Some(a), _) => a.clone(),
+        (None, Some(h)) => with_port(h, port),
+        (None, None) => format!("0.0.0.0:{port}"),
+    };
+    let listen = listen_text
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("listen address {listen_text:?} is not host:port"))?;
+
+    let method = cli.method.clone().or(file.method).unwrap_or_else(|| defaults::METHOD.into());
+    let password = cli.password.clone().map(Secret::new).or(file.password);
+    let key = cli.key.clone().map(Secret::new).or(file.key);
+    // A key or password given on the command line replaces both file fields.
+    let (password, key) = match (&cli.key, &cli.password) {
+        (Some(_), _) => (None, key),
+        (None, Some(_)) => (password, None),
+        (None, None) => (password, key),
+    };
+    let key = master_key(&method, password.as_ref(), key.as_ref())?;
+
+    let allow = file
+        .allow
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.parse::<Cidr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_connections = file.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err("max_connections must be at least 1".into());
+    }
+    let keepalive = file.keepalive.map(|idle| Keepalive { idle, ..Keepalive::default() }).unwrap_or_default();
+    let settings = Settings {
+        key,
+        policy: Policy {
+            allow_private: cli.allow_private || file.allow_private.unwrap_or(false),
+            allow,
+            own: Some(listen).filter(|a| !a.ip().is_unspecified()),
+        },
+        handshake_timeout: file.handshake_timeout.unwrap_or(defaults::HANDSHAKE_TIMEOUT),
+        connect_timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
+        idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
+        max_connections,
+        shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
+        replay_filter: file.replay_filter.unwrap_or(true),
+        socket: SocketOpts { nodelay: file.no_delay.unwrap_or(true), keepalive: Some(keepalive) },
+    };
+    for (name, d) in [
+        ("handshake_timeout", settings.handshake_timeout),
+        ("connect_timeout", settings.connect_timeout),
+        ("idle_timeout", settings.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(format!("{name} must be above zero"));
+        }
+    }
+    Ok(Loaded { listen, settings })
+}
+
+/// `genkey`: a random 32-byte key (base64) usable as password or key, and its URL.
+pub fn genkey(method: &str, server: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let method: Method = method.parse().map_err(|e: burrow_common::aead::UnknownMethod| e.to_string())?;
+    let (host, port) = burrow_common::config::split_host_port(server)
+        .ok_or_else(|| format!("{server:?} is not host:port"))?;
+    let mut raw = [0u8; 32];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut raw);
+    let password = base64::engine::general_purpose::STANDARD.encode(raw);
+    let url = burrow_common::config::SsUrl { method, password: Secret::new(password.clone()), host, port };
+    Ok(format!("method:   {method}\npassword: {password}\nurl:      {}\n", url.to_url()))
+}

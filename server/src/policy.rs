@@ -1,0 +1,203 @@
+//! Egress policy: which resolved addresses the server may dial. Pure.
+//!
+//! Checked on every address actually dialled (after resolution), so a name that resolves
+//! to 127.0.0.1 is refused like the literal (no DNS-rebinding gap). IPv6 forms that carry
+//! an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/48,
+//! 6to4 2002::/16) are judged by the IPv4 address inside.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+/// An address block, `10.0.0.0/8` or `fd00::/8` (a bare address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// True if `ip` is inside the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let full = (bits / 8) as usize;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    let rem = bits % 8;
+    rem == 0 || (a[full] ^ b[full]) >> (8 - rem) == 0
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an address block like 10.0.0.0/8");
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let net: IpAddr = ip.trim().parse().map_err(|_| bad())?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// Why an address is not a public destination, or `None` if it is.
+pub fn classify(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let o = ip.octets();
+    let in_block = |net: [u8; 4], bits: u8| prefix_eq(&net, &o, bits);
+    Some(match () {
+        _ if in_block([0, 0, 0, 0], 8) => "this-network (0.0.0.0/8)",
+        _ if in_block([127, 0, 0, 0], 8) => "loopback",
+        _ if in_block([10, 0, 0, 0], 8) => "private (10/8)",
+        _ if in_block([172, 16, 0, 0], 12) => "private (172.16/12)",
+        _ if in_block([192, 168, 0, 0], 16) => "private (192.168/16)",
+        _ if in_block([169, 254, 0, 0], 16) => "link-local / cloud metadata",
+        _ if in_block([100, 64, 0, 0], 10) => "shared address space (100.64/10)",
+        _ if in_block([192, 0, 0, 0], 24) => "IETF protocol assignments (192.0.0/24)",
+        _ if in_block([198, 18, 0, 0], 15) => "benchmarking (198.18/15)",
+        _ if in_block([224, 0, 0, 0], 4) => "multicast",
+        _ if in_block([240, 0, 0, 0], 4) => "reserved / broadcast",
+        _ => return None,
+    })
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let o = ip.octets();
+    let s = ip.segments();
+    if ip.is_unspecified() {
+        return Some("unspecified (::)");
+    }
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    let v4 = |a: usize| Ipv4Addr::new(o[a], o[a + 1], o[a + 2], o[a + 3]);
+    // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible)
+    if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
+        return classify_v4(v4(12)).or(Some("IPv4-compatible"));
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[..3] == [0x64, 0xff9b, 1]) {
+        return classify_v4(v4(12));
+    }
+    if s[0] == 0x2002 {
+        return classify_v4(v4(2));
+    }
+    match s[0] {
+        x if x & 0xfe00 == 0xfc00 => Some("unique local (fc00::/7)"),
+        x if x & 0xffc0 == 0xfe80 => Some("link-local (fe80::/10)"),
+        x if x & 0xffc0 == 0xfec0 => Some("site-local (fec0::/10)"),
+        x if x & 0xff00 == 0xff00 => Some("multicast"),
+        _ => None,
+    }
+}
+
+/// The server's egress rules.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// Dial private and special addresses too.
+    pub allow_private: bool,
+    /// Blocks allowed even though they are private.
+    pub allow: Vec<Cidr>,
+    /// The server's own listen address: never a target.
+    pub own: Option<SocketAddr>,
+}
+
+impl Policy {
+    /// `Ok` if `addr` may be dialled, else the reason.
+    pub fn check(&self, addr: SocketAddr) -> Result<(), &'static str> {
+        if self.own == Some(addr) {
+            return Err("the server's own listen address");
+        }
+        if self.allow_private || self.allow.iter().any(|c| c.contains(addr.ip())) {
+            return Ok(());
+        }
+        match classify(addr.ip()) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(s: &str) -> bool {
+        classify(s.parse().expect("ip")).is_some()
+    }
+
+    #[test]
+    fn refuses_every_listed_range() {
+        for ip in [
+            "0.1.2.3", "127.0.0.1", "127.255.255.254", "10.9.8.7", "172.16.0.1", "172.31.255.255",
+            "192.168.1.1", "169.254.169.254", "100.64.0.1", "100.127.255.255", "192.0.0.8",
+            "198.18.0.1", "198.19.255.255", "224.0.0.1", "239.1.1.1", "240.0.0.1",
+            "255.255.255.255", "::", "::1", "fc00::1", "fd12::1", "fe80::1", "febf::1", "ff02::1",
+            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1", "2002:7f00:1::", "2002:c0a8:101::1",
+        ] {
+            assert!(refused(ip), "{ip} must be refused");
+        }
+    }
+
+    #[test]
+    fn allows_public_addresses() {
+        for ip in [
+            "1.1.1.1", "8.8.8.8", "172.15.255.255", "172.32.0.0", "100.63.255.255", "100.128.0.0",
+            "198.17.255.255", "198.20.0.0", "223.255.255.255", "2001:4860:4860::8888",
+            "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+        ] {
+            assert!(!refused(ip), "{ip} must be allowed");
+        }
+    }
+
+    #[test]
+    fn allow_list_and_allow_private_and_own_address() {
+        let own: SocketAddr = "203.0.113.5:8388".parse().expect("addr");
+        let p = Policy {
+            allow_private: false,
+            allow: vec!["127.0.0.1/32".parse().expect("cidr"), "10.1.0.0/16".parse().expect("cidr")],
+            own: Some(own),
+        };
+        assert!(p.check("127.0.0.1:80".parse().expect("a")).is_ok());
+        assert!(p.check("127.0.0.2:80".parse().expect("a")).is_err());
+        assert!(p.check("10.1.200.3:80".parse().expect("a")).is_ok());
+        assert!(p.check("10.2.0.1:80".parse().expect("a")).is_err());
+        assert!(p.check(own).is_err());
+        let open = Policy { allow_private: true, ..Policy::default() };
+        assert!(open.check("169.254.169.254:80".parse().expect("a")).is_ok());
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("fd00::/129".parse::<Cidr>().is_err());
+        assert!("nonsense".parse::<Cidr>().is_err());
+        assert!("fd00::/8".parse::<Cidr>().expect("v6").contains("fdff::1".parse().expect("ip")));
+    }
+}

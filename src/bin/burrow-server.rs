@@ -1,0 +1,26 @@
+//! burrow-server: parse → validate (exit 2) → tracing → bind → run.
+
+use std::process::ExitCode;
+
+use burrow::cli;
+use burrow_server::config::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    let args: Cli = cli::parse("burrow-server");
+    if let Some(Command::Genkey { method, server }) = &args.command {
+        return match config::genkey(method, server) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => cli::usage_error("burrow-server", &e),
+        };
+    }
+    let loaded = match config::load(&args) {
+        Ok(l) => l,
+        Err(e) => return cli::usage_error("burrow-server", &e),
+    };
+    cli::serve("burrow-server", loaded.listen, args.verbose, &args.log_format, |listener, shutdown| {
+        burrow_server::run(loaded.settings, listener, shutdown)
+    })
+}

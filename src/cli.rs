@@ -1,0 +1,94 @@
+//! What every `main` does the same way: parse (exit 2 with one line), log setup.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for bad command-line or config input (EX_USAGE-like, as clap uses).
+pub const USAGE: u8 = 2;
+
+/// Parses the command line; help and version print and exit 0, anything else wrong
+/// prints one line `NAME: error: …` and exits 2.
+pub fn parse<T: Parser>(name: &str) -> T {
+    match T::try_parse() {
+        Ok(t) => t,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = line.trim_start_matches("error: ");
+            eprintln!("{name}: error: {line} (see --help)");
+            std::process::exit(USAGE as i32);
+        }
+    }
+}
+
+/// Prints one line for bad input and yields exit code 2.
+pub fn usage_error(name: &str, msg: &str) -> ExitCode {
+    eprintln!("{name}: error: {msg}");
+    ExitCode::from(USAGE)
+}
+
+/// Logs to stderr: `RUST_LOG` if set, else info (`-v` debug, `-vv` trace); text or JSON.
+pub fn init_tracing(verbose: u8, format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The runtime every binary uses.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// The rest of every serving `main`: tracing, runtime, bind, `listening on ADDR` on
+/// stderr, then `run` until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 on failure.
+pub fn serve<F, Fut>(name: &str, listen: std::net::SocketAddr, verbose: u8, log_format: &str, run: F) -> ExitCode
+where
+    F: FnOnce(tokio::net::TcpListener, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_tracing(verbose, log_format);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{name}: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(a) => eprintln!("listening on {a}"),
+            Err(e) => eprintln!("{name}: listening, address unknown: {e}"),
+        }
+        let shutdown = burrow_common::shutdown::on_signal();
+        match run(listener, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{name}: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,298 @@
+//! Test kit: real processes with readiness from their `listening on` line, and loopback
+//! targets (HTTP source/sink, echo, half-close, connection counter) on ports from the OS.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Generous: the machine may be loaded.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A child process, killed when dropped; its stdout and stderr lines are kept.
+pub struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    rx: mpsc::Receiver<String>,
+    name: String,
+}
+
+impl Proc {
+    /// Starts `program args…` with extra `env`.
+    pub fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env_remove("SS_SERVER_PASSWORD").env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        for pipe in [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = lines.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc { child, lines, rx, name: program.rsplit('/').next().unwrap_or(program).to_owned() }
+    }
+
+    /// Waits for a line containing `needle`; panics with everything printed if none comes.
+    pub fn wait_for(&self, needle: &str) -> String {
+        let end = Instant::now() + READY_TIMEOUT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("{}: no line with {needle:?}; output:\n{}", self.name, self.output()),
+            }
+        }
+    }
+
+    /// Waits for `listening on ADDR` and returns ADDR.
+    pub fn listening(&self) -> SocketAddr {
+        let line = self.wait_for("listening on ");
+        let rest = &line[line.find("listening on ").unwrap_or(0) + "listening on ".len()..];
+        let addr = rest.split_whitespace().next().unwrap_or_default();
+        addr.parse().unwrap_or_else(|_| panic!("{}: bad listening line {line:?}", self.name))
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the exit (up to `READY_TIMEOUT`) and returns the code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let end = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago, for peers that cannot be told to use port 0.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so bodies can be checked without storing them.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Number of open descriptors of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A small HTTP/1.1 origin: `GET /bytes/N` answers N pattern bytes (seed N),
+/// `POST /sha256` answers the hex SHA-256 of the body, anything else "hello from burrow".
+/// One request per connection. Returns its address.
+pub async fn http_target() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind http target");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = http_answer(conn).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn http_answer(conn: TcpStream) -> std::io::Result<()> {
+    let mut r = TokioBufReader::new(conn);
+    let mut request_line = String::new();
+    r.read_line(&mut request_line).await?;
+    let mut length = 0usize;
+    let mut expect_continue = false;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).await? == 0 || h == "\r\n" {
+            break;
+        }
+        let lower = h.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("expect:") && lower.contains("100-continue") {
+            expect_continue = true;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let path = path.rsplit_once("://").map_or(path, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+    let body = if method == "POST" && path == "/sha256" {
+        if expect_continue {
+            r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        let mut hasher = Sha256::new();
+        let mut left = length;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = r.read(&mut buf[..left.min(64 * 1024)]).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            left -= n;
+        }
+        hex::encode(hasher.finalize()).into_bytes()
+    } else if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<usize>().ok()) {
+        pattern(n, n as u64)
+    } else {
+        b"hello from burrow\n".to_vec()
+    };
+    let conn = r.get_mut();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(&body).await?;
+    conn.shutdown().await
+}
+
+/// A listener that only counts the connections it accepts (and holds them open).
+pub struct Counter {
+    /// Its address.
+    pub addr: SocketAddr,
+    count: Arc<AtomicUsize>,
+}
+
+impl Counter {
+    /// Starts one on `bind` (e.g. "127.0.0.1:0").
+    pub async fn start(bind: &str) -> Counter {
+        let listener = TcpListener::bind(bind).await.expect("bind counter");
+        let addr = listener.local_addr().expect("addr");
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        Counter { addr, count }
+    }
+
+    /// Connections accepted so far.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A target that reads until EOF, then answers `got N bytes, sha256 H` and closes:
+/// only correct if half-close travels end to end.
+pub async fn half_close_target() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                if conn.read_to_end(&mut all).await.is_ok() {
+                    let answer = format!("got {} bytes, sha256 {}", all.len(), sha256_hex(&all));
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Connects through a SOCKS5 proxy (no auth) to `target`; returns the stream and the
+/// reply code (0 = success).
+pub async fn socks5_connect(proxy: SocketAddr, host: &str, port: u16) -> std::io::Result<(TcpStream, u8)> {
+    let mut s = TcpStream::connect(proxy).await?;
+    s.write_all(&[5, 1, 0]).await?;
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).await?;
+    let mut req = vec![5, 1, 0];
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            req.push(1);
+            req.extend_from_slice(&ip.octets());
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            req.push(4);
+            req.extend_from_slice(&ip.octets());
+        }
+        Err(_) => {
+            req.push(3);
+            req.push(host.len() as u8);
+            req.extend_from_slice(host.as_bytes());
+        }
+    }
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req).await?;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).await?;
+    let rest = match head[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        _ => {
+            let mut n = [0u8; 1];
+            s.read_exact(&mut n).await?;
+            n[0] as usize + 2
+        }
+    };
+    let mut skip = vec![0u8; rest];
+    s.read_exact(&mut skip).await?;
+    Ok((s, head[1]))
+}

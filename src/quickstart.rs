@@ -1,0 +1,67 @@
+//! `burrow quickstart`: a server and a local in one process on loopback, with a fresh key
+//! and a small demo origin, so the first try needs no VPS and no config.
+
+use std::time::Duration;
+
+use burrow_common::aead::Method;
+use burrow_common::net::SocketOpts;
+use burrow_common::MasterKey;
+use burrow_server::policy::Policy;
+use tokio::net::TcpListener;
+
+/// Runs until SIGINT/SIGTERM. `port` is the SOCKS5 port to try first (0 = any).
+pub async fn run(port: u16) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let mut raw = [0u8; 32];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut raw);
+    let key = MasterKey::from_base64(Method::ChaCha20IetfPoly1305, &base64::engine::general_purpose::STANDARD.encode(raw))?;
+
+    let demo = crate::kit::http_target().await;
+    let server_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let server_addr = server_listener.local_addr()?;
+    let local_listener = match TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(_) => TcpListener::bind("127.0.0.1:0").await?,
+    };
+    let local_addr = local_listener.local_addr()?;
+
+    let server = burrow_server::Settings {
+        key: key.clone(),
+        // Only the demo origin is allowed among private addresses; the internet is open.
+        policy: Policy { allow_private: false, allow: vec![format!("{}/32", demo.ip()).parse().map_err(anyhow::Error::msg)?], own: Some(server_addr) },
+        handshake_timeout: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(300),
+        max_connections: 1024,
+        shutdown_grace: Duration::from_secs(2),
+        replay_filter: true,
+        socket: SocketOpts::default(),
+    };
+    let local = burrow_local::Settings {
+        server_host: server_addr.ip().to_string(),
+        server_port: server_addr.port(),
+        key,
+        socks_auth: None,
+        handshake_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(300),
+        confirm_connect: true,
+        max_connections: 1024,
+        shutdown_grace: Duration::from_secs(2),
+        socket: SocketOpts::default(),
+    };
+    eprintln!("listening on {server_addr} (burrow-server, chacha20-ietf-poly1305, fresh key)");
+    eprintln!("listening on {local_addr} (burrow-local, SOCKS5)");
+    println!("burrow quickstart: a local and a server on this machine, talking encrypted.");
+    println!("Try it (the first answers from a demo origin on this machine, the second needs internet):");
+    println!("  curl --socks5-hostname {local_addr} http://{demo}/");
+    println!("  curl --socks5-hostname {local_addr} https://example.com/");
+    println!("Ctrl-C to stop.");
+
+    let shutdown = burrow_common::shutdown::on_signal();
+    let (a, b) = tokio::join!(
+        burrow_server::run(server, server_listener, shutdown.clone()),
+        burrow_local::run(local, local_listener, shutdown),
+    );
+    a.and(b)
+}
