@@ -21,6 +21,7 @@ pub struct Proc {
     lines: Arc<Mutex<Vec<String>>>,
     rx: mpsc::Receiver<String>,
     name: String,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -35,6 +36,7 @@ impl Proc {
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
+        let mut readers = Vec::new();
         for pipe in [
             child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
             child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
@@ -44,14 +46,14 @@ impl Proc {
         {
             let lines = lines.clone();
             let tx = tx.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
                     let _ = tx.send(line);
                 }
-            });
+            }));
         }
-        Proc { child, lines, rx, name: program.rsplit('/').next().unwrap_or(program).to_owned() }
+        Proc { child, lines, rx, name: program.rsplit('/').next().unwrap_or(program).to_owned(), readers }
     }
 
     /// Waits for a line containing `needle`; panics with everything printed if none comes.
@@ -85,16 +87,26 @@ impl Proc {
         self.child.id()
     }
 
-    /// Waits for the exit (up to `READY_TIMEOUT`) and returns the code.
+    /// Waits for the exit (up to `READY_TIMEOUT`, then kills it) and for its output to be
+    /// read to the end; returns the exit code (`None` if it had to be killed).
     pub fn wait_exit(&mut self) -> Option<i32> {
         let end = Instant::now() + READY_TIMEOUT;
+        let mut code = None;
         while Instant::now() < end {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
+                code = status.code();
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        None
+        if code.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        code
     }
 }
 

@@ -128,11 +128,15 @@ impl SsUrl {
 pub fn split_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port = port.parse().ok()?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    if host.is_empty() || host.contains(['/', ' ', '@']) {
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok()?.to_string(),
+        None if host.contains(':') => return None,
+        None => host.to_owned(),
+    };
+    if host.is_empty() || host.contains(['/', ' ', '@', '[', ']']) {
         return None;
     }
-    Some((host.to_owned(), port))
+    Some((host, port))
 }
 
 /// The master key from the method and either a password (EVP_BytesToKey) or a raw
@@ -174,15 +178,11 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
 
 /// `host` with `default_port` unless it already carries a port (`h:p`, `[v6]:p`).
 pub fn with_port(host: &str, default_port: u16) -> String {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        if host.contains(':') {
-            return format!("[{host}]:{default_port}");
-        }
-        return format!("{host}:{default_port}");
-    }
-    match split_host_port(host) {
-        Some(_) => host.to_owned(),
-        None => format!("{host}:{default_port}"),
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => format!("[{host}]:{default_port}"),
+        Ok(_) => format!("{host}:{default_port}"),
+        Err(_) if host.contains(':') => host.to_owned(),
+        Err(_) => format!("{host}:{default_port}"),
     }
 }
 

@@ -99,7 +99,7 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
     let v4 = |a: usize| Ipv4Addr::new(o[a], o[a + 1], o[a + 2], o[a + 3]);
     // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible)
     if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
-        return classify_v4(v4(12)).or(Some("IPv4-compatible"));
+        return classify_v4(v4(12));
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[..3] == [0x64, 0xff9b, 1]) {
         return classify_v4(v4(12));

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test. Installs the peers the tests drive when they are missing
+# (curl, shadowsocks-libev), so it works on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v ss-server >/dev/null 2>&1 || need+=(shadowsocks-libev)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "== installing test peers: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,266 @@
+//! burrow-bench: load through any SOCKS5 proxy, with its own loopback targets so the
+//! target is never the bottleneck.
+//!
+//! bulk:    one or more streams moving N MB down (target → client) or up; MB/s.
+//! connect: new tunnels at a given concurrency, each timed from TCP connect to the first
+//!          byte back through it; tunnels/s and p50/p99.
+//! With `--pid` (repeatable) it also reports the CPU seconds those processes spent per GB.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burrow::kit::socks5_connect;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Parser, Debug)]
+#[command(name = "burrow-bench", version, about = "Throughput and connect latency through a SOCKS5 proxy")]
+struct Cli {
+    /// The SOCKS5 proxy to measure, host:port.
+    #[arg(long)]
+    socks: SocketAddr,
+    /// A label printed with every result line.
+    #[arg(long, default_value = "proxy")]
+    label: String,
+    /// Processes whose CPU time to report (e.g. the local and the server).
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Bulk transfer.
+    Bulk {
+        /// Megabytes per stream.
+        #[arg(long, default_value_t = 1024)]
+        mb: u64,
+        /// Direction.
+        #[arg(long, value_enum, default_value_t = Dir::Down)]
+        dir: Dir,
+        /// Parallel streams.
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+    },
+    /// New tunnels, each timed to its first byte.
+    Connect {
+        /// Tunnels in all.
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Tunnels in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Dir {
+    Down,
+    Up,
+}
+
+const BLOCK: usize = 256 * 1024;
+
+/// The target: `D` + u64 → that many bytes down; `U` + u64 → read that many, answer 1
+/// byte; `E` → answer 1 byte.
+async fn target() -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let _ = c.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut head = [0u8; 9];
+                if c.read_exact(&mut head[..1]).await.is_err() {
+                    return;
+                }
+                if head[0] == b'E' {
+                    let _ = c.write_all(b"e").await;
+                    return;
+                }
+                if c.read_exact(&mut head[1..]).await.is_err() {
+                    return;
+                }
+                let mut left = u64::from_be_bytes(head[1..9].try_into().unwrap_or_default());
+                let mut buf = vec![0x5au8; BLOCK];
+                if head[0] == b'D' {
+                    while left > 0 {
+                        let n = left.min(BLOCK as u64) as usize;
+                        if c.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n as u64;
+                    }
+                    let _ = c.shutdown().await;
+                } else {
+                    while left > 0 {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => left = left.saturating_sub(n as u64),
+                        }
+                    }
+                    let _ = c.write_all(b"k").await;
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn open(proxy: SocketAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let (s, reply) = socks5_connect(proxy, &target.ip().to_string(), target.port()).await?;
+    if reply != 0 {
+        return Err(std::io::Error::other(format!("SOCKS5 reply {reply}")));
+    }
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+async fn one_stream(proxy: SocketAddr, target: SocketAddr, bytes: u64, dir: Dir) -> std::io::Result<()> {
+    let mut s = open(proxy, target).await?;
+    let mut head = [0u8; 9];
+    head[0] = if dir == Dir::Down { b'D' } else { b'U' };
+    head[1..].copy_from_slice(&bytes.to_be_bytes());
+    s.write_all(&head).await?;
+    let mut buf = vec![0xa5u8; BLOCK];
+    if dir == Dir::Down {
+        let mut got = 0u64;
+        while got < bytes {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::other(format!("stream ended after {got} of {bytes} bytes")));
+            }
+            got += n as u64;
+        }
+    } else {
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(BLOCK as u64) as usize;
+            s.write_all(&buf[..n]).await?;
+            left -= n as u64;
+        }
+        s.read_exact(&mut buf[..1]).await?;
+    }
+    Ok(())
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields after the command name: state is 0, utime 11, stime 12 (clock ticks, 100/s).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn bench(cli: Cli) -> anyhow::Result<()> {
+    let target = target().await?;
+    let cpu0: f64 = cli.pids.iter().map(|&p| cpu_seconds(p)).sum();
+    match cli.mode {
+        Mode::Bulk { mb, dir, streams } => {
+            let bytes = mb * 1_000_000;
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..streams {
+                tasks.push(tokio::spawn(one_stream(cli.socks, target, bytes, dir)));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let total = bytes * streams as u64;
+            let cpu = cli.pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu0;
+            let mut line = format!(
+                "{} bulk {:?} streams={} : {:.1} MB/s ({} MB in {:.2} s)",
+                cli.label,
+                dir,
+                streams,
+                total as f64 / 1e6 / secs,
+                total / 1_000_000,
+                secs
+            );
+            if !cli.pids.is_empty() {
+                line += &format!(", cpu {:.2} s/GB", cpu / (total as f64 / 1e9));
+            }
+            println!("{line}");
+        }
+        Mode::Connect { count, concurrency } => {
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency.max(1) {
+                let next = next.clone();
+                let proxy = cli.socks;
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut errors = 0usize;
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                        let t0 = Instant::now();
+                        let r = async {
+                            let mut s = open(proxy, target).await?;
+                            s.write_all(b"E").await?;
+                            let mut one = [0u8; 1];
+                            s.read_exact(&mut one).await?;
+                            std::io::Result::Ok(())
+                        };
+                        match tokio::time::timeout(Duration::from_secs(30), r).await {
+                            Ok(Ok(())) => lat.push(t0.elapsed()),
+                            _ => errors += 1,
+                        }
+                    }
+                    (lat, errors)
+                }));
+            }
+            let mut all = Vec::new();
+            let mut errors = 0;
+            for t in tasks {
+                let (l, e) = t.await?;
+                all.extend(l);
+                errors += e;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            all.sort();
+            println!(
+                "{} connect c={} : {:.0} tunnels/s, first byte p50 {:.2} ms p99 {:.2} ms, {} errors",
+                cli.label,
+                concurrency,
+                all.len() as f64 / secs,
+                percentile(&all, 0.5).as_secs_f64() * 1e3,
+                percentile(&all, 0.99).as_secs_f64() * 1e3,
+                errors
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = burrow::cli::parse("burrow-bench");
+    let rt = match burrow::cli::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("burrow-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(bench(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("burrow-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Shared by the end-to-end tests: start the real binaries and wait for readiness.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use burrow::kit::Proc;
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_burrow-server");
+pub const LOCAL: &str = env!("CARGO_BIN_EXE_burrow-local");
+
+pub struct Pair {
+    pub server: Proc,
+    pub server_addr: SocketAddr,
+    pub local: Proc,
+    pub local_addr: SocketAddr,
+}
+
+/// burrow-server on 127.0.0.1:0 with `extra` arguments.
+pub fn server(method: &str, password: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec!["-s", "127.0.0.1:0", "-m", method, "-k", password];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(SERVER, &args, &[]);
+    let addr = p.listening();
+    (p, addr)
+}
+
+/// burrow-local on 127.0.0.1:0 towards `server`.
+pub fn local(server: SocketAddr, method: &str, password: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+    let server = server.to_string();
+    let mut args = vec!["-b", "127.0.0.1:0", "-s", &server, "-m", method, "-k", password];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(LOCAL, &args, &[]);
+    let addr = p.listening();
+    (p, addr)
+}
+
+/// A server allowed to reach loopback targets, and a local in front of it.
+pub fn pair(method: &str) -> Pair {
+    let (server, server_addr) = server(method, "test-password", &["--allow-private"]);
+    let (local, local_addr) = local(server_addr, method, "test-password", &[]);
+    Pair { server, server_addr, local, local_addr }
+}
+
+/// A fresh temporary directory under the target dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = base.join(format!("{tag}-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Runs curl with `args`; returns (exit code, stdout, stderr).
+pub async fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "120"])
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .await
+        .expect("curl must be installed (scripts/test.sh installs it)");
+    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
