@@ -14,12 +14,18 @@ pub fn parse<T: Parser>(name: &str) -> T {
         Ok(t) => t,
         Err(e) => {
             use clap::error::ErrorKind::*;
-            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
                 std::process::exit(0);
             }
             let text = e.render().to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             let line = line.trim_start_matches("error: ");
             eprintln!("{name}: error: {line} (see --help)");
             std::process::exit(USAGE as i32);
@@ -43,7 +49,10 @@ pub fn init_tracing(verbose: u8, format: &str) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -53,12 +62,20 @@ pub fn init_tracing(verbose: u8, format: &str) {
 
 /// The runtime every binary uses.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 /// The rest of every serving `main`: tracing, runtime, bind, `listening on ADDR` on
 /// stderr, then `run` until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 on failure.
-pub fn serve<F, Fut>(name: &str, listen: std::net::SocketAddr, verbose: u8, log_format: &str, run: F) -> ExitCode
+pub fn serve<F, Fut>(
+    name: &str,
+    listen: std::net::SocketAddr,
+    verbose: u8,
+    log_format: &str,
+    run: F,
+) -> ExitCode
 where
     F: FnOnce(tokio::net::TcpListener, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,

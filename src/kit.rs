@@ -28,18 +28,29 @@ impl Proc {
     /// Starts `program args…` with extra `env`.
     pub fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.env_remove("SS_SERVER_PASSWORD").env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let mut readers = Vec::new();
         for pipe in [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -48,12 +59,21 @@ impl Proc {
             let tx = tx.clone();
             readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+                    lines
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(line.clone());
                     let _ = tx.send(line);
                 }
             }));
         }
-        Proc { child, lines, rx, name: program.rsplit('/').next().unwrap_or(program).to_owned(), readers }
+        Proc {
+            child,
+            lines,
+            rx,
+            name: program.rsplit('/').next().unwrap_or(program).to_owned(),
+            readers,
+        }
     }
 
     /// Waits for a line containing `needle`; panics with everything printed if none comes.
@@ -64,7 +84,11 @@ impl Proc {
             match self.rx.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
-                Err(_) => panic!("{}: no line with {needle:?}; output:\n{}", self.name, self.output()),
+                Err(_) => panic!(
+                    "{}: no line with {needle:?}; output:\n{}",
+                    self.name,
+                    self.output()
+                ),
             }
         }
     }
@@ -74,12 +98,16 @@ impl Proc {
         let line = self.wait_for("listening on ");
         let rest = &line[line.find("listening on ").unwrap_or(0) + "listening on ".len()..];
         let addr = rest.split_whitespace().next().unwrap_or_default();
-        addr.parse().unwrap_or_else(|_| panic!("{}: bad listening line {line:?}", self.name))
+        addr.parse()
+            .unwrap_or_else(|_| panic!("{}: bad listening line {line:?}", self.name))
     }
 
     /// Everything printed so far.
     pub fn output(&self) -> String {
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 
     /// The process id.
@@ -146,14 +174,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// Number of open descriptors of a process.
 pub fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// A small HTTP/1.1 origin: `GET /bytes/N` answers N pattern bytes (seed N),
 /// `POST /sha256` answers the hex SHA-256 of the body, anything else "hello from burrow".
 /// One request per connection. Returns its address.
 pub async fn http_target() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind http target");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind http target");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((conn, _)) = listener.accept().await {
@@ -186,10 +218,14 @@ async fn http_answer(conn: TcpStream) -> std::io::Result<()> {
     }
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let path = path.rsplit_once("://").map_or(path, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+    let path = path
+        .rsplit_once("://")
+        .map_or(path, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
     let body = if method == "POST" && path == "/sha256" {
         if expect_continue {
-            r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            r.get_mut()
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await?;
         }
         let mut hasher = Sha256::new();
         let mut left = length;
@@ -203,7 +239,10 @@ async fn http_answer(conn: TcpStream) -> std::io::Result<()> {
             left -= n;
         }
         hex::encode(hasher.finalize()).into_bytes()
-    } else if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<usize>().ok()) {
+    } else if let Some(n) = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         pattern(n, n as u64)
     } else {
         b"hello from burrow\n".to_vec()
@@ -270,7 +309,11 @@ pub async fn half_close_target() -> SocketAddr {
 
 /// Connects through a SOCKS5 proxy (no auth) to `target`; returns the stream and the
 /// reply code (0 = success).
-pub async fn socks5_connect(proxy: SocketAddr, host: &str, port: u16) -> std::io::Result<(TcpStream, u8)> {
+pub async fn socks5_connect(
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+) -> std::io::Result<(TcpStream, u8)> {
     let mut s = TcpStream::connect(proxy).await?;
     s.write_all(&[5, 1, 0]).await?;
     let mut m = [0u8; 2];

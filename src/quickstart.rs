@@ -14,7 +14,10 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     use base64::Engine as _;
     let mut raw = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut raw);
-    let key = MasterKey::from_base64(Method::ChaCha20IetfPoly1305, &base64::engine::general_purpose::STANDARD.encode(raw))?;
+    let key = MasterKey::from_base64(
+        Method::ChaCha20IetfPoly1305,
+        &base64::engine::general_purpose::STANDARD.encode(raw),
+    )?;
 
     let demo = crate::kit::http_target().await;
     let server_listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -28,7 +31,13 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     let server = burrow_server::Settings {
         key: key.clone(),
         // Only the demo origin is allowed among private addresses; the internet is open.
-        policy: Policy { allow_private: false, allow: vec![format!("{}/32", demo.ip()).parse().map_err(anyhow::Error::msg)?], own: Some(server_addr) },
+        policy: Policy {
+            allow_private: false,
+            allow: vec![format!("{}/32", demo.ip())
+                .parse()
+                .map_err(anyhow::Error::msg)?],
+            own: Some(server_addr),
+        },
         handshake_timeout: Duration::from_secs(60),
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),
@@ -53,7 +62,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     eprintln!("listening on {server_addr} (burrow-server, chacha20-ietf-poly1305, fresh key)");
     eprintln!("listening on {local_addr} (burrow-local, SOCKS5)");
     println!("burrow quickstart: a local and a server on this machine, talking encrypted.");
-    println!("Try it (the first answers from a demo origin on this machine, the second needs internet):");
+    println!(
+        "Try it (the first answers from a demo origin on this machine, the second needs internet):"
+    );
     println!("  curl --socks5-hostname {local_addr} http://{demo}/");
     println!("  curl --socks5-hostname {local_addr} https://example.com/");
     println!("Ctrl-C to stop.");

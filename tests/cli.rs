@@ -20,50 +20,112 @@ fn assert_usage_error(bin: &str, args: &[&str], needle: &str) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(code, Some(2), "{args:?}: {err}");
     assert_eq!(lines.len(), 1, "{args:?}: want one line, got:\n{err}");
-    assert!(lines[0].contains(needle), "{args:?}: {:?} does not name {needle:?}", lines[0]);
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: {:?} does not name {needle:?}",
+        lines[0]
+    );
     assert!(!err.contains("listening on"));
 }
 
 #[test]
 fn bad_cli_input_is_one_line_and_exit_2() {
     let s = ["-s", "127.0.0.1:0"];
-    assert_usage_error(SERVER, &[&s[..], &["-k", "pw", "-m", "rc4-md5"]].concat(), "unknown method \"rc4-md5\"");
-    assert_usage_error(SERVER, &[&s[..], &["--key", "AAEC"]].concat(), "must be 32 bytes, got 3");
+    assert_usage_error(
+        SERVER,
+        &[&s[..], &["-k", "pw", "-m", "rc4-md5"]].concat(),
+        "unknown method \"rc4-md5\"",
+    );
+    assert_usage_error(
+        SERVER,
+        &[&s[..], &["--key", "AAEC"]].concat(),
+        "must be 32 bytes, got 3",
+    );
     assert_usage_error(SERVER, &[&s[..], &["--key", "***"]].concat(), "base64");
     assert_usage_error(SERVER, &s, "no password");
-    assert_usage_error(SERVER, &["-s", "nowhere", "-k", "pw"], "\"nowhere\" is not host:port");
+    assert_usage_error(
+        SERVER,
+        &["-s", "nowhere", "-k", "pw"],
+        "\"nowhere\" is not host:port",
+    );
     assert_usage_error(SERVER, &["--frobnicate"], "--frobnicate");
     assert_usage_error(SERVER, &["genkey", "-m", "nope"], "unknown method");
     let b = ["-b", "127.0.0.1:0"];
     assert_usage_error(LOCAL, &[&b[..], &["-k", "pw"]].concat(), "no server");
-    assert_usage_error(LOCAL, &[&b[..], &["-s", "ss://bad", "-k", "pw"]].concat(), "ss://");
-    assert_usage_error(LOCAL, &[&b[..], &["-s", "host:notaport", "-k", "pw"]].concat(), "host:notaport");
-    assert_usage_error(LOCAL, &["-b", "300.1.1.1:80", "-s", "h:1", "-k", "pw"], "300.1.1.1:80");
-    assert_usage_error(LOCAL, &[&b[..], &["-s", "h:1", "-k", "pw", "-m", "aes-128-cfb"]].concat(), "aes-128-cfb");
+    assert_usage_error(
+        LOCAL,
+        &[&b[..], &["-s", "ss://bad", "-k", "pw"]].concat(),
+        "ss://",
+    );
+    assert_usage_error(
+        LOCAL,
+        &[&b[..], &["-s", "host:notaport", "-k", "pw"]].concat(),
+        "host:notaport",
+    );
+    assert_usage_error(
+        LOCAL,
+        &["-b", "300.1.1.1:80", "-s", "h:1", "-k", "pw"],
+        "300.1.1.1:80",
+    );
+    assert_usage_error(
+        LOCAL,
+        &[&b[..], &["-s", "h:1", "-k", "pw", "-m", "aes-128-cfb"]].concat(),
+        "aes-128-cfb",
+    );
 }
 
 #[test]
 fn bad_config_files_are_one_line_with_position_and_exit_2() {
     let dir = temp_dir("cli");
     let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, "server = \"127.0.0.1:0\"\npassword = \"pw\"\nmethd = \"aes-256-gcm\"\n").expect("write");
+    std::fs::write(
+        &cfg,
+        "server = \"127.0.0.1:0\"\npassword = \"pw\"\nmethd = \"aes-256-gcm\"\n",
+    )
+    .expect("write");
     let path = cfg.to_str().expect("utf8");
     assert_usage_error(SERVER, &["-c", path], "bad.toml:3:1: unknown field `methd`");
-    std::fs::write(&cfg, "server = \"h:1\"\npassword = \"pw\"\nidle_timeout = \"soon\"\n").expect("write");
+    std::fs::write(
+        &cfg,
+        "server = \"h:1\"\npassword = \"pw\"\nidle_timeout = \"soon\"\n",
+    )
+    .expect("write");
     assert_usage_error(LOCAL, &["-c", path], "bad.toml:3");
-    std::fs::write(&cfg, "server = \"h:1\"\npassword = \"pw\"\nsocks_username = \"u\"\n").expect("write");
-    assert_usage_error(LOCAL, &["-c", path, "-b", "127.0.0.1:0"], "socks_username and socks_password");
-    assert_usage_error(LOCAL, &["-c", "/nonexistent/burrow.toml"], "/nonexistent/burrow.toml");
+    std::fs::write(
+        &cfg,
+        "server = \"h:1\"\npassword = \"pw\"\nsocks_username = \"u\"\n",
+    )
+    .expect("write");
+    assert_usage_error(
+        LOCAL,
+        &["-c", path, "-b", "127.0.0.1:0"],
+        "socks_username and socks_password",
+    );
+    assert_usage_error(
+        LOCAL,
+        &["-c", "/nonexistent/burrow.toml"],
+        "/nonexistent/burrow.toml",
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn genkey_prints_a_key_and_a_url_that_local_accepts() {
-    let out = Command::new(SERVER).args(["genkey", "-m", "aes-256-gcm", "--server", "203.0.113.9:443"]).output().expect("genkey");
+    let out = Command::new(SERVER)
+        .args(["genkey", "-m", "aes-256-gcm", "--server", "203.0.113.9:443"])
+        .output()
+        .expect("genkey");
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    let url = text.lines().find_map(|l| l.strip_prefix("url:")).expect("url line").trim().to_owned();
-    let cli = <burrow_local::config::Cli as clap::Parser>::try_parse_from(["burrow-local", "-s", &url]).expect("parse");
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("url:"))
+        .expect("url line")
+        .trim()
+        .to_owned();
+    let cli =
+        <burrow_local::config::Cli as clap::Parser>::try_parse_from(["burrow-local", "-s", &url])
+            .expect("parse");
     let loaded = burrow_local::config::load(&cli).expect("local accepts genkey's URL");
     assert_eq!(loaded.settings.server_port, 443);
     assert_eq!(loaded.settings.key.method().name(), "aes-256-gcm");

@@ -13,12 +13,22 @@ async fn fetch_through(proxy: std::net::SocketAddr, target: std::net::SocketAddr
     assert_eq!(code, 0, "{err}");
     assert_eq!(sha256_hex(&out), sha256_hex(&pattern(SIZE, SIZE as u64)));
     // And a body up.
-    let body = pattern(SIZE, 3).iter().map(|b| b'a' + b % 26).collect::<Vec<u8>>();
+    let body = pattern(SIZE, 3)
+        .iter()
+        .map(|b| b'a' + b % 26)
+        .collect::<Vec<u8>>();
     let dir = temp_dir("interop");
     let f = dir.join("up.bin");
     std::fs::write(&f, &body).expect("write");
     let data = format!("@{}", f.display());
-    let (code, out, err) = curl(&["--socks5-hostname", &proxy.to_string(), "--data-binary", &data, &format!("http://{target}/sha256")]).await;
+    let (code, out, err) = curl(&[
+        "--socks5-hostname",
+        &proxy.to_string(),
+        "--data-binary",
+        &data,
+        &format!("http://{target}/sha256"),
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(String::from_utf8_lossy(&out), sha256_hex(&body));
     let _ = std::fs::remove_dir_all(dir);
@@ -32,7 +42,21 @@ async fn ss_local_to_burrow_server() {
         let lport = free_port();
         let ss_local = Proc::spawn(
             "ss-local",
-            &["-s", "127.0.0.1", "-p", &server_addr.port().to_string(), "-b", "127.0.0.1", "-l", &lport.to_string(), "-k", "interop-pw", "-m", method, "-v"],
+            &[
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &server_addr.port().to_string(),
+                "-b",
+                "127.0.0.1",
+                "-l",
+                &lport.to_string(),
+                "-k",
+                "interop-pw",
+                "-m",
+                method,
+                "-v",
+            ],
             &[],
         );
         ss_local.wait_for("listening at");
@@ -48,7 +72,17 @@ async fn burrow_local_to_ss_server() {
         let sport = free_port();
         let ss_server = Proc::spawn(
             "ss-server",
-            &["-s", "127.0.0.1", "-p", &sport.to_string(), "-k", "interop-pw", "-m", method, "-v"],
+            &[
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &sport.to_string(),
+                "-k",
+                "interop-pw",
+                "-m",
+                method,
+                "-v",
+            ],
             &[],
         );
         ss_server.wait_for("listening at");

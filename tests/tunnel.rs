@@ -23,15 +23,29 @@ async fn curl_downloads_and_uploads_20_mb_byte_exact_with_both_ciphers() {
         // Down: the name "localhost" travels to the server unresolved.
         let url = format!("http://localhost:{}/bytes/{BIG}", target.port());
         let (code, out, err) = curl(&["--socks5-hostname", &proxy, &url]).await;
-        assert_eq!(code, 0, "{method} download: {err}\nserver:\n{}", p.server.output());
+        assert_eq!(
+            code,
+            0,
+            "{method} download: {err}\nserver:\n{}",
+            p.server.output()
+        );
         assert_eq!(out.len(), BIG, "{method}");
-        assert_eq!(sha256_hex(&out), sha256_hex(&pattern(BIG, BIG as u64)), "{method} download");
+        assert_eq!(
+            sha256_hex(&out),
+            sha256_hex(&pattern(BIG, BIG as u64)),
+            "{method} download"
+        );
         // Up.
         let url = format!("http://{target}/sha256");
         let data = format!("@{}", upload.display());
-        let (code, out, err) = curl(&["--socks5-hostname", &proxy, "--data-binary", &data, &url]).await;
+        let (code, out, err) =
+            curl(&["--socks5-hostname", &proxy, "--data-binary", &data, &url]).await;
         assert_eq!(code, 0, "{method} upload: {err}");
-        assert_eq!(String::from_utf8_lossy(&out), sha256_hex(&body), "{method} upload");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            sha256_hex(&body),
+            "{method} upload"
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -43,21 +57,29 @@ async fn loopback_target_without_allow_private_gets_a_socks_failure_and_no_conne
     let (_local, local_addr) = local(server_addr, "chacha20-ietf-poly1305", "pw", &[]);
     let port = counter.addr.port();
     for host in ["127.0.0.1", "localhost", "127.9.9.9"] {
-        let (_s, reply) = kit::socks5_connect(local_addr, host, port).await.expect("SOCKS5 exchange");
+        let (_s, reply) = kit::socks5_connect(local_addr, host, port)
+            .await
+            .expect("SOCKS5 exchange");
         assert_ne!(reply, 0, "{host}: must not succeed");
     }
     let url = format!("http://127.0.0.1:{port}/");
     let (code, _, err) = curl(&["--socks5-hostname", &local_addr.to_string(), &url]).await;
     assert_eq!(code, 97, "curl reports a SOCKS failure: {err}");
     assert_eq!(counter.count(), 0, "the target saw no connection");
-    assert!(server.output().contains("refused by egress policy"), "{}", server.output());
+    assert!(
+        server.output().contains("refused by egress policy"),
+        "{}",
+        server.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_answer_after_eof_arrives_whole() {
     let target = kit::half_close_target().await;
     let p = pair("aes-256-gcm");
-    let (mut s, reply) = kit::socks5_connect(p.local_addr, "127.0.0.1", target.port()).await.expect("socks");
+    let (mut s, reply) = kit::socks5_connect(p.local_addr, "127.0.0.1", target.port())
+        .await
+        .expect("socks");
     assert_eq!(reply, 0);
     let data = pattern(300_000, 5);
     s.write_all(&data).await.expect("send");
@@ -67,17 +89,24 @@ async fn half_close_answer_after_eof_arrives_whole() {
         .await
         .expect("answer in time")
         .expect("answer arrives whole, ended by a FIN");
-    assert_eq!(answer, format!("got 300000 bytes, sha256 {}", sha256_hex(&data)));
+    assert_eq!(
+        answer,
+        format!("got 300000 bytes, sha256 {}", sha256_hex(&data))
+    );
 }
 
 /// What the server sends back to a bad first flight: nothing, then a FIN (read = 0) no
 /// sooner than the handshake deadline.
 async fn assert_silent_fin(server: std::net::SocketAddr, flight: &[u8]) -> Duration {
-    let mut s = tokio::net::TcpStream::connect(server).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(server)
+        .await
+        .expect("connect");
     let start = Instant::now();
     s.write_all(flight).await.expect("send flight");
     let mut buf = [0u8; 64];
-    let r = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf)).await.expect("server closes in time");
+    let r = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
+        .await
+        .expect("server closes in time");
     match r {
         Ok(0) => start.elapsed(),
         Ok(n) => panic!("server answered {n} bytes to a bad flight"),
@@ -93,7 +122,11 @@ async fn garbage_and_wrong_password_get_silence_then_fin_and_others_are_served()
     let dir = temp_dir("bad");
     let cfg = dir.join("server.toml");
     std::fs::write(&cfg, "handshake_timeout = \"2s\"\nallow_private = true\n").expect("config");
-    let (server, server_addr) = server("chacha20-ietf-poly1305", "right", &["-c", cfg.to_str().expect("utf8")]);
+    let (server, server_addr) = server(
+        "chacha20-ietf-poly1305",
+        "right",
+        &["-c", cfg.to_str().expect("utf8")],
+    );
     let (_local, local_addr) = local(server_addr, "chacha20-ietf-poly1305", "right", &[]);
     let target = kit::http_target().await;
 
@@ -102,7 +135,11 @@ async fn garbage_and_wrong_password_get_silence_then_fin_and_others_are_served()
     let mut plain = bytes::BytesMut::new();
     TargetAddr::Ip(target).encode(&mut plain);
     plain.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
-    Encoder::new(&MasterKey::from_password(Method::ChaCha20IetfPoly1305, "wrong")).encode(&plain, &mut wrong);
+    Encoder::new(&MasterKey::from_password(
+        Method::ChaCha20IetfPoly1305,
+        "wrong",
+    ))
+    .encode(&plain, &mut wrong);
 
     let bad = tokio::spawn(async move {
         let a = assert_silent_fin(server_addr, &garbage).await;
@@ -116,7 +153,10 @@ async fn garbage_and_wrong_password_get_silence_then_fin_and_others_are_served()
     assert_eq!(out, pattern(1000, 1000));
     let (a, b) = bad.await.expect("join");
     for t in [a, b] {
-        assert!(t >= Duration::from_millis(1700), "closed at {t:?}, before the ~2 s deadline");
+        assert!(
+            t >= Duration::from_millis(1700),
+            "closed at {t:?}, before the ~2 s deadline"
+        );
     }
     assert!(!server.output().contains("panicked"));
     let _ = std::fs::remove_dir_all(dir);

@@ -30,8 +30,12 @@ pub struct AcceptOpts {
 /// Serves `listener` with `serve` until `shutdown` is cancelled, then waits up to the
 /// grace period for open connections. Each connection runs in a span
 /// `conn{id, peer, inbound, target}`; stages fill in `target`.
-pub async fn accept_loop<F, Fut>(listener: TcpListener, opts: AcceptOpts, shutdown: CancellationToken, serve: F)
-where
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    opts: AcceptOpts,
+    shutdown: CancellationToken,
+    serve: F,
+) where
     F: Fn(TcpStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -65,8 +69,14 @@ where
     drop(listener);
     tracker.close();
     info!(open = tracker.len(), "stopped accepting");
-    if tokio::time::timeout(opts.shutdown_grace, tracker.wait()).await.is_err() {
-        warn!(cut = tracker.len(), "grace period over; closing the remaining connections");
+    if tokio::time::timeout(opts.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            cut = tracker.len(),
+            "grace period over; closing the remaining connections"
+        );
     } else {
         info!("all connections closed");
     }

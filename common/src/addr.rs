@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn vector_a_request_header() {
-        let mut buf = BytesMut::from(&hex::decode("030b6578616d706c652e636f6d0050").expect("hex")[..]);
+        let mut buf =
+            BytesMut::from(&hex::decode("030b6578616d706c652e636f6d0050").expect("hex")[..]);
         assert_eq!(
             TargetAddr::decode(&mut buf),
             Ok(Some(TargetAddr::Domain("example.com".into(), 80)))

@@ -254,13 +254,12 @@ impl Cipher {
         out
     }
 
-    /// Opens `buf` = ciphertext || tag in place; on success the plaintext is `buf[..len - 16]`.
-    pub fn open(&mut self, buf: &mut [u8]) -> Result<(), ()> {
+    /// Opens `buf` = ciphertext || tag in place; if it authenticates (`true`) the
+    /// plaintext is `buf[..len - 16]`.
+    #[must_use]
+    pub fn open(&mut self, buf: &mut [u8]) -> bool {
         let nonce = self.next_nonce();
-        self.key
-            .open_in_place(nonce, Aad::empty(), buf)
-            .map(|_| ())
-            .map_err(|_| ())
+        self.key.open_in_place(nonce, Aad::empty(), buf).is_ok()
     }
 }
 
@@ -409,7 +408,9 @@ impl Decoder {
                     };
                     let mut sealed = [0u8; 2 + TAG_LEN];
                     sealed.copy_from_slice(&buf[..2 + TAG_LEN]);
-                    cipher.open(&mut sealed).map_err(|_| AeadError::LengthTag)?;
+                    if !cipher.open(&mut sealed) {
+                        return Err(AeadError::LengthTag);
+                    }
                     let len = u16::from_be_bytes([sealed[0], sealed[1]]) as usize;
                     if len > MAX_PAYLOAD {
                         return Err(AeadError::Oversize(len));
@@ -425,7 +426,9 @@ impl Decoder {
                         unreachable!("cipher is set with the salt")
                     };
                     let mut chunk = buf.split_to(len + TAG_LEN);
-                    cipher.open(&mut chunk).map_err(|_| AeadError::PayloadTag)?;
+                    if !cipher.open(&mut chunk) {
+                        return Err(AeadError::PayloadTag);
+                    }
                     chunk.truncate(len);
                     self.state = DecodeState::Length;
                     return Ok(Some(chunk));

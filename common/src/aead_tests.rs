@@ -1,8 +1,8 @@
 //! Known-answer vectors (shared/VECTORS.md §A) and differential tests against RustCrypto.
 
 use super::*;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
 use ::hkdf::Hkdf;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 use sha1::Sha1;
 
 fn h(s: &str) -> Vec<u8> {
@@ -134,7 +134,10 @@ fn large_payload_splits_into_max_chunks_and_round_trips() {
         let mut enc = Encoder::new(&key);
         let mut wire = BytesMut::new();
         enc.encode(&plain, &mut wire);
-        assert_eq!(wire.len(), enc.encoded_len(0) + 32 + plain.len() + 7 * CHUNK_OVERHEAD);
+        assert_eq!(
+            wire.len(),
+            enc.encoded_len(0) + 32 + plain.len() + 7 * CHUNK_OVERHEAD
+        );
         let mut dec = Decoder::new(&key);
         let mut got = Vec::new();
         while let Some(c) = dec.decode(&mut wire).expect("round trip") {
@@ -155,10 +158,12 @@ fn reference_wire(key: &MasterKey, salt: &[u8], pieces: &[&[u8]]) -> Vec<u8> {
     let mut seal = |buf: &mut Vec<u8>| {
         let n = aes_gcm::Nonce::from_slice(&nonce).to_owned();
         match key.method() {
-            Method::ChaCha20IetfPoly1305 => chacha20poly1305::ChaCha20Poly1305::new_from_slice(&subkey)
-                .expect("key length")
-                .encrypt_in_place(&n, b"", buf)
-                .expect("seal"),
+            Method::ChaCha20IetfPoly1305 => {
+                chacha20poly1305::ChaCha20Poly1305::new_from_slice(&subkey)
+                    .expect("key length")
+                    .encrypt_in_place(&n, b"", buf)
+                    .expect("seal")
+            }
             Method::Aes256Gcm => aes_gcm::Aes256Gcm::new_from_slice(&subkey)
                 .expect("key length")
                 .encrypt_in_place(&n, b"", buf)
@@ -196,7 +201,12 @@ fn differential_against_rustcrypto() {
         for round in 0..40 {
             let key = MasterKey::from_password(method, &format!("pw{round}"));
             let salt: Vec<u8> = (0..32).map(|_| next() as u8).collect();
-            let sizes = [next() as usize % 40_000, 1, next() as usize % 300, MAX_PAYLOAD];
+            let sizes = [
+                next() as usize % 40_000,
+                1,
+                next() as usize % 300,
+                MAX_PAYLOAD,
+            ];
             let pieces: Vec<Vec<u8>> = sizes
                 .iter()
                 .map(|&n| (0..n).map(|_| next() as u8).collect())
@@ -208,7 +218,11 @@ fn differential_against_rustcrypto() {
                 enc.encode(p, &mut ours);
                 split.extend(p.chunks(MAX_PAYLOAD));
             }
-            assert_eq!(ours.to_vec(), reference_wire(&key, &salt, &split), "{method} round {round}");
+            assert_eq!(
+                ours.to_vec(),
+                reference_wire(&key, &salt, &split),
+                "{method} round {round}"
+            );
         }
     }
 }
@@ -238,7 +252,10 @@ fn base64_keys_and_methods() {
         MasterKey::from_base64(Method::Aes256Gcm, "!!"),
         Err(KeyError::Base64)
     ));
-    assert_eq!("AES-256-GCM".parse::<Method>().ok(), Some(Method::Aes256Gcm));
+    assert_eq!(
+        "AES-256-GCM".parse::<Method>().ok(),
+        Some(Method::Aes256Gcm)
+    );
     assert!("rc4-md5".parse::<Method>().is_err());
     assert!(!format!("{k:?}").contains("AAEC"));
 }

@@ -82,7 +82,8 @@ impl SsUrl {
             Some((u, h)) => (u.to_owned(), h.to_owned()),
             None => {
                 let body = decode_base64(rest).ok_or(UrlError::Malformed("body is not base64"))?;
-                let body = String::from_utf8(body).map_err(|_| UrlError::Malformed("body is not UTF-8"))?;
+                let body = String::from_utf8(body)
+                    .map_err(|_| UrlError::Malformed("body is not UTF-8"))?;
                 let (u, h) = body
                     .rsplit_once('@')
                     .ok_or(UrlError::Malformed("no @ between credentials and host"))?;
@@ -95,7 +96,8 @@ impl SsUrl {
                 .map_err(|_| UrlError::Malformed("userinfo is not UTF-8"))?
                 .into_owned()
         } else {
-            let raw = decode_base64(&userinfo).ok_or(UrlError::Malformed("userinfo is not base64"))?;
+            let raw =
+                decode_base64(&userinfo).ok_or(UrlError::Malformed("userinfo is not base64"))?;
             String::from_utf8(raw).map_err(|_| UrlError::Malformed("userinfo is not UTF-8"))?
         };
         let (method, password) = userinfo
@@ -113,8 +115,11 @@ impl SsUrl {
     /// The SIP002 form: base64url userinfo, or percent-encoding for 2022 keys.
     pub fn to_url(&self) -> String {
         use base64::Engine as _;
-        let user = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}:{}", self.method, self.password.expose()));
+        let user = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}",
+            self.method,
+            self.password.expose()
+        ));
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -146,13 +151,19 @@ pub fn master_key(
     password: Option<&Secret>,
     key: Option<&Secret>,
 ) -> Result<crate::MasterKey, String> {
-    let method: Method = method.parse().map_err(|e: crate::aead::UnknownMethod| e.to_string())?;
+    let method: Method = method
+        .parse()
+        .map_err(|e: crate::aead::UnknownMethod| e.to_string())?;
     match (password, key) {
         (Some(_), Some(_)) => Err("give either a password or a key, not both".into()),
         (Some(p), None) if p.expose().is_empty() => Err("the password is empty".into()),
         (Some(p), None) => Ok(crate::MasterKey::from_password(method, p.expose())),
-        (None, Some(k)) => crate::MasterKey::from_base64(method, k.expose()).map_err(|e| e.to_string()),
-        (None, None) => Err("no password: use -k, SS_SERVER_PASSWORD or `password` in the config".into()),
+        (None, Some(k)) => {
+            crate::MasterKey::from_base64(method, k.expose()).map_err(|e| e.to_string())
+        }
+        (None, None) => {
+            Err("no password: use -k, SS_SERVER_PASSWORD or `password` in the config".into())
+        }
     }
 }
 
@@ -197,20 +208,23 @@ mod tests {
 
     #[test]
     fn vectors_sip002_urls() {
-        let a = SsUrl::parse("ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpiYXJmb28h@192.0.2.1:8388#my%20vps")
-            .expect("base64 userinfo");
+        let a =
+            SsUrl::parse("ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpiYXJmb28h@192.0.2.1:8388#my%20vps")
+                .expect("base64 userinfo");
         assert_eq!(a.method, Method::ChaCha20IetfPoly1305);
         assert_eq!(a.password.expose(), "barfoo!");
         assert_eq!((a.host.as_str(), a.port), ("192.0.2.1", 8388));
-        let legacy = SsUrl::parse("ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpiYXJmb28hQDE5Mi4wLjIuMTo4Mzg4")
-            .expect("legacy");
+        let legacy =
+            SsUrl::parse("ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpiYXJmb28hQDE5Mi4wLjIuMTo4Mzg4")
+                .expect("legacy");
         assert_eq!(legacy, a);
         assert_eq!(SsUrl::parse(&a.to_url()).expect("own output"), a);
     }
 
     #[test]
     fn percent_encoded_userinfo() {
-        let u = SsUrl::parse("ss://aes-256-gcm:p%40ss%3Aw@[2001:db8::1]:443/?plugin=x").expect("plain");
+        let u =
+            SsUrl::parse("ss://aes-256-gcm:p%40ss%3Aw@[2001:db8::1]:443/?plugin=x").expect("plain");
         assert_eq!(u.method, Method::Aes256Gcm);
         assert_eq!(u.password.expose(), "p@ss:w");
         assert_eq!((u.host.as_str(), u.port), ("2001:db8::1", 443));
@@ -218,7 +232,13 @@ mod tests {
 
     #[test]
     fn bad_urls() {
-        for bad in ["http://x", "ss://", "ss://bm9wZQ@host:1", "ss://rc4:pw@h:1", "ss://aes-256-gcm:pw@h"] {
+        for bad in [
+            "http://x",
+            "ss://",
+            "ss://bm9wZQ@host:1",
+            "ss://rc4:pw@h:1",
+            "ss://aes-256-gcm:pw@h",
+        ] {
             assert!(SsUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -99,8 +99,10 @@ pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     let Some(first) = addrs.first() else {
         return Vec::new();
     };
-    let (mut a, mut b): (Vec<SocketAddr>, Vec<SocketAddr>) =
-        addrs.iter().copied().partition(|x| x.is_ipv6() == first.is_ipv6());
+    let (mut a, mut b): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs
+        .iter()
+        .copied()
+        .partition(|x| x.is_ipv6() == first.is_ipv6());
     let mut out = Vec::with_capacity(addrs.len());
     a.reverse();
     b.reverse();
@@ -176,7 +178,10 @@ mod tests {
             .map(|s| s.parse().expect("addr"))
             .collect();
         let got: Vec<String> = interleave(&v).iter().map(|a| a.to_string()).collect();
-        assert_eq!(got, ["[::1]:1", "1.1.1.1:1", "[::2]:1", "2.2.2.2:1", "[::3]:1"]);
+        assert_eq!(
+            got,
+            ["[::1]:1", "1.1.1.1:1", "[::2]:1", "2.2.2.2:1", "[::3]:1"]
+        );
     }
 
     #[tokio::test]
@@ -187,9 +192,13 @@ mod tests {
         let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let dead_addr = dead.local_addr().expect("addr");
         drop(dead);
-        let s = connect_any(&[dead_addr, good_addr], Duration::from_secs(5), &SocketOpts::default())
-            .await
-            .expect("second address works");
+        let s = connect_any(
+            &[dead_addr, good_addr],
+            Duration::from_secs(5),
+            &SocketOpts::default(),
+        )
+        .await
+        .expect("second address works");
         assert_eq!(s.peer_addr().expect("peer"), good_addr);
         assert!(s.nodelay().expect("nodelay"));
         let err = connect_any(&[dead_addr], Duration::from_secs(5), &SocketOpts::default())

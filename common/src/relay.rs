@@ -83,8 +83,18 @@ where
 {
     let epoch = Instant::now();
     let last = AtomicU64::new(0);
-    let mut ta = Tracked { io: a, epoch, last: &last, read: 0 };
-    let mut tb = Tracked { io: b, epoch, last: &last, read: 0 };
+    let mut ta = Tracked {
+        io: a,
+        epoch,
+        last: &last,
+        read: 0,
+    };
+    let mut tb = Tracked {
+        io: b,
+        epoch,
+        last: &last,
+        read: 0,
+    };
     let result = {
         let copy = tokio::io::copy_bidirectional_with_sizes(&mut ta, &mut tb, RELAY_BUF, RELAY_BUF);
         tokio::pin!(copy);
@@ -101,7 +111,10 @@ where
             }
         }
     };
-    let moved = Transferred { a_to_b: ta.read, b_to_a: tb.read };
+    let moved = Transferred {
+        a_to_b: ta.read,
+        b_to_a: tb.read,
+    };
     (moved, result)
 }
 
@@ -114,7 +127,8 @@ mod tests {
     async fn half_close_then_answer() {
         let (mut client, mut a) = duplex(64);
         let (mut b, mut target) = duplex(64);
-        let relay = tokio::spawn(async move { relay(&mut a, &mut b, Duration::from_secs(5)).await });
+        let relay =
+            tokio::spawn(async move { relay(&mut a, &mut b, Duration::from_secs(5)).await });
         client.write_all(b"question").await.expect("write");
         client.shutdown().await.expect("half-close");
         let mut q = Vec::new();
@@ -134,14 +148,18 @@ mod tests {
     async fn idle_timeout_fires_only_without_traffic() {
         let (mut client, mut a) = duplex(64);
         let (mut b, mut target) = duplex(64);
-        let relay = tokio::spawn(async move { relay(&mut a, &mut b, Duration::from_secs(10)).await });
+        let relay =
+            tokio::spawn(async move { relay(&mut a, &mut b, Duration::from_secs(10)).await });
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_secs(6)).await;
             client.write_all(b"x").await.expect("write");
             let mut one = [0u8; 1];
             target.read_exact(&mut one).await.expect("relayed");
         }
-        assert!(!relay.is_finished(), "traffic every 6 s keeps a 10 s idle timer alive");
+        assert!(
+            !relay.is_finished(),
+            "traffic every 6 s keeps a 10 s idle timer alive"
+        );
         let (_, r) = relay.await.expect("join");
         assert_eq!(r.expect_err("idle").kind(), io::ErrorKind::TimedOut);
     }

@@ -4,7 +4,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use burrow_common::config::{de_duration, master_key, read_toml, split_host_port, with_port, Secret, SsUrl};
+use burrow_common::config::{
+    de_duration, master_key, read_toml, split_host_port, with_port, Secret, SsUrl,
+};
 use burrow_common::net::{Keepalive, SocketOpts};
 use clap::Parser;
 use serde::Deserialize;
@@ -26,7 +28,12 @@ pub struct Cli {
     #[arg(short = 's', long = "server-addr")]
     pub server_addr: Option<String>,
     /// Password (a key is derived from it with EVP_BytesToKey).
-    #[arg(short = 'k', long = "password", env = "SS_SERVER_PASSWORD", hide_env_values = true)]
+    #[arg(
+        short = 'k',
+        long = "password",
+        env = "SS_SERVER_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// Raw base64 key instead of a password.
     #[arg(long = "key")]
@@ -105,7 +112,9 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let listen_text = match &cli.local_addr {
         Some(a) => a.clone(),
         None => with_port(
-            file.local_address.as_deref().unwrap_or(defaults::LOCAL_ADDRESS),
+            file.local_address
+                .as_deref()
+                .unwrap_or(defaults::LOCAL_ADDRESS),
             file.local_port.unwrap_or(defaults::LOCAL_PORT),
         ),
     };
@@ -128,8 +137,12 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let (server_host, server_port) = match &url {
         Some(u) => (u.host.clone(), u.port),
         None => {
-            let text = with_port(&server_text, file.server_port.unwrap_or(defaults::SERVER_PORT));
-            split_host_port(&text).ok_or_else(|| format!("server {server_text:?} is not host:port"))?
+            let text = with_port(
+                &server_text,
+                file.server_port.unwrap_or(defaults::SERVER_PORT),
+            );
+            split_host_port(&text)
+                .ok_or_else(|| format!("server {server_text:?} is not host:port"))?
         }
     };
 
@@ -152,19 +165,33 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, None) => None,
         _ => return Err("socks_username and socks_password go together, both non-empty".into()),
     };
-    let keepalive = file.keepalive.map(|idle| Keepalive { idle, ..Keepalive::default() }).unwrap_or_default();
+    let keepalive = file
+        .keepalive
+        .map(|idle| Keepalive {
+            idle,
+            ..Keepalive::default()
+        })
+        .unwrap_or_default();
     let settings = Settings {
         server_host,
         server_port,
         key,
         socks_auth,
-        handshake_timeout: file.handshake_timeout.unwrap_or(defaults::HANDSHAKE_TIMEOUT),
+        handshake_timeout: file
+            .handshake_timeout
+            .unwrap_or(defaults::HANDSHAKE_TIMEOUT),
         connect_timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
         idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
         confirm_connect: !cli.no_confirm && file.confirm_connect.unwrap_or(true),
-        max_connections: file.max_connections.unwrap_or(defaults::MAX_CONNECTIONS).max(1),
+        max_connections: file
+            .max_connections
+            .unwrap_or(defaults::MAX_CONNECTIONS)
+            .max(1),
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
-        socket: SocketOpts { nodelay: file.no_delay.unwrap_or(true), keepalive: Some(keepalive) },
+        socket: SocketOpts {
+            nodelay: file.no_delay.unwrap_or(true),
+            keepalive: Some(keepalive),
+        },
     };
     for (name, d) in [
         ("handshake_timeout", settings.handshake_timeout),

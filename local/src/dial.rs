@@ -36,7 +36,9 @@ pub enum TunnelError {
     },
     /// The server closed without a byte: its egress policy refused the target, or the
     /// target did not answer it.
-    #[error("the server could not open {0} (refused by its egress policy, or unreachable from it)")]
+    #[error(
+        "the server could not open {0} (refused by its egress policy, or unreachable from it)"
+    )]
     Target(TargetAddr),
     /// The server did not answer in time.
     #[error("the server did not answer within {0:?}")]
@@ -51,7 +53,9 @@ impl TunnelError {
                 io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
                 io::ErrorKind::TimedOut => ReplyError::TtlExpired,
                 io::ErrorKind::NetworkUnreachable => ReplyError::NetworkUnreachable,
-                io::ErrorKind::HostUnreachable | io::ErrorKind::NotFound => ReplyError::HostUnreachable,
+                io::ErrorKind::HostUnreachable | io::ErrorKind::NotFound => {
+                    ReplyError::HostUnreachable
+                }
                 _ => ReplyError::GeneralFailure,
             },
             TunnelError::Target(_) => ReplyError::HostUnreachable,
@@ -63,10 +67,20 @@ impl TunnelError {
 /// Opens an encrypted tunnel to `target` through the server. With `confirm_connect` the
 /// request has been sent and the server has answered; without it the request header is
 /// buffered, to leave with the app's first bytes.
-pub async fn open_tunnel(target: &TargetAddr, s: &Settings) -> Result<EncryptedStream<TcpStream>, TunnelError> {
-    let server_err = |source| TunnelError::Server { server: format!("{}:{}", s.server_host, s.server_port), source };
-    let addrs = resolve(&s.server_host, s.server_port, s.connect_timeout).await.map_err(server_err)?;
-    let conn = connect_any(&addrs, s.connect_timeout, &s.socket).await.map_err(server_err)?;
+pub async fn open_tunnel(
+    target: &TargetAddr,
+    s: &Settings,
+) -> Result<EncryptedStream<TcpStream>, TunnelError> {
+    let server_err = |source| TunnelError::Server {
+        server: format!("{}:{}", s.server_host, s.server_port),
+        source,
+    };
+    let addrs = resolve(&s.server_host, s.server_port, s.connect_timeout)
+        .await
+        .map_err(server_err)?;
+    let conn = connect_any(&addrs, s.connect_timeout, &s.socket)
+        .await
+        .map_err(server_err)?;
     let mut tunnel = EncryptedStream::new(conn, &s.key);
     let mut header = BytesMut::with_capacity(target.encoded_len());
     target.encode(&mut header);
@@ -74,12 +88,16 @@ pub async fn open_tunnel(target: &TargetAddr, s: &Settings) -> Result<EncryptedS
     if !s.confirm_connect {
         return Ok(tunnel);
     }
-    with_timeout("sending the request", s.connect_timeout, tunnel.flush()).await.map_err(server_err)?;
+    with_timeout("sending the request", s.connect_timeout, tunnel.flush())
+        .await
+        .map_err(server_err)?;
     let wait = s.connect_timeout + ANSWER_MARGIN;
     match tokio::time::timeout(wait, tunnel.peer_answered()).await {
         Ok(Ok(true)) => Ok(tunnel),
         Ok(Ok(false)) => Err(TunnelError::Target(target.clone())),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => Err(TunnelError::Target(target.clone())),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+            Err(TunnelError::Target(target.clone()))
+        }
         Ok(Err(e)) => Err(server_err(e)),
         Err(_) => Err(TunnelError::NoAnswer(wait)),
     }

@@ -14,8 +14,8 @@ pub mod socks5;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_common::config::Secret;
 use burrow_common::accept::{accept_loop, AcceptOpts};
+use burrow_common::config::Secret;
 use burrow_common::net::SocketOpts;
 use burrow_common::MasterKey;
 use tokio::net::TcpListener;
@@ -49,7 +49,11 @@ pub struct Settings {
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then drains open tunnels.
-pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let opts = AcceptOpts {
         max_connections: settings.max_connections,
         shutdown_grace: settings.shutdown_grace,
@@ -57,6 +61,9 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         inbound: "socks5",
     };
     let settings = Arc::new(settings);
-    accept_loop(listener, opts, shutdown, |conn| serve::serve(settings.clone(), conn)).await;
+    accept_loop(listener, opts, shutdown, |conn| {
+        serve::serve(settings.clone(), conn)
+    })
+    .await;
     Ok(())
 }

@@ -33,21 +33,24 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         Ok(t) => t,
         Err(e) => {
             info!("{e}");
-            let _ = tokio::time::timeout(s.handshake_timeout, proto.reply_error(&e.socks_reply())).await;
+            let _ = tokio::time::timeout(s.handshake_timeout, proto.reply_error(&e.socks_reply()))
+                .await;
             return;
         }
     };
     let bound = SocketAddr::from(([0, 0, 0, 0], 0));
-    let mut client = match tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound)).await {
-        Ok(Ok(c)) => c,
-        _ => return debug!("client left before the SOCKS5 reply"),
-    };
+    let mut client =
+        match tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound)).await {
+            Ok(Ok(c)) => c,
+            _ => return debug!("client left before the SOCKS5 reply"),
+        };
     if !s.confirm_connect {
         let mut first = vec![0u8; 16 * 1024];
         if let Ok(Ok(n)) = tokio::time::timeout(FIRST_BYTES_WAIT, client.read(&mut first)).await {
             tunnel.buffer(&first[..n]);
         }
-        if let Err(e) = with_timeout("sending the request", s.connect_timeout, tunnel.flush()).await {
+        if let Err(e) = with_timeout("sending the request", s.connect_timeout, tunnel.flush()).await
+        {
             return info!("server: {e}");
         }
     }

@@ -28,7 +28,9 @@ where
                 let ok_pass = ct_eq(p.as_bytes(), pass.expose().as_bytes());
                 ok_user & ok_pass
             };
-            Socks5ServerProtocol::accept_password_auth(io, check).await?.0
+            Socks5ServerProtocol::accept_password_auth(io, check)
+                .await?
+                .0
         }
     };
     let (proto, cmd, target) = proto.read_command().await?;

@@ -24,7 +24,12 @@ pub struct Cli {
     #[arg(short = 's', long = "server-addr")]
     pub server_addr: Option<String>,
     /// Password (a key is derived from it with EVP_BytesToKey).
-    #[arg(short = 'k', long = "password", env = "SS_SERVER_PASSWORD", hide_env_values = true)]
+    #[arg(
+        short = 'k',
+        long = "password",
+        env = "SS_SERVER_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// Raw base64 key instead of a password.
     #[arg(long = "key", hide_env_values = true)]
@@ -123,7 +128,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         .and_then(|mut a| a.next())
         .ok_or_else(|| format!("listen address {listen_text:?} is not host:port"))?;
 
-    let method = cli.method.clone().or(file.method).unwrap_or_else(|| defaults::METHOD.into());
+    let method = cli
+        .method
+        .clone()
+        .or(file.method)
+        .unwrap_or_else(|| defaults::METHOD.into());
     let password = cli.password.clone().map(Secret::new).or(file.password);
     let key = cli.key.clone().map(Secret::new).or(file.key);
     // A key or password given on the command line replaces both file fields.
@@ -144,7 +153,13 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     if max_connections == 0 {
         return Err("max_connections must be at least 1".into());
     }
-    let keepalive = file.keepalive.map(|idle| Keepalive { idle, ..Keepalive::default() }).unwrap_or_default();
+    let keepalive = file
+        .keepalive
+        .map(|idle| Keepalive {
+            idle,
+            ..Keepalive::default()
+        })
+        .unwrap_or_default();
     let settings = Settings {
         key,
         policy: Policy {
@@ -152,13 +167,18 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             allow,
             own: Some(listen).filter(|a| !a.ip().is_unspecified()),
         },
-        handshake_timeout: file.handshake_timeout.unwrap_or(defaults::HANDSHAKE_TIMEOUT),
+        handshake_timeout: file
+            .handshake_timeout
+            .unwrap_or(defaults::HANDSHAKE_TIMEOUT),
         connect_timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
         idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
         max_connections,
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         replay_filter: file.replay_filter.unwrap_or(true),
-        socket: SocketOpts { nodelay: file.no_delay.unwrap_or(true), keepalive: Some(keepalive) },
+        socket: SocketOpts {
+            nodelay: file.no_delay.unwrap_or(true),
+            keepalive: Some(keepalive),
+        },
     };
     for (name, d) in [
         ("handshake_timeout", settings.handshake_timeout),
@@ -175,12 +195,22 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
 /// `genkey`: a random 32-byte key (base64) usable as password or key, and its URL.
 pub fn genkey(method: &str, server: &str) -> Result<String, String> {
     use base64::Engine as _;
-    let method: Method = method.parse().map_err(|e: burrow_common::aead::UnknownMethod| e.to_string())?;
+    let method: Method = method
+        .parse()
+        .map_err(|e: burrow_common::aead::UnknownMethod| e.to_string())?;
     let (host, port) = burrow_common::config::split_host_port(server)
         .ok_or_else(|| format!("{server:?} is not host:port"))?;
     let mut raw = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut raw);
     let password = base64::engine::general_purpose::STANDARD.encode(raw);
-    let url = burrow_common::config::SsUrl { method, password: Secret::new(password.clone()), host, port };
-    Ok(format!("method:   {method}\npassword: {password}\nurl:      {}\n", url.to_url()))
+    let url = burrow_common::config::SsUrl {
+        method,
+        password: Secret::new(password.clone()),
+        host,
+        port,
+    };
+    Ok(format!(
+        "method:   {method}\npassword: {password}\nurl:      {}\n",
+        url.to_url()
+    ))
 }

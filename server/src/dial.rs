@@ -12,7 +12,9 @@ use crate::Settings;
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     /// Every resolved address is refused by the egress policy.
-    #[error("refused by egress policy: {addr} is {why} (allow_private or allow = [...] to permit)")]
+    #[error(
+        "refused by egress policy: {addr} is {why} (allow_private or allow = [...] to permit)"
+    )]
     Refused {
         /// The first refused address.
         addr: std::net::SocketAddr,
@@ -39,7 +41,8 @@ pub async fn dial(target: &TargetAddr, settings: &Settings) -> Result<TcpStream,
         })
         .collect();
     if allowed.is_empty() {
-        let (addr, why) = refused.unwrap_or_else(|| unreachable!("resolve returns at least one address"));
+        let (addr, why) =
+            refused.unwrap_or_else(|| unreachable!("resolve returns at least one address"));
         return Err(DialError::Refused { addr, why });
     }
     Ok(connect_any(&allowed, settings.connect_timeout, &settings.socket).await?)

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use burrow_common::aead::{AeadError, Decoder, MasterKey, MAX_CHUNK};
 use burrow_common::addr::AddrError;
+use burrow_common::aead::{AeadError, Decoder, MasterKey, MAX_CHUNK};
 use burrow_common::replay::ReplayFilter;
 use burrow_common::TargetAddr;
 use bytes::BytesMut;
@@ -82,7 +82,12 @@ pub async fn read_request<S: AsyncRead + Unpin>(
             }
             plain.extend_from_slice(&chunk);
             if let Some(target) = TargetAddr::decode(&mut plain)? {
-                return Ok(Request { target, dec, rbuf, payload: plain });
+                return Ok(Request {
+                    target,
+                    dec,
+                    rbuf,
+                    payload: plain,
+                });
             }
         }
         if rbuf.capacity() - rbuf.len() < dec.needed(rbuf.len()) {
@@ -184,7 +189,9 @@ mod tests {
         TargetAddr::Ip("1.2.3.4:5".parse().expect("addr")).encode(&mut plain);
         let wire = flight(&key, &plain);
         let filter = ReplayFilter::new(16);
-        read_request(&mut &wire[..], &key, Some(&filter)).await.expect("first time");
+        read_request(&mut &wire[..], &key, Some(&filter))
+            .await
+            .expect("first time");
         let again = read_request(&mut &wire[..], &key, Some(&filter)).await;
         assert!(matches!(again, Err(BadRequest::Replay)));
 

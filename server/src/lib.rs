@@ -65,13 +65,20 @@ impl Shared {
 
     /// Connections refused before a valid request, by kind (probe, replay, timeout, closed).
     pub fn rejected(&self) -> HashMap<&'static str, u64> {
-        self.rejected.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
 /// `shutdown_grace` and returns.
-pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let opts = AcceptOpts {
         max_connections: settings.max_connections,
         shutdown_grace: settings.shutdown_grace,
@@ -83,6 +90,9 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         settings,
         rejected: Mutex::default(),
     });
-    accept_loop(listener, opts, shutdown, |conn| serve::serve(shared.clone(), conn)).await;
+    accept_loop(listener, opts, shutdown, |conn| {
+        serve::serve(shared.clone(), conn)
+    })
+    .await;
     Ok(())
 }

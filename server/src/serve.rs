@@ -19,7 +19,8 @@ pub async fn serve(shared: Arc<Shared>, mut conn: TcpStream) {
     let s = &shared.settings;
     let deadline = jittered_deadline(s.handshake_timeout);
     let replay = shared.replay.as_ref();
-    let req = match tokio::time::timeout_at(deadline, read_request(&mut conn, &s.key, replay)).await {
+    let req = match tokio::time::timeout_at(deadline, read_request(&mut conn, &s.key, replay)).await
+    {
         Ok(Ok(req)) => req,
         Ok(Err(bad)) => {
             shared.count_rejected(bad.kind());

@@ -17,7 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Parser, Debug)]
-#[command(name = "burrow-bench", version, about = "Throughput and connect latency through a SOCKS5 proxy")]
+#[command(
+    name = "burrow-bench",
+    version,
+    about = "Throughput and connect latency through a SOCKS5 proxy"
+)]
 struct Cli {
     /// The SOCKS5 proxy to measure, host:port.
     #[arg(long)]
@@ -120,7 +124,12 @@ async fn open(proxy: SocketAddr, target: SocketAddr) -> std::io::Result<TcpStrea
     Ok(s)
 }
 
-async fn one_stream(proxy: SocketAddr, target: SocketAddr, bytes: u64, dir: Dir) -> std::io::Result<()> {
+async fn one_stream(
+    proxy: SocketAddr,
+    target: SocketAddr,
+    bytes: u64,
+    dir: Dir,
+) -> std::io::Result<()> {
     let mut s = open(proxy, target).await?;
     let mut head = [0u8; 9];
     head[0] = if dir == Dir::Down { b'D' } else { b'U' };
@@ -132,7 +141,9 @@ async fn one_stream(proxy: SocketAddr, target: SocketAddr, bytes: u64, dir: Dir)
         while got < bytes {
             let n = s.read(&mut buf).await?;
             if n == 0 {
-                return Err(std::io::Error::other(format!("stream ended after {got} of {bytes} bytes")));
+                return Err(std::io::Error::other(format!(
+                    "stream ended after {got} of {bytes} bytes"
+                )));
             }
             got += n as u64;
         }

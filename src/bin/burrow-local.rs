@@ -11,7 +11,11 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-local", &e),
     };
-    cli::serve("burrow-local", loaded.listen, args.verbose, &args.log_format, |listener, shutdown| {
-        burrow_local::run(loaded.settings, listener, shutdown)
-    })
+    cli::serve(
+        "burrow-local",
+        loaded.listen,
+        args.verbose,
+        &args.log_format,
+        |listener, shutdown| burrow_local::run(loaded.settings, listener, shutdown),
+    )
 }

@@ -20,7 +20,11 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-server", &e),
     };
-    cli::serve("burrow-server", loaded.listen, args.verbose, &args.log_format, |listener, shutdown| {
-        burrow_server::run(loaded.settings, listener, shutdown)
-    })
+    cli::serve(
+        "burrow-server",
+        loaded.listen,
+        args.verbose,
+        &args.log_format,
+        |listener, shutdown| burrow_server::run(loaded.settings, listener, shutdown),
+    )
 }

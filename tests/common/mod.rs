@@ -26,9 +26,23 @@ pub fn server(method: &str, password: &str, extra: &[&str]) -> (Proc, SocketAddr
 }
 
 /// burrow-local on 127.0.0.1:0 towards `server`.
-pub fn local(server: SocketAddr, method: &str, password: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+pub fn local(
+    server: SocketAddr,
+    method: &str,
+    password: &str,
+    extra: &[&str],
+) -> (Proc, SocketAddr) {
     let server = server.to_string();
-    let mut args = vec!["-b", "127.0.0.1:0", "-s", &server, "-m", method, "-k", password];
+    let mut args = vec![
+        "-b",
+        "127.0.0.1:0",
+        "-s",
+        &server,
+        "-m",
+        method,
+        "-k",
+        password,
+    ];
     args.extend_from_slice(extra);
     let p = Proc::spawn(LOCAL, &args, &[]);
     let addr = p.listening();
@@ -39,7 +53,12 @@ pub fn local(server: SocketAddr, method: &str, password: &str, extra: &[&str]) -
 pub fn pair(method: &str) -> Pair {
     let (server, server_addr) = server(method, "test-password", &["--allow-private"]);
     let (local, local_addr) = local(server_addr, method, "test-password", &[]);
-    Pair { server, server_addr, local, local_addr }
+    Pair {
+        server,
+        server_addr,
+        local,
+        local_addr,
+    }
 }
 
 /// A fresh temporary directory under the target dir.
@@ -52,7 +71,10 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Runs curl with `args`; returns (exit code, stdout, stderr).
@@ -67,5 +89,9 @@ pub async fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
         .output()
         .await
         .expect("curl must be installed (scripts/test.sh installs it)");
-    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
