@@ -23,9 +23,10 @@ use tokio::net::{TcpListener, TcpStream};
     about = "Throughput and connect latency through a SOCKS5 proxy"
 )]
 struct Cli {
-    /// The SOCKS5 proxy to measure, host:port.
+    /// The SOCKS5 proxy to measure, host:port; without it, the target is reached directly
+    /// (the baseline).
     #[arg(long)]
-    socks: SocketAddr,
+    socks: Option<SocketAddr>,
     /// A label printed with every result line.
     #[arg(long, default_value = "proxy")]
     label: String,
@@ -115,17 +116,23 @@ async fn target() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn open(proxy: SocketAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
-    let (s, reply) = socks5_connect(proxy, &target.ip().to_string(), target.port()).await?;
-    if reply != 0 {
-        return Err(std::io::Error::other(format!("SOCKS5 reply {reply}")));
-    }
+async fn open(proxy: Option<SocketAddr>, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = match proxy {
+        None => TcpStream::connect(target).await?,
+        Some(proxy) => {
+            let (s, reply) = socks5_connect(proxy, &target.ip().to_string(), target.port()).await?;
+            if reply != 0 {
+                return Err(std::io::Error::other(format!("SOCKS5 reply {reply}")));
+            }
+            s
+        }
+    };
     s.set_nodelay(true)?;
     Ok(s)
 }
 
 async fn one_stream(
-    proxy: SocketAddr,
+    proxy: Option<SocketAddr>,
     target: SocketAddr,
     bytes: u64,
     dir: Dir,

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# burrow vs shadowsocks-rust vs direct loopback, interleaved, ROUNDS rounds; prints every
+# run, then medians and ratios (burrow / shadowsocks-rust).
+#   METHOD=aes-256-gcm MB=1000 COUNT=5000 ROUNDS=3 scripts/bench.sh
+# Needs shadowsocks-rust: cargo install shadowsocks-rust --locked
+set -euo pipefail
+cd "$(dirname "$0")/.."
+METHOD=${METHOD:-chacha20-ietf-poly1305}
+MB=${MB:-1000}
+COUNT=${COUNT:-5000}
+ROUNDS=${ROUNDS:-3}
+PW=bench-password
+
+command -v ssserver >/dev/null || { echo "ssserver not found: cargo install shadowsocks-rust --locked" >&2; exit 1; }
+cargo build --release --quiet --bins
+B=target/release
+tmp=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_line() { # file pattern
+  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "timeout waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+addr_of() { grep -o 'listening on [0-9.:]*' "$1" | head -1 | awk '{print $3}'; }
+
+# burrow
+RUST_LOG=warn $B/burrow-server -s 127.0.0.1:0 -m "$METHOD" -k $PW --allow-private 2>"$tmp/bs.log" & bs=$!; pids+=($bs)
+wait_line "$tmp/bs.log" "listening on"
+RUST_LOG=warn $B/burrow-local -b 127.0.0.1:0 -s "$(addr_of "$tmp/bs.log")" -m "$METHOD" -k $PW 2>"$tmp/bl.log" & bl=$!; pids+=($bl)
+wait_line "$tmp/bl.log" "listening on"
+burrow_socks=$(addr_of "$tmp/bl.log")
+
+# shadowsocks-rust
+sp=$(free_port); lp=$(free_port)
+ssserver -s 127.0.0.1:$sp -m "$METHOD" -k $PW >"$tmp/ss.log" 2>&1 & ss=$!; pids+=($ss)
+sslocal -b 127.0.0.1:$lp -s 127.0.0.1:$sp -m "$METHOD" -k $PW >"$tmp/sl.log" 2>&1 & sl=$!; pids+=($sl)
+wait_line "$tmp/ss.log" "listening on"
+wait_line "$tmp/sl.log" "listening on"
+ss_socks=127.0.0.1:$lp
+
+rss() { awk '/VmRSS/{print $2}' /proc/$1/status; }
+echo "machine: $(nproc) cores, $(uname -r); method $METHOD; $MB MB per bulk run; $COUNT tunnels per connect run"
+echo "at rest RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
+
+run() { # label socks-or-empty pid... -- mode args
+  local label=$1 socks=$2; shift 2
+  local extra=()
+  [ -n "$socks" ] && extra+=(--socks "$socks")
+  $B/burrow-bench --label "$label" "${extra[@]}" "$@"
+}
+out="$tmp/results"
+for r in $(seq "$ROUNDS"); do
+  for dir in down up; do
+    run burrow "$burrow_socks" --pid $bl --pid $bs bulk --mb "$MB" --dir $dir | tee -a "$out"
+    run ssrust "$ss_socks" --pid $sl --pid $ss bulk --mb "$MB" --dir $dir | tee -a "$out"
+    run direct "" bulk --mb "$MB" --dir $dir | tee -a "$out"
+  done
+  run burrow "$burrow_socks" connect --count "$COUNT" | tee -a "$out"
+  run ssrust "$ss_socks" connect --count "$COUNT" | tee -a "$out"
+  run direct "" connect --count "$COUNT" | tee -a "$out"
+done
+echo "after load RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
+
+python3 - "$out" <<'PY'
+import re, statistics, sys
+rows = open(sys.argv[1]).read().splitlines()
+def vals(label, pat):
+    return [float(m.group(1)) for r in rows if r.startswith(label + " ") for m in [re.search(pat, r)] if m]
+def med(v): return statistics.median(v) if v else float("nan")
+def spread(v): return f"{min(v):.0f}-{max(v):.0f}" if v else "-"
+figs = [
+    ("bulk down MB/s", r"bulk Down .*: ([\d.]+) MB/s", True),
+    ("bulk up MB/s", r"bulk Up .*: ([\d.]+) MB/s", True),
+    ("CPU s/GB down", r"bulk Down .*cpu ([\d.]+) s/GB", False),
+    ("CPU s/GB up", r"bulk Up .*cpu ([\d.]+) s/GB", False),
+    ("tunnels/s", r"connect .*: ([\d.]+) tunnels/s", True),
+    ("first byte p50 ms", r"p50 ([\d.]+) ms", False),
+    ("first byte p99 ms", r"p99 ([\d.]+) ms", False),
+]
+print(f"\n{'figure':22} {'burrow':>16} {'ss-rust':>16} {'direct':>16} {'burrow/ss-rust':>15}")
+for name, pat, _ in figs:
+    b, s, d = vals("burrow", pat), vals("ssrust", pat), vals("direct", pat)
+    ratio = med(b) / med(s) if s and med(s) else float("nan")
+    cell = lambda v: f"{med(v):.2f} [{spread(v)}]" if v else "-"
+    print(f"{name:22} {cell(b):>16} {cell(s):>16} {cell(d):>16} {ratio:>15.2f}")
+PY
