@@ -173,3 +173,76 @@ async fn sigterm_drains_and_exits_zero() {
     assert_eq!(server.wait_exit(), Some(0), "{}", server.output());
     assert!(server.output().contains("stopped accepting"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5_username_password_is_enforced() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let dir = temp_dir("auth");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        "socks_username = \"alice\"\nsocks_password = \"s3cret\"\n",
+    )
+    .expect("config");
+    let (local, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["-c", cfg.to_str().expect("utf8")],
+    );
+    let proxy = local_addr.to_string();
+    let url = format!("http://{target}/");
+    let (code, out, err) = curl(&[
+        "--socks5-hostname",
+        &proxy,
+        "--proxy-user",
+        "alice:s3cret",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, b"hello from burrow\n");
+    for creds in [Some("alice:wrong"), Some("bob:s3cret"), None] {
+        let mut args = vec!["--socks5-hostname", proxy.as_str()];
+        if let Some(c) = creds {
+            args.extend(["--proxy-user", c]);
+        }
+        args.push(&url);
+        let (code, out, _) = curl(&args).await;
+        assert_eq!(code, 97, "{creds:?} must be refused");
+        assert!(out.is_empty());
+    }
+    assert!(!local.output().contains("s3cret"), "no password in the log");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_prints_a_curl_line_that_works() {
+    let qs = kit::Proc::spawn(
+        env!("CARGO_BIN_EXE_burrow"),
+        &["quickstart", "--port", "0"],
+        &[],
+    );
+    let line = qs.wait_for("curl --socks5-hostname");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "curl");
+    let (code, out, err) = curl(&words[1..]).await;
+    assert_eq!(code, 0, "{line}: {err}\n{}", qs.output());
+    assert_eq!(out, b"hello from burrow\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_is_connection_refused_for_the_app() {
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dead_addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let (local, local_addr) = local(dead_addr, "aes-256-gcm", "pw", &[]);
+    let (_s, reply) = kit::socks5_connect(local_addr, "example.com", 80)
+        .await
+        .expect("socks");
+    assert_eq!(reply, 5, "SOCKS5 'connection refused'");
+    local.wait_for("cannot reach the server");
+}

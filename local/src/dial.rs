@@ -41,7 +41,10 @@ pub enum TunnelError {
     )]
     Target(TargetAddr),
     /// The server did not answer in time.
-    #[error("the server did not answer within {0:?}")]
+    #[error(
+        "the server did not answer within {0:?} (a wrong password or method gets silence; \
+             a server other than burrow-server needs confirm_connect = false)"
+    )]
     NoAnswer(Duration),
 }
 

@@ -20,6 +20,7 @@ const FIRST_BYTES_WAIT: Duration = Duration::from_millis(20);
 
 /// Serves one SOCKS5 client until its tunnel ends.
 pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
+    let started = std::time::Instant::now();
     let s = &*settings;
     let handshake = socks5::handshake(conn, s.socks_auth.as_ref());
     let (proto, target) = match tokio::time::timeout(s.handshake_timeout, handshake).await {
@@ -55,8 +56,9 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         }
     }
     let (moved, result) = relay(&mut client, &mut tunnel, s.idle_timeout).await;
+    let secs = started.elapsed().as_secs_f64();
     match result {
-        Ok(()) => info!(up = moved.a_to_b, down = moved.b_to_a, "closed"),
-        Err(e) => info!(up = moved.a_to_b, down = moved.b_to_a, "closed: {e}"),
+        Ok(()) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed"),
+        Err(e) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed: {e}"),
     }
 }

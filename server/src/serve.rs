@@ -16,6 +16,7 @@ use crate::Shared;
 
 /// Serves one accepted connection until its tunnel ends.
 pub async fn serve(shared: Arc<Shared>, mut conn: TcpStream) {
+    let started = std::time::Instant::now();
     let s = &shared.settings;
     let deadline = jittered_deadline(s.handshake_timeout);
     let replay = shared.replay.as_ref();
@@ -55,18 +56,19 @@ pub async fn serve(shared: Arc<Shared>, mut conn: TcpStream) {
     let mut tunnel = EncryptedStream::from_parts(conn, enc, req.dec, req.rbuf);
     // Send our salt now: its arrival is burrow-local's sign that the target is connected.
     tunnel.buffer(&[]);
-    let started = async {
+    let first_write = async {
         tunnel.flush().await?;
         target.write_all(&req.payload).await
     };
-    if let Err(e) = with_timeout("first write", s.idle_timeout, started).await {
+    if let Err(e) = with_timeout("first write", s.idle_timeout, first_write).await {
         info!("tunnel ended before relaying: {e}");
         return;
     }
     let (moved, result) = relay(&mut tunnel, &mut target, s.idle_timeout).await;
     let up = moved.a_to_b + req.payload.len() as u64;
+    let secs = started.elapsed().as_secs_f64();
     match result {
-        Ok(()) => info!(up, down = moved.b_to_a, "closed"),
-        Err(e) => info!(up, down = moved.b_to_a, "closed: {e}"),
+        Ok(()) => info!(up, down = moved.b_to_a, secs, "closed"),
+        Err(e) => info!(up, down = moved.b_to_a, secs, "closed: {e}"),
     }
 }
