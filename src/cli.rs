@@ -67,17 +67,18 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The rest of every serving `main`: tracing, runtime, bind, `listening on ADDR` on
-/// stderr, then `run` until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 on failure.
+/// The rest of every serving `main`: tracing, runtime, bind every address, print
+/// `listening on ADDR` for each on stderr, then `run` until SIGTERM/SIGINT. Exit 0 after a
+/// clean drain, 1 on failure.
 pub fn serve<F, Fut>(
     name: &str,
-    listen: std::net::SocketAddr,
+    listen: &[std::net::SocketAddr],
     verbose: u8,
     log_format: &str,
     run: F,
 ) -> ExitCode
 where
-    F: FnOnce(tokio::net::TcpListener, tokio_util::sync::CancellationToken) -> Fut,
+    F: FnOnce(Vec<tokio::net::TcpListener>, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     init_tracing(verbose, log_format);
@@ -89,19 +90,24 @@ where
         }
     };
     rt.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("{name}: cannot listen on {listen}: {e}");
-                return ExitCode::FAILURE;
+        let mut listeners = Vec::new();
+        for addr in listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    eprintln!("{name}: cannot listen on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
-        };
-        match listener.local_addr() {
-            Ok(a) => eprintln!("listening on {a}"),
-            Err(e) => eprintln!("{name}: listening, address unknown: {e}"),
+        }
+        for l in &listeners {
+            match l.local_addr() {
+                Ok(a) => eprintln!("listening on {a}"),
+                Err(e) => eprintln!("{name}: listening, address unknown: {e}"),
+            }
         }
         let shutdown = burrow_common::shutdown::on_signal();
-        match run(listener, shutdown).await {
+        match run(listeners, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{name}: {e:#}");

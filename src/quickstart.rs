@@ -50,7 +50,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         server_host: server_addr.ip().to_string(),
         server_port: server_addr.port(),
         key,
-        socks_auth: None,
+        proxy_auth: None,
         handshake_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),
@@ -60,7 +60,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         socket: SocketOpts::default(),
     };
     eprintln!("listening on {server_addr} (burrow-server, chacha20-ietf-poly1305, fresh key)");
-    eprintln!("listening on {local_addr} (burrow-local, SOCKS5)");
+    eprintln!("listening on {local_addr} (burrow-local, SOCKS5 and HTTP proxy)");
     println!("burrow quickstart: a local and a server on this machine, talking encrypted.");
     println!(
         "Try it (the first answers from a demo origin on this machine, the second needs internet):"
@@ -72,7 +72,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     let shutdown = burrow_common::shutdown::on_signal();
     let (a, b) = tokio::join!(
         burrow_server::run(server, server_listener, shutdown.clone()),
-        burrow_local::run(local, local_listener, shutdown),
+        burrow_local::run(local, vec![local_listener], shutdown),
     );
     a.and(b)
 }

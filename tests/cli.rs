@@ -93,13 +93,13 @@ fn bad_config_files_are_one_line_with_position_and_exit_2() {
     assert_usage_error(LOCAL, &["-c", path], "bad.toml:3");
     std::fs::write(
         &cfg,
-        "server = \"h:1\"\npassword = \"pw\"\nsocks_username = \"u\"\n",
+        "server = \"h:1\"\npassword = \"pw\"\nproxy_username = \"u\"\n",
     )
     .expect("write");
     assert_usage_error(
         LOCAL,
         &["-c", path, "-b", "127.0.0.1:0"],
-        "socks_username and socks_password",
+        "proxy_username and proxy_password",
     );
     assert_usage_error(
         LOCAL,

@@ -182,7 +182,7 @@ async fn socks5_username_password_is_enforced() {
     let cfg = dir.join("local.toml");
     std::fs::write(
         &cfg,
-        "socks_username = \"alice\"\nsocks_password = \"s3cret\"\n",
+        "proxy_username = \"alice\"\nproxy_password = \"s3cret\"\n",
     )
     .expect("config");
     let (local, local_addr) = local(

@@ -13,17 +13,18 @@ use serde::Deserialize;
 
 use crate::Settings;
 
-/// burrow-local: a SOCKS5 proxy on your machine whose connections travel encrypted to
-/// burrow-server.
+/// burrow-local: a SOCKS5 and HTTP proxy on your machine whose connections travel encrypted
+/// to burrow-server.
 #[derive(Parser, Debug)]
 #[command(name = "burrow-local", version, about)]
 pub struct Cli {
     /// TOML config file (see configs/local.toml).
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,
-    /// Listen address for apps, host:port (default 127.0.0.1:1080).
+    /// Listen address for apps, host:port (default 127.0.0.1:1080); SOCKS5 and HTTP on
+    /// each. Repeat for several listeners.
     #[arg(short = 'b', long = "local-addr")]
-    pub local_addr: Option<String>,
+    pub local_addr: Vec<String>,
     /// The server: host:port, or an ss:// URL carrying method and password.
     #[arg(short = 's', long = "server-addr")]
     pub server_addr: Option<String>,
@@ -64,8 +65,10 @@ pub struct RawConfig {
     pub method: Option<String>,
     pub local_address: Option<String>,
     pub local_port: Option<u16>,
-    pub socks_username: Option<String>,
-    pub socks_password: Option<Secret>,
+    /// More listeners, each "host:port"; with it, local_address/local_port are not used.
+    pub listen: Option<Vec<String>>,
+    pub proxy_username: Option<String>,
+    pub proxy_password: Option<Secret>,
     pub confirm_connect: Option<bool>,
     #[serde(default, deserialize_with = "de_duration")]
     pub handshake_timeout: Option<Duration>,
@@ -98,7 +101,7 @@ pub mod defaults {
 /// A validated local: where to listen and how to serve.
 #[derive(Debug)]
 pub struct Loaded {
-    pub listen: SocketAddr,
+    pub listen: Vec<SocketAddr>,
     pub settings: Settings,
 }
 
@@ -109,20 +112,27 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         None => RawConfig::default(),
     };
 
-    let listen_text = match &cli.local_addr {
-        Some(a) => a.clone(),
-        None => with_port(
+    let listen_texts = if !cli.local_addr.is_empty() {
+        cli.local_addr.clone()
+    } else if let Some(list) = file.listen.clone().filter(|l| !l.is_empty()) {
+        list
+    } else {
+        vec![with_port(
             file.local_address
                 .as_deref()
                 .unwrap_or(defaults::LOCAL_ADDRESS),
             file.local_port.unwrap_or(defaults::LOCAL_PORT),
-        ),
+        )]
     };
-    let listen = listen_text
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("local address {listen_text:?} is not host:port"))?;
+    let listen = listen_texts
+        .iter()
+        .map(|t| {
+            t.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("local address {t:?} is not host:port"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let server_text = cli
         .server_addr
@@ -160,10 +170,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     };
     let key = master_key(&method, password.as_ref(), key.as_ref())?;
 
-    let socks_auth = match (file.socks_username, file.socks_password) {
+    let proxy_auth = match (file.proxy_username, file.proxy_password) {
         (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() => Some((u, p)),
         (None, None) => None,
-        _ => return Err("socks_username and socks_password go together, both non-empty".into()),
+        _ => return Err("proxy_username and proxy_password go together, both non-empty".into()),
     };
     let keepalive = file
         .keepalive
@@ -176,7 +186,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         server_host,
         server_port,
         key,
-        socks_auth,
+        proxy_auth,
         handshake_timeout: file
             .handshake_timeout
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT),

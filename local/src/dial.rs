@@ -49,6 +49,17 @@ pub enum TunnelError {
 }
 
 impl TunnelError {
+    /// The HTTP status for this failure: 504 for timeouts, else 502.
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            TunnelError::Server { source, .. } if source.kind() == io::ErrorKind::TimedOut => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
+            TunnelError::NoAnswer(_) => http::StatusCode::GATEWAY_TIMEOUT,
+            _ => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+
     /// The SOCKS5 reply for this failure.
     pub fn socks_reply(&self) -> ReplyError {
         match self {
@@ -67,9 +78,8 @@ impl TunnelError {
     }
 }
 
-/// Opens an encrypted tunnel to `target` through the server. With `confirm_connect` the
-/// request has been sent and the server has answered; without it the request header is
-/// buffered, to leave with the app's first bytes.
+/// Opens an encrypted tunnel to `target` through the server and sends the request. With
+/// `confirm_connect` the server has also answered, so the target is connected.
 pub async fn open_tunnel(
     target: &TargetAddr,
     s: &Settings,

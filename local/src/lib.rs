@@ -1,5 +1,6 @@
-//! burrow-local: the laptop end. Takes SOCKS5 connections from apps and carries each one,
-//! encrypted, to burrow-server.
+//! burrow-local: the laptop end. Takes SOCKS5 and HTTP proxy connections from apps (on the
+//! same port, told apart by the first byte) and carries each one, encrypted, to
+//! burrow-server.
 //!
 //! `run(settings, listener, shutdown)` is the accept loop; `main` only parses, validates,
 //! binds and calls it.
@@ -7,7 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod detect;
 pub mod dial;
+pub mod hop;
+pub mod http;
 pub mod serve;
 pub mod socks5;
 
@@ -30,8 +34,8 @@ pub struct Settings {
     pub server_port: u16,
     /// The tunnel key.
     pub key: MasterKey,
-    /// SOCKS5 username/password required from apps, if any.
-    pub socks_auth: Option<(String, Secret)>,
+    /// Username/password apps must give (SOCKS5 RFC 1929, HTTP Basic), if any.
+    pub proxy_auth: Option<(String, Secret)>,
     /// An app must finish its SOCKS5 handshake within this.
     pub handshake_timeout: Duration,
     /// Per connection attempt to the server.
@@ -48,22 +52,25 @@ pub struct Settings {
     pub socket: SocketOpts,
 }
 
-/// Serves `listener` until `shutdown` is cancelled, then drains open tunnels.
+/// Serves every listener until `shutdown` is cancelled, then drains open tunnels.
 pub async fn run(
     settings: Settings,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let opts = AcceptOpts {
         max_connections: settings.max_connections,
         shutdown_grace: settings.shutdown_grace,
         socket: settings.socket,
-        inbound: "socks5",
+        inbound: "proxy",
     };
     let settings = Arc::new(settings);
-    accept_loop(listener, opts, shutdown, |conn| {
-        serve::serve(settings.clone(), conn)
-    })
-    .await;
+    let loops = listeners.into_iter().map(|listener| {
+        let settings = settings.clone();
+        accept_loop(listener, opts, shutdown.clone(), move |conn| {
+            serve::serve(settings.clone(), conn)
+        })
+    });
+    futures_util::future::join_all(loops).await;
     Ok(())
 }

@@ -1,14 +1,59 @@
-//! SOCKS5 (RFC 1928, RFC 1929) through fast-socks5's typestate: auth → command → reply.
+//! SOCKS5 (RFC 1928, RFC 1929) through fast-socks5's typestate: auth → command → tunnel →
+//! reply → relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use burrow_common::config::{ct_eq, Secret};
+use burrow_common::relay::relay;
 use burrow_common::TargetAddr;
 use fast_socks5::server::{states, Socks5ServerProtocol, SocksServerError};
 use fast_socks5::util::target_addr::TargetAddr as SocksTarget;
 use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tracing::{debug, info, Span};
+
+use crate::dial::open_tunnel;
+use crate::Settings;
 
 /// A SOCKS5 client whose CONNECT request is read and awaits our reply.
 pub type Pending<T> = Socks5ServerProtocol<T, states::CommandRead>;
+
+/// Serves one SOCKS5 client until its tunnel ends.
+pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
+    let started = std::time::Instant::now();
+    let s = &*settings;
+    let greeting = handshake(conn, s.proxy_auth.as_ref());
+    let (proto, target) = match tokio::time::timeout(s.handshake_timeout, greeting).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return debug!("SOCKS5 handshake: {e}"),
+        Err(_) => return debug!("SOCKS5 handshake timed out"),
+    };
+    Span::current().record("target", tracing::field::display(&target));
+
+    let mut tunnel = match open_tunnel(&target, s).await {
+        Ok(t) => t,
+        Err(e) => {
+            info!("{e}");
+            let code = e.socks_reply();
+            let reply = proto.reply_error(&code);
+            let _ = tokio::time::timeout(s.handshake_timeout, reply).await;
+            return;
+        }
+    };
+    let bound = SocketAddr::from(([0, 0, 0, 0], 0));
+    let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
+    let Ok(Ok(mut client)) = reply.await else {
+        return debug!("client left before the SOCKS5 reply");
+    };
+    let (moved, result) = relay(&mut client, &mut tunnel, s.idle_timeout).await;
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed"),
+        Err(e) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed: {e}"),
+    }
+}
 
 /// Runs the SOCKS5 handshake up to the CONNECT request; replies itself on anything it
 /// refuses (auth, other commands).

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     };
     cli::serve(
         "burrow-local",
-        loaded.listen,
+        &loaded.listen,
         args.verbose,
         &args.log_format,
         |listener, shutdown| burrow_local::run(loaded.settings, listener, shutdown),

@@ -20,11 +20,18 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-server", &e),
     };
+    let listen = [loaded.listen];
+    let run = |mut listeners: Vec<tokio::net::TcpListener>, shutdown| async move {
+        match listeners.pop() {
+            Some(listener) => burrow_server::run(loaded.settings, listener, shutdown).await,
+            None => Ok(()),
+        }
+    };
     cli::serve(
         "burrow-server",
-        loaded.listen,
+        &listen,
         args.verbose,
         &args.log_format,
-        |listener, shutdown| burrow_server::run(loaded.settings, listener, shutdown),
+        run,
     )
 }
