@@ -179,7 +179,8 @@ pub fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// A small HTTP/1.1 origin: `GET /bytes/N` answers N pattern bytes (seed N),
+/// A small HTTP/1.1 origin: `GET /bytes/N` answers N pattern bytes (seed N), `GET /close/N`
+/// the same close-delimited (no length),
 /// `POST /sha256` answers the hex SHA-256 of the body, anything else "hello from burrow".
 /// One request per connection. Returns its address.
 pub async fn http_target() -> SocketAddr {
@@ -248,6 +249,16 @@ async fn http_answer(conn: TcpStream) -> std::io::Result<()> {
         b"hello from burrow\n".to_vec()
     };
     let conn = r.get_mut();
+    if let Some(n) = path
+        .strip_prefix("/close/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        // Close-delimited: no length, the end of the body is the end of the connection.
+        conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            .await?;
+        conn.write_all(&pattern(n, n as u64)).await?;
+        return conn.shutdown().await;
+    }
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
         body.len()

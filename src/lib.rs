@@ -5,4 +5,5 @@
 
 pub mod cli;
 pub mod kit;
+pub mod origins;
 pub mod quickstart;
