@@ -301,5 +301,9 @@ async fn cl_te_and_duplicate_content_length_cannot_smuggle_a_request() {
     );
     assert!(!lines.iter().any(|l| l.contains("/second")), "{lines:?}");
     assert!(lines.iter().any(|l| l.ends_with("/last")), "{lines:?}");
-    assert_eq!(lines.iter().filter(|l| l.ends_with("/first")).count(), 1, "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with("/first")).count(),
+        1,
+        "{lines:?}"
+    );
 }

@@ -23,13 +23,13 @@ pub struct AcceptOpts {
     pub shutdown_grace: Duration,
     /// Options for every accepted socket.
     pub socket: SocketOpts,
-    /// The inbound kind, for the connection span.
-    pub inbound: &'static str,
+    /// The inbound kind for the connection span, if known before the first byte.
+    pub inbound: Option<&'static str>,
 }
 
 /// Serves `listener` with `serve` until `shutdown` is cancelled, then waits up to the
 /// grace period for open connections. Each connection runs in a span
-/// `conn{id, peer, inbound, target}`; stages fill in `target`.
+/// `conn{id, peer, inbound, target}`; stages fill in what they learn.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     opts: AcceptOpts,
@@ -56,7 +56,10 @@ pub async fn accept_loop<F, Fut>(
         };
         configure_socket(SockRef::from(&conn), &opts.socket);
         next_id += 1;
-        let span = info_span!("conn", id = next_id, %peer, inbound = opts.inbound, target = tracing::field::Empty);
+        let span = info_span!("conn", id = next_id, %peer, inbound = tracing::field::Empty, target = tracing::field::Empty);
+        if let Some(kind) = opts.inbound {
+            span.record("inbound", kind);
+        }
         let fut = serve(conn);
         tracker.spawn(
             async move {

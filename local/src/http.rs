@@ -226,6 +226,7 @@ async fn forward(mut req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) ->
     };
 
     let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
     let path = parts
         .uri
         .path_and_query()
@@ -273,6 +274,7 @@ async fn forward(mut req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) ->
         *st.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, sender));
     }
     let (mut parts, body) = resp.into_parts();
+    info!(status = parts.status.as_u16(), "forwarded {method}");
     strip_hop_by_hop(
         &mut parts.headers,
         parts.status == StatusCode::SWITCHING_PROTOCOLS,

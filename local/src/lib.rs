@@ -62,7 +62,7 @@ pub async fn run(
         max_connections: settings.max_connections,
         shutdown_grace: settings.shutdown_grace,
         socket: settings.socket,
-        inbound: "proxy",
+        inbound: None,
     };
     let settings = Arc::new(settings);
     let loops = listeners.into_iter().map(|listener| {

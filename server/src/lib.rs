@@ -83,7 +83,7 @@ pub async fn run(
         max_connections: settings.max_connections,
         shutdown_grace: settings.shutdown_grace,
         socket: settings.socket,
-        inbound: "tunnel",
+        inbound: Some("tunnel"),
     };
     let shared = Arc::new(Shared {
         replay: settings.replay_filter.then(|| ReplayFilter::new(1 << 16)),
