@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Runs every test. Installs the peers the tests drive when they are missing
-# (curl, shadowsocks-libev), so it works on a fresh Debian machine.
+# Runs every test. Installs the peers the tests drive when they are missing (curl,
+# shadowsocks-libev, Chromium, iproute2 from Debian; ws and playwright-core from npm into
+# tests/browser), so it works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ss-server >/dev/null 2>&1 || need+=(shadowsocks-libev)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ ! -d tests/browser/node_modules/ws ] || [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== installing Node peers in tests/browser"
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
 echo "== cargo fmt --check"
