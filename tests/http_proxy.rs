@@ -64,6 +64,19 @@ async fn curl_through_the_http_proxy_chunked_post_keepalive_and_close_delimited(
         err.contains("Re-using existing connection"),
         "curl reused the proxy connection:\n{err}"
     );
+
+    // Different hosts on one client connection: each gets its own tunnel.
+    let u3 = format!("http://{raw}/bytes/3000");
+    let (code, out, err) = curl(&["-v", "-x", &proxy, &u1, &u3, &u2]).await;
+    assert_eq!(code, 0, "{err}");
+    let want = [
+        pattern(1000, 1000),
+        pattern(3000, 3000),
+        pattern(2000, 2000),
+    ]
+    .concat();
+    assert_eq!(out, want);
+    assert!(err.contains("Re-using existing connection"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
