@@ -51,6 +51,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         server_port: server_addr.port(),
         key,
         proxy_auth: None,
+        routes: Vec::new(),
         handshake_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),

@@ -11,6 +11,12 @@ use burrow_common::net::{Keepalive, SocketOpts};
 use clap::Parser;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use burrow_common::TargetAddr;
+
+use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
+use crate::tls::TlsTarget;
 use crate::Settings;
 
 /// burrow-local: a SOCKS5 and HTTP proxy on your machine whose connections travel encrypted
@@ -42,6 +48,15 @@ pub struct Cli {
     /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
     #[arg(short = 'm', long = "method")]
     pub method: Option<String>,
+    /// A reverse route, PATH=URL (ws, wss, http or https upstream); repeatable.
+    #[arg(long = "route", value_name = "PATH=URL")]
+    pub route: Vec<String>,
+    /// simple-proxy compatibility: a catch-all route to host:port (443 means wss/https).
+    #[arg(long = "upstream-host", env = "UPSTREAM_HOST", hide = true)]
+    pub upstream_host: Option<String>,
+    /// simple-proxy compatibility: the local port (on local_address).
+    #[arg(long = "listen-port", env = "LISTEN_PORT", hide = true)]
+    pub listen_port: Option<u16>,
     /// Reply to apps as soon as the server is reached, without waiting for it to confirm
     /// the target (for servers other than burrow-server).
     #[arg(long = "no-confirm")]
@@ -82,6 +97,21 @@ pub struct RawConfig {
     pub keepalive: Option<Duration>,
     pub max_connections: Option<usize>,
     pub no_delay: Option<bool>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+/// `[[route]]` in the config file.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Defaults, all in one place.
@@ -121,7 +151,9 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             file.local_address
                 .as_deref()
                 .unwrap_or(defaults::LOCAL_ADDRESS),
-            file.local_port.unwrap_or(defaults::LOCAL_PORT),
+            cli.listen_port
+                .or(file.local_port)
+                .unwrap_or(defaults::LOCAL_PORT),
         )]
     };
     let listen = listen_texts
@@ -182,7 +214,9 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             ..Keepalive::default()
         })
         .unwrap_or_default();
+    let routes = routes(cli, &file.route)?;
     let settings = Settings {
+        routes,
         server_host,
         server_port,
         key,
@@ -213,4 +247,73 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         }
     }
     Ok(Loaded { listen, settings })
+}
+
+/// Routes from the file, then the command line (same path: the command line wins), then
+/// `UPSTREAM_HOST` as the catch-all if no route covers `/`.
+fn routes(cli: &Cli, file: &[RawRoute]) -> Result<Vec<Route>, String> {
+    let mut raw: Vec<RawRoute> = file.to_vec();
+    for r in &cli.route {
+        let (path, url) = r
+            .split_once('=')
+            .ok_or_else(|| format!("--route {r:?} is not PATH=URL"))?;
+        raw.retain(|x| x.path != path);
+        raw.push(RawRoute {
+            path: path.into(),
+            upstream: url.into(),
+            ..RawRoute::default()
+        });
+    }
+    if let Some(h) = &cli.upstream_host {
+        if !raw.iter().any(|r| r.path == "/") {
+            raw.push(RawRoute {
+                path: "/".into(),
+                upstream: upstream_host_url(h)?,
+                ..RawRoute::default()
+            });
+        }
+    }
+    raw.iter().map(build_route).collect()
+}
+
+fn build_route(r: &RawRoute) -> Result<Route, String> {
+    if !r.path.starts_with('/') {
+        return Err(format!("route path {:?} must start with /", r.path));
+    }
+    let u = parse_upstream(&r.upstream)?;
+    let tls = if u.tls {
+        Some(Arc::new(TlsTarget::new(
+            &u.host,
+            r.ca_file.as_deref(),
+            r.insecure_skip_verify,
+        )?))
+    } else {
+        None
+    };
+    let host = if u.host.contains(':') {
+        format!("[{}]", u.host)
+    } else {
+        u.host.clone()
+    };
+    let default_port = if u.tls { 443 } else { 80 };
+    let authority = if u.port == default_port {
+        host.clone()
+    } else {
+        format!("{host}:{}", u.port)
+    };
+    let target: TargetAddr = format!("{host}:{}", u.port)
+        .parse()
+        .map_err(|_| format!("upstream {:?}: bad host", r.upstream))?;
+    Ok(Route {
+        path: r.path.clone(),
+        upstream: Upstream {
+            url: r.upstream.clone(),
+            target,
+            authority,
+            tls,
+            path: u.path,
+        },
+        preserve_host: r.preserve_host,
+        insecure: r.insecure_skip_verify,
+    })
 }

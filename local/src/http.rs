@@ -1,9 +1,10 @@
-//! The HTTP proxy (hyper): CONNECT, absolute-form forwarding with keep-alive, Basic proxy
-//! auth, and `/proxy.pac`. Every request on a kept-alive connection passes the same checks.
+//! HTTP on a listener (hyper). Proxy requests — CONNECT and absolute-form forwarding with
+//! keep-alive — pass Basic proxy auth, each one on a kept-alive connection. Origin-form
+//! requests are for burrow-local itself: a reverse route, else `/proxy.pac`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use burrow_common::config::ct_eq;
 use burrow_common::relay::relay;
@@ -14,15 +15,16 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::{debug, info, Instrument, Span};
 
 use crate::dial::open_tunnel;
-use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
-use crate::Settings;
+use crate::hop::is_websocket_upgrade;
+use crate::origin::{self, Cache, Origin, Upgrade};
+use crate::route::{self, Route};
+use crate::{reverse, Settings};
 
 /// Bodies we send back: forwarded ones and our own.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -44,11 +46,10 @@ pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     r
 }
 
-/// Per client connection: the origin connection of the last forwarded request, reused
-/// while requests keep going to the same host.
-#[derive(Default)]
+/// Per client connection: who it is, and the origin connection of its last request.
 struct Conn {
-    origin: Mutex<Option<(String, SendRequest<Incoming>)>>,
+    peer: SocketAddr,
+    cache: Cache,
 }
 
 /// Serves HTTP/1 on `conn` until the client leaves.
@@ -56,7 +57,13 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     let local = conn
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let state = Arc::new(Conn::default());
+    let peer = conn
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let state = Arc::new(Conn {
+        peer,
+        cache: Cache::default(),
+    });
     let header_timeout = settings.handshake_timeout;
     let svc = service_fn(move |req| {
         let (s, st) = (settings.clone(), state.clone());
@@ -80,6 +87,22 @@ async fn handle(
     st: Arc<Conn>,
     local: SocketAddr,
 ) -> Response<Body> {
+    // Origin-form: a request to burrow-local itself — a reverse route, or the PAC file.
+    if req.method() != Method::CONNECT && req.uri().scheme().is_none() {
+        let path = req.uri().path().to_owned();
+        return match route::find(&s.routes, &path) {
+            Some(r) => {
+                let r = r.clone();
+                reverse(req, &r, s, st).await
+            }
+            None if path == "/proxy.pac" => pac(local),
+            None => text(
+                StatusCode::NOT_FOUND,
+                format!("burrow-local: no route for {path}"),
+            ),
+        };
+    }
+    // Proxy requests; with proxy credentials configured, every one of them needs them.
     if let Some(denied) = check_auth(&req, &s) {
         return denied;
     }
@@ -87,15 +110,13 @@ async fn handle(
         return connect(req, s).await;
     }
     match req.uri().scheme_str() {
-        None if req.uri().path() == "/proxy.pac" => pac(local),
-        None => text(
-            StatusCode::NOT_FOUND,
-            format!("burrow-local: nothing at {}", req.uri().path()),
-        ),
         Some("http") => forward(req, s, st).await,
-        Some(other) => text(
+        other => text(
             StatusCode::BAD_REQUEST,
-            format!("burrow-local forwards http:// URLs; use CONNECT for {other}://"),
+            format!(
+                "burrow-local forwards http:// URLs; use CONNECT for {}://",
+                other.unwrap_or("other")
+            ),
         ),
     }
 }
@@ -202,7 +223,7 @@ async fn connect(req: Request<Incoming>, s: Arc<Settings>) -> Response<Body> {
     Response::new(BoxBody::default())
 }
 
-async fn forward(mut req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) -> Response<Body> {
+async fn forward(req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) -> Response<Body> {
     let Some(target) = target_of(req.uri(), 80) else {
         return text(StatusCode::BAD_REQUEST, "burrow-local: bad request target");
     };
@@ -212,103 +233,84 @@ async fn forward(mut req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) ->
         .authority()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
-    let key = target.to_string();
-    let ws = is_websocket_upgrade(req.headers());
-    let client_upgrade = ws.then(|| hyper::upgrade::on(&mut req));
-
-    let cached = st.origin.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let mut sender = match cached {
-        Some((k, sender)) if k == key && sender.is_ready() => sender,
-        _ => match origin(&target, &s).await {
-            Ok(sender) => sender,
-            Err(resp) => return resp,
-        },
+    let Ok(host) = HeaderValue::from_str(&authority) else {
+        return text(StatusCode::BAD_REQUEST, "burrow-local: bad host");
     };
-
+    let upgrade = if is_websocket_upgrade(req.headers()) {
+        Upgrade::Relay
+    } else {
+        Upgrade::No
+    };
     let (mut parts, body) = req.into_parts();
-    let method = parts.method.clone();
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
     parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-    strip_hop_by_hop(&mut parts.headers, ws);
-    // Framing is hyper's to decide from the body: never two lengths, never CL with TE.
-    parts.headers.remove(header::CONTENT_LENGTH);
-    match HeaderValue::from_str(&authority) {
-        Ok(h) => {
-            parts.headers.insert(header::HOST, h);
-        }
-        Err(_) => return text(StatusCode::BAD_REQUEST, "burrow-local: bad host"),
-    }
-    parts.version = http::Version::HTTP_11;
-    let mut resp = match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(r) => r,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("burrow-local: origin {key}: {e}"),
-            )
-        }
-    };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let origin_upgrade = hyper::upgrade::on(&mut resp);
-            let idle = s.idle_timeout;
-            tokio::spawn(
-                async move {
-                    match tokio::try_join!(client_upgrade, origin_upgrade) {
-                        Ok((c, o)) => {
-                            let (moved, _) =
-                                relay(&mut TokioIo::new(c), &mut TokioIo::new(o), idle).await;
-                            info!(up = moved.a_to_b, down = moved.b_to_a, "websocket closed");
-                        }
-                        Err(e) => debug!("websocket upgrade: {e}"),
-                    }
-                }
-                .instrument(Span::current()),
-            );
-        }
-    } else {
-        *st.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, sender));
-    }
-    let (mut parts, body) = resp.into_parts();
-    info!(status = parts.status.as_u16(), "forwarded {method}");
-    strip_hop_by_hop(
-        &mut parts.headers,
-        parts.status == StatusCode::SWITCHING_PROTOCOLS,
-    );
-    Response::from_parts(parts, body.boxed())
+    // Host from the absolute URI, whatever the client put in its Host header.
+    parts.headers.insert(header::HOST, host);
+    let origin = Origin { target, tls: None };
+    origin::send(
+        Request::from_parts(parts, body),
+        &origin,
+        upgrade,
+        &s,
+        &st.cache,
+    )
+    .await
 }
 
-/// A new HTTP/1 client connection to `target` through a fresh tunnel.
-async fn origin(
-    target: &TargetAddr,
-    s: &Settings,
-) -> Result<SendRequest<Incoming>, Response<Body>> {
-    let tunnel = open_tunnel(target, s).await.map_err(|e| {
-        info!("{e}");
-        text(e.http_status(), format!("burrow-local: {e}"))
-    })?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .preserve_header_case(true)
-        .title_case_headers(true)
-        .handshake(TokioIo::new(tunnel))
-        .await
-        .map_err(|e| {
-            text(
-                StatusCode::BAD_GATEWAY,
-                format!("burrow-local: origin {target}: {e}"),
-            )
-        })?;
-    tokio::spawn(
-        async move {
-            if let Err(e) = conn.with_upgrades().await {
-                debug!("origin connection: {e}");
-            }
+/// A request for a reverse route: checked, rewritten for the upstream, sent through the
+/// tunnel (TLS inside it for wss/https).
+async fn reverse(
+    req: Request<Incoming>,
+    route: &Route,
+    s: Arc<Settings>,
+    st: Arc<Conn>,
+) -> Response<Body> {
+    let up = &route.upstream;
+    Span::current().record("target", tracing::field::display(&up.target));
+    let upgrade = match reverse::check(req.method(), req.headers()) {
+        Ok(reverse::Kind::Plain) => Upgrade::No,
+        Ok(reverse::Kind::WebSocket { accept }) => Upgrade::Checked(accept),
+        Err(refusal) => return refusal.response(),
+    };
+    let (mut parts, body) = req.into_parts();
+    let path = route::upstream_path(route, parts.uri.path(), parts.uri.query());
+    parts.uri = match path.parse() {
+        Ok(u) => u,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "burrow-local: bad path"),
+    };
+    if !route.preserve_host {
+        if let Ok(h) = HeaderValue::from_str(&up.authority) {
+            parts.headers.insert(header::HOST, h);
         }
-        .instrument(Span::current()),
-    );
-    Ok(sender)
+    }
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {}", st.peer.ip()),
+        None => st.peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let origin = Origin {
+        target: up.target.clone(),
+        tls: up.tls.clone(),
+    };
+    origin::send(
+        Request::from_parts(parts, body),
+        &origin,
+        upgrade,
+        &s,
+        &st.cache,
+    )
+    .await
 }

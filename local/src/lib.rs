@@ -12,8 +12,12 @@ pub mod detect;
 pub mod dial;
 pub mod hop;
 pub mod http;
+pub mod origin;
+pub mod reverse;
+pub mod route;
 pub mod serve;
 pub mod socks5;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +38,8 @@ pub struct Settings {
     pub server_port: u16,
     /// The tunnel key.
     pub key: MasterKey,
+    /// Reverse routes, served on every listener.
+    pub routes: Vec<route::Route>,
     /// Username/password apps must give (SOCKS5 RFC 1929, HTTP Basic), if any.
     pub proxy_auth: Option<(String, Secret)>,
     /// An app must finish its SOCKS5 handshake within this.
@@ -64,6 +70,13 @@ pub async fn run(
         socket: settings.socket,
         inbound: None,
     };
+    for r in settings.routes.iter().filter(|r| r.insecure) {
+        tracing::warn!(
+            "route {} → {}: insecure_skip_verify is on, the upstream's certificate is NOT checked",
+            r.path,
+            r.upstream.url
+        );
+    }
     let settings = Arc::new(settings);
     let loops = listeners.into_iter().map(|listener| {
         let settings = settings.clone();

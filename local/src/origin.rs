@@ -1,0 +1,195 @@
+//! Sending a request to an origin through the tunnel: one HTTP/1 client connection per
+//! origin, reused while a client connection keeps asking the same origin; TLS on top
+//! when the origin wants it; a WebSocket upgrade relayed byte for byte after its 101.
+
+use std::sync::{Arc, Mutex};
+
+use burrow_common::relay::relay;
+use burrow_common::TargetAddr;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, info, Instrument, Span};
+
+use crate::dial::open_tunnel;
+use crate::hop::strip_hop_by_hop;
+use crate::http::{text, Body};
+use crate::tls::TlsTarget;
+use crate::Settings;
+
+/// Where a request goes.
+pub struct Origin {
+    /// host:port, dialled by the server.
+    pub target: TargetAddr,
+    /// TLS made here, inside the tunnel.
+    pub tls: Option<Arc<TlsTarget>>,
+}
+
+impl Origin {
+    fn key(&self) -> String {
+        format!(
+            "{}{}",
+            if self.tls.is_some() { "tls:" } else { "" },
+            self.target
+        )
+    }
+}
+
+/// How to treat a WebSocket upgrade.
+pub enum Upgrade {
+    /// Not an upgrade request.
+    No,
+    /// Relay it after any 101 (the forward proxy: the app checks the accept itself).
+    Relay,
+    /// Relay only after a 101 with this Sec-WebSocket-Accept; any other answer is passed
+    /// back and both connections close (reverse routes).
+    Checked(String),
+}
+
+/// The origin connection of a client connection's last request.
+#[derive(Default)]
+pub struct Cache(Mutex<Option<(String, SendRequest<Incoming>)>>);
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// Sends `req` (already rewritten for the origin, hop-by-hop headers still in) and returns
+/// the origin's answer for the client.
+pub async fn send(
+    mut req: Request<Incoming>,
+    origin: &Origin,
+    upgrade: Upgrade,
+    s: &Settings,
+    cache: &Cache,
+) -> Response<Body> {
+    let ws = !matches!(upgrade, Upgrade::No);
+    let client_upgrade = ws.then(|| hyper::upgrade::on(&mut req));
+    strip_hop_by_hop(req.headers_mut(), ws);
+    // Framing is hyper's to decide from the body: never two lengths, never CL with TE.
+    req.headers_mut().remove(header::CONTENT_LENGTH);
+    *req.version_mut() = http::Version::HTTP_11;
+
+    let key = origin.key();
+    let cached = cache.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let mut sender = match cached {
+        Some((k, sender)) if k == key && sender.is_ready() => sender,
+        _ => match connect(origin, s).await {
+            Ok(sender) => sender,
+            Err(resp) => return resp,
+        },
+    };
+    let method = req.method().clone();
+    let mut resp = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!("burrow-local: origin {}: {e}", origin.target),
+            )
+        }
+    };
+    info!(status = resp.status().as_u16(), "{method} answered");
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    match (&upgrade, client_upgrade) {
+        (Upgrade::Checked(want), Some(_)) if switching && !accept_matches(&resp, want) => {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "burrow-local: the upstream's Sec-WebSocket-Accept is wrong",
+            );
+        }
+        (_, Some(client_upgrade)) if switching => {
+            let origin_upgrade = hyper::upgrade::on(&mut resp);
+            let idle = s.idle_timeout;
+            tokio::spawn(
+                async move {
+                    match tokio::try_join!(client_upgrade, origin_upgrade) {
+                        Ok((c, o)) => {
+                            let (moved, _) =
+                                relay(&mut TokioIo::new(c), &mut TokioIo::new(o), idle).await;
+                            info!(up = moved.a_to_b, down = moved.b_to_a, "websocket closed");
+                        }
+                        Err(e) => debug!("websocket upgrade: {e}"),
+                    }
+                }
+                .instrument(Span::current()),
+            );
+        }
+        (Upgrade::Checked(_), Some(_)) => {
+            // Refused upgrade: pass the answer back, then both connections close.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers, false);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Response::from_parts(parts, body.boxed());
+        }
+        _ => *cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, sender)),
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, switching);
+    Response::from_parts(parts, body.boxed())
+}
+
+fn accept_matches(resp: &Response<Incoming>, want: &str) -> bool {
+    resp.headers()
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == want)
+}
+
+/// A new HTTP/1 client connection to the origin: tunnel, then TLS if asked.
+async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>, Response<Body>> {
+    let target = &origin.target;
+    let tunnel = open_tunnel(target, s).await.map_err(|e| {
+        info!("{e}");
+        text(e.http_status(), format!("burrow-local: {e}"))
+    })?;
+    let io: Box<dyn Io> = match &origin.tls {
+        None => Box::new(tunnel),
+        Some(tls) => {
+            let handshake = tokio::time::timeout(s.connect_timeout, tls.connect(tunnel)).await;
+            match handshake {
+                Ok(Ok(stream)) => Box::new(stream),
+                Ok(Err(e)) => {
+                    info!("TLS with {target}: {e}");
+                    return Err(text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("burrow-local: TLS with {target}: {e}"),
+                    ));
+                }
+                Err(_) => {
+                    return Err(text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("burrow-local: TLS with {target} timed out"),
+                    ))
+                }
+            }
+        }
+    };
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| {
+            text(
+                StatusCode::BAD_GATEWAY,
+                format!("burrow-local: origin {target}: {e}"),
+            )
+        })?;
+    tokio::spawn(
+        async move {
+            if let Err(e) = conn.with_upgrades().await {
+                debug!("origin connection: {e}");
+            }
+        }
+        .instrument(Span::current()),
+    );
+    Ok(sender)
+}
