@@ -37,6 +37,7 @@ impl Seen {
 }
 
 /// A keep-alive HTTP/1.1 origin (hyper). Routes: `GET /bytes/N` (pattern, Content-Length),
+/// `/status/N` (that status, with a body),
 /// `GET /chunked/N` (pattern, chunked), `GET /headers` (the request headers, one
 /// `name: value` per line), `POST /sha256` (hex SHA-256 of the body); anything else "ok".
 pub async fn hyper_origin() -> (SocketAddr, Seen) {
@@ -79,6 +80,12 @@ async fn answer(req: Request<Incoming>, seen: Seen) -> Response<Body> {
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
             .collect();
         return Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+    }
+    if let Some(code) = n("/status/") {
+        let mut r = Response::new(full(format!("status {code} from the origin\n")));
+        *r.status_mut() =
+            http::StatusCode::from_u16(code as u16).unwrap_or(http::StatusCode::IM_A_TEAPOT);
+        return r;
     }
     if path == "/headers" {
         let text: String = req
@@ -143,6 +150,10 @@ pub struct TestPki {
     pub ca_pem: String,
     /// The server certificate chain and key, for rustls.
     pub server: Arc<tokio_rustls::rustls::ServerConfig>,
+    /// The server certificate, PEM (for peers such as Node).
+    pub cert_pem: String,
+    /// The server key, PEM.
+    pub key_pem: String,
 }
 
 /// Makes a CA and a leaf for `names` (DNS names or IPs).
@@ -178,6 +189,8 @@ pub fn test_pki(names: &[&str]) -> TestPki {
     TestPki {
         ca_pem: ca.pem(),
         server: Arc::new(server),
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
     }
 }
 

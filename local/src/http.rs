@@ -90,7 +90,8 @@ async fn handle(
     // Origin-form: a request to burrow-local itself — a reverse route, or the PAC file.
     if req.method() != Method::CONNECT && req.uri().scheme().is_none() {
         let path = req.uri().path().to_owned();
-        return match route::find(&s.routes, &path) {
+        let upgrade = req.headers().contains_key(header::UPGRADE);
+        let mut resp = match route::find(&s.routes, &path) {
             Some(r) => {
                 let r = r.clone();
                 reverse(req, &r, s, st).await
@@ -101,6 +102,12 @@ async fn handle(
                 format!("burrow-local: no route for {path}"),
             ),
         };
+        if upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // A refused upgrade ends the connection, whoever refused it.
+            let close = HeaderValue::from_static("close");
+            resp.headers_mut().insert(header::CONNECTION, close);
+        }
+        return resp;
     }
     // Proxy requests; with proxy credentials configured, every one of them needs them.
     if let Some(denied) = check_auth(&req, &s) {

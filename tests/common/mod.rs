@@ -95,3 +95,27 @@ pub async fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The Node `ws` echo server (tests/browser/echo-server.js): page at `/`, echo at
+/// `/echo`; wss when given a certificate and key.
+pub fn node_echo(tls: Option<(&std::path::Path, &std::path::Path)>) -> (Proc, SocketAddr) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/ws").exists(),
+        "run scripts/test.sh (it installs the Node peers in tests/browser)"
+    );
+    let script = dir.join("echo-server.js");
+    let mut args = vec![script.to_str().expect("utf8").to_owned()];
+    if let Some((cert, key)) = tls {
+        args.extend([
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = Proc::spawn("node", &args, &[]);
+    let addr = p.listening();
+    (p, addr)
+}
