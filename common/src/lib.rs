@@ -10,11 +10,13 @@ pub mod addr;
 pub mod aead;
 pub mod config;
 pub mod net;
+pub mod outbound;
 pub mod relay;
 pub mod replay;
 pub mod shutdown;
 pub mod stream;
 pub mod timeout;
+pub mod tls;
 
 pub use addr::TargetAddr;
 pub use aead::{MasterKey, Method};

@@ -17,7 +17,7 @@ pub mod reverse;
 pub mod route;
 pub mod serve;
 pub mod socks5;
-pub mod tls;
+pub use burrow_common::tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,127 @@
+//! The hop from burrow-local to burrow-server: direct or through a corporate proxy, as
+//! raw TCP or dressed as a WebSocket (over TLS for wss).
+
+pub mod prefixed;
+pub mod proxy;
+pub mod ws;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::net::{connect_any, resolve, SocketOpts};
+use crate::tls::TlsTarget;
+use prefixed::Prefixed;
+use proxy::ProxyUrl;
+use ws::WsIo;
+
+/// WebSocket transport settings.
+#[derive(Clone, Debug)]
+pub struct WsTransport {
+    /// Request path, e.g. `/tunnel`.
+    pub path: String,
+    /// Host header (default: the server's host).
+    pub host: Option<String>,
+    /// TLS for wss (SNI and verification name inside).
+    pub tls: Option<Arc<TlsTarget>>,
+    /// Ping interval while idle (none if zero).
+    pub ping: Duration,
+}
+
+/// How to reach the server.
+#[derive(Clone, Debug, Default)]
+pub struct Outbound {
+    /// A corporate proxy on the way, if any.
+    pub proxy: Option<ProxyUrl>,
+    /// WebSocket dressing, if any.
+    pub ws: Option<WsTransport>,
+}
+
+/// A plain or TLS stream.
+pub enum MaybeTls<S> {
+    /// No TLS.
+    Plain(S),
+    /// TLS made by us.
+    Tls(Box<TlsStream<S>>),
+}
+
+/// The connection to the server, whatever way it goes.
+pub enum ServerIo {
+    /// Raw TCP (direct or through a proxy).
+    Raw(Prefixed<TcpStream>),
+    /// A WebSocket over it (TLS for wss).
+    Ws(Box<WsIo<MaybeTls<Prefixed<TcpStream>>>>),
+}
+
+/// Connects to the server at `host:port` the way `out` says; every step under `timeout`.
+pub async fn connect(
+    out: &Outbound,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    opts: &SocketOpts,
+) -> io::Result<ServerIo> {
+    let base = match &out.proxy {
+        Some(p) => proxy::connect(p, host, port, timeout, opts).await?,
+        None => {
+            let addrs = resolve(host, port, timeout).await?;
+            Prefixed::new(Bytes::new(), connect_any(&addrs, timeout, opts).await?)
+        }
+    };
+    let Some(w) = &out.ws else {
+        return Ok(ServerIo::Raw(base));
+    };
+    let stream = match &w.tls {
+        None => MaybeTls::Plain(base),
+        Some(tls) => {
+            let s = crate::timeout::with_timeout("TLS handshake", timeout, tls.connect(base))
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("TLS with {host}:{port}: {e}")))?;
+            MaybeTls::Tls(Box::new(s))
+        }
+    };
+    let host_header = match &w.host {
+        Some(h) => h.clone(),
+        None if port == 443 || (port == 80 && w.tls.is_none()) => host.to_owned(),
+        None => format!("{host}:{port}"),
+    };
+    let ping = Some(w.ping).filter(|d| !d.is_zero());
+    let ws = crate::timeout::with_timeout(
+        "WebSocket handshake",
+        timeout,
+        ws::client(stream, &host_header, &w.path, ping),
+    )
+    .await?;
+    Ok(ServerIo::Ws(Box::new(ws)))
+}
+
+macro_rules! delegate_io {
+    ($ty:ident < $($g:ident),* > { $($variant:ident),+ } $(where $($bound:tt)+)?) => {
+        impl<$($g),*> AsyncRead for $ty<$($g),*> $(where $($bound)+)? {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() { $( $ty::$variant(s) => Pin::new(s).poll_read(cx, buf), )+ }
+            }
+        }
+        impl<$($g),*> AsyncWrite for $ty<$($g),*> $(where $($bound)+)? {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                match self.get_mut() { $( $ty::$variant(s) => Pin::new(s).poll_write(cx, buf), )+ }
+            }
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() { $( $ty::$variant(s) => Pin::new(s).poll_flush(cx), )+ }
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() { $( $ty::$variant(s) => Pin::new(s).poll_shutdown(cx), )+ }
+            }
+        }
+    };
+}
+
+delegate_io!(MaybeTls<S> { Plain, Tls } where S: AsyncRead + AsyncWrite + Unpin);
+delegate_io!(ServerIo<> { Raw, Ws });

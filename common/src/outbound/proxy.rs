@@ -1,0 +1,359 @@
+//! The corporate proxy hop: which proxy (config or environment), and the CONNECT through
+//! it — HTTP CONNECT with Basic auth (the answer parsed by hyper, early bytes kept) or
+//! SOCKS5 with username/password (fast-socks5). The server's name goes to the proxy
+//! unresolved.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::Secret;
+use crate::net::{connect_any, resolve, SocketOpts};
+use crate::outbound::prefixed::Prefixed;
+use crate::timeout::with_timeout;
+
+/// The kind of proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// HTTP CONNECT.
+    Http,
+    /// SOCKS5 (`socks5://` and `socks5h://` alike: the name is always sent unresolved).
+    Socks5,
+}
+
+/// A proxy to reach the server through.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// HTTP or SOCKS5.
+    pub kind: ProxyKind,
+    /// Proxy host.
+    pub host: String,
+    /// Proxy port.
+    pub port: u16,
+    /// Credentials, if the URL has `user:pass@`.
+    pub auth: Option<(String, Secret)>,
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    /// The URL without the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.kind {
+            ProxyKind::Http => "http",
+            ProxyKind::Socks5 => "socks5",
+        };
+        let user = self
+            .auth
+            .as_ref()
+            .map(|(u, _)| format!("{u}@"))
+            .unwrap_or_default();
+        write!(f, "{scheme}://{user}{}:{}", self.host, self.port)
+    }
+}
+
+impl ProxyUrl {
+    /// Parses `http://[user:pass@]host[:port]`, `socks5://…`, `socks5h://…` (a bare
+    /// `host:port` is taken as http, as curl does).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("proxy URL {:?}: {why}", redact(url));
+        let url = url.trim();
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let (kind, default_port) = match scheme.to_ascii_lowercase().as_str() {
+            "http" => (ProxyKind::Http, 80),
+            "socks5" | "socks5h" => (ProxyKind::Socks5, 1080),
+            "https" => return Err(bad("TLS to the proxy itself is not supported; use http://")),
+            _ => return Err(bad("scheme must be http, socks5 or socks5h")),
+        };
+        let rest = rest.trim_end_matches('/');
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            Some((userinfo, hp)) => {
+                let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let dec = |s: &str| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
+                (Some((dec(u), Secret::new(dec(p)))), hp)
+            }
+            None => (None, rest),
+        };
+        let (host, port) = match crate::config::split_host_port(hostport) {
+            Some(hp) => hp,
+            None if !hostport.is_empty() && !hostport.contains([':', '/', ' ']) => {
+                (hostport.to_owned(), default_port)
+            }
+            None => return Err(bad("no host:port")),
+        };
+        Ok(ProxyUrl {
+            kind,
+            host,
+            port,
+            auth,
+        })
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// The environment's proxy for reaching `host`: `ALL_PROXY` / `SOCKS_PROXY` first, then
+/// `HTTPS_PROXY`, then `HTTP_PROXY` (lower case before upper case, as curl reads them),
+/// unless `NO_PROXY` covers `host`. `Ok(None)`: go direct.
+pub fn from_env(
+    get: impl Fn(&str) -> Option<String>,
+    host: &str,
+) -> Result<Option<ProxyUrl>, String> {
+    let var = |name: &'static str| {
+        get(&name.to_ascii_lowercase())
+            .or_else(|| get(name))
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (name, v))
+    };
+    if let Some((_, no)) = var("NO_PROXY") {
+        if no_proxy_matches(&no, host) {
+            return Ok(None);
+        }
+    }
+    let chosen = var("ALL_PROXY")
+        .or_else(|| var("SOCKS_PROXY"))
+        .or_else(|| var("HTTPS_PROXY"))
+        .or_else(|| var("HTTP_PROXY"));
+    match chosen {
+        None => Ok(None),
+        Some((name, v)) => ProxyUrl::parse(&v)
+            .map(Some)
+            .map_err(|e| format!("{name}: {e}")),
+    }
+}
+
+/// `NO_PROXY`: `*`, or a comma list of names (matching the name and its subdomains, a
+/// leading dot allowed), IP addresses and CIDR blocks.
+pub fn no_proxy_matches(list: &str, host: &str) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let ip: Option<std::net::IpAddr> = host.parse().ok();
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.to_ascii_lowercase();
+            let entry = entry
+                .rsplit_once(':')
+                .filter(|(_, p)| p.parse::<u16>().is_ok())
+                .map_or(entry.as_str(), |(h, _)| h);
+            if let (Some(ip), Some((net, bits))) = (ip, entry.split_once('/')) {
+                return cidr_contains(net, bits, ip);
+            }
+            let name = entry.trim_start_matches('.');
+            host == name || host.ends_with(&format!(".{name}"))
+        })
+}
+
+fn cidr_contains(net: &str, bits: &str, ip: std::net::IpAddr) -> bool {
+    let (Ok(net), Ok(bits)) = (net.parse::<std::net::IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (net, ip) {
+        (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+fn proxy_error(kind: io::ErrorKind, msg: String) -> io::Error {
+    io::Error::new(kind, msg)
+}
+
+/// Connects to `host:port` through `proxy`, each step under `timeout`.
+pub async fn connect(
+    proxy: &ProxyUrl,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    opts: &SocketOpts,
+) -> io::Result<Prefixed<TcpStream>> {
+    let addrs = resolve(&proxy.host, proxy.port, timeout)
+        .await
+        .map_err(|e| proxy_error(e.kind(), format!("proxy {proxy}: {e}")))?;
+    let tcp = connect_any(&addrs, timeout, opts)
+        .await
+        .map_err(|e| proxy_error(e.kind(), format!("proxy {proxy}: {e}")))?;
+    let what = match proxy.kind {
+        ProxyKind::Http => "proxy CONNECT",
+        ProxyKind::Socks5 => "proxy SOCKS5 handshake",
+    };
+    with_timeout(what, timeout, async {
+        match proxy.kind {
+            ProxyKind::Http => http_connect(proxy, tcp, host, port).await,
+            ProxyKind::Socks5 => socks5_connect(proxy, tcp, host, port)
+                .await
+                .map(|t| Prefixed::new(Bytes::new(), t)),
+        }
+    })
+    .await
+    .map_err(|e| {
+        if e.kind() == io::ErrorKind::TimedOut {
+            proxy_error(e.kind(), format!("proxy {proxy}: {e}"))
+        } else {
+            e
+        }
+    })
+}
+
+/// `CONNECT host:port` over `tcp`; on 200 the tunnel, with any bytes that came with it.
+pub async fn http_connect(
+    proxy: &ProxyUrl,
+    tcp: TcpStream,
+    host: &str,
+    port: u16,
+) -> io::Result<Prefixed<TcpStream>> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .map_err(|e| proxy_error(io::ErrorKind::Other, format!("proxy {proxy}: {e}")))?;
+    let driver = tokio::spawn(conn.with_upgrades());
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(&authority)
+        .header(header::HOST, &authority);
+    if let Some((user, pass)) = &proxy.auth {
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pass.expose()));
+        req = req.header(header::PROXY_AUTHORIZATION, format!("Basic {token}"));
+    }
+    let req = req.body(http_body_util::Empty::new()).map_err(|e| {
+        proxy_error(
+            io::ErrorKind::InvalidInput,
+            format!("CONNECT {authority}: {e}"),
+        )
+    })?;
+    let resp = sender.send_request(req).await.map_err(|e| {
+        proxy_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("proxy {proxy}: {e}"),
+        )
+    })?;
+    let status = resp.status();
+    if status != StatusCode::OK {
+        driver.abort();
+        let offered = resp
+            .headers()
+            .get_all(header::PROXY_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let line = format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let msg = match status {
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED if proxy.auth.is_some() => format!(
+                "proxy {proxy} refused the credentials ({line}; it offers: {})",
+                if offered.is_empty() { "no scheme" } else { &offered }
+            ),
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED => format!(
+                "proxy {proxy} wants credentials ({line}; it offers: {}); put user:pass@ in the proxy URL",
+                if offered.is_empty() { "no scheme" } else { &offered }
+            ),
+            StatusCode::FORBIDDEN => format!("proxy {proxy} refused CONNECT to {authority} ({line})"),
+            _ => format!("proxy {proxy} answered CONNECT {authority} with {line}"),
+        };
+        return Err(proxy_error(io::ErrorKind::PermissionDenied, msg));
+    }
+    let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
+        proxy_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("proxy {proxy}: {e}"),
+        )
+    })?;
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| {
+        proxy_error(
+            io::ErrorKind::Other,
+            "proxy tunnel: unexpected stream type".into(),
+        )
+    })?;
+    Ok(Prefixed::new(parts.read_buf, parts.io.into_inner()))
+}
+
+async fn socks5_connect(
+    proxy: &ProxyUrl,
+    tcp: TcpStream,
+    host: &str,
+    port: u16,
+) -> io::Result<TcpStream> {
+    use fast_socks5::client::{Config, Socks5Stream};
+    use fast_socks5::util::target_addr::TargetAddr;
+    use fast_socks5::{AuthenticationMethod, Socks5Command};
+    let auth = proxy
+        .auth
+        .as_ref()
+        .map(|(u, p)| AuthenticationMethod::Password {
+            username: u.clone(),
+            password: p.expose().to_owned(),
+        });
+    let fail = |e: fast_socks5::SocksError| {
+        let kind = match &e {
+            fast_socks5::SocksError::AuthenticationRejected(_)
+            | fast_socks5::SocksError::AuthMethodUnacceptable(_) => io::ErrorKind::PermissionDenied,
+            _ => io::ErrorKind::ConnectionAborted,
+        };
+        proxy_error(kind, format!("proxy {proxy}: {e}"))
+    };
+    let mut s = Socks5Stream::use_stream(tcp, auth, Config::default())
+        .await
+        .map_err(fail)?;
+    let target = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => TargetAddr::Ip(std::net::SocketAddr::new(ip, port)),
+        Err(_) => TargetAddr::Domain(host.to_owned(), port),
+    };
+    s.request(Socks5Command::TCPConnect, target)
+        .await
+        .map_err(fail)?;
+    Ok(s.get_socket())
+}
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

@@ -1,0 +1,267 @@
+//! Proxy choice (table-driven), URL and NO_PROXY parsing, and CONNECT edge cases against
+//! scripted proxies on loopback.
+
+use super::*;
+use std::collections::HashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[test]
+fn environment_precedence() {
+    // (variables, server host) → the proxy chosen (its Display), or None for direct.
+    let cases: &[(&[(&str, &str)], &str, Option<&str>)] = &[
+        (&[], "vps.example", None),
+        (
+            &[("HTTP_PROXY", "http://p:3128")],
+            "vps.example",
+            Some("http://p:3128"),
+        ),
+        (
+            &[("HTTP_PROXY", "http://h:1"), ("HTTPS_PROXY", "http://s:2")],
+            "vps.example",
+            Some("http://s:2"),
+        ),
+        (
+            &[
+                ("HTTPS_PROXY", "http://s:2"),
+                ("SOCKS_PROXY", "socks5://k:3"),
+            ],
+            "vps.example",
+            Some("socks5://k:3"),
+        ),
+        (
+            &[
+                ("SOCKS_PROXY", "socks5h://k:3"),
+                ("ALL_PROXY", "socks5://a:4"),
+            ],
+            "vps.example",
+            Some("socks5://a:4"),
+        ),
+        (
+            &[("ALL_PROXY", "http://a:4"), ("HTTP_PROXY", "http://h:1")],
+            "vps.example",
+            Some("http://a:4"),
+        ),
+        // lower case is read before upper case
+        (
+            &[
+                ("https_proxy", "http://lower:1"),
+                ("HTTPS_PROXY", "http://upper:2"),
+            ],
+            "vps.example",
+            Some("http://lower:1"),
+        ),
+        (
+            &[("http_proxy", "http://lower:1")],
+            "vps.example",
+            Some("http://lower:1"),
+        ),
+        // empty values do not count
+        (
+            &[("ALL_PROXY", ""), ("HTTP_PROXY", "http://h:1")],
+            "vps.example",
+            Some("http://h:1"),
+        ),
+        // NO_PROXY
+        (
+            &[("HTTP_PROXY", "http://h:1"), ("NO_PROXY", "example.com")],
+            "vps.example.com",
+            None,
+        ),
+        (
+            &[("HTTP_PROXY", "http://h:1"), ("no_proxy", ".example.com")],
+            "vps.example.com",
+            None,
+        ),
+        (
+            &[("HTTP_PROXY", "http://h:1"), ("NO_PROXY", "example.com")],
+            "example.com.evil",
+            Some("http://h:1"),
+        ),
+        (
+            &[("HTTP_PROXY", "http://h:1"), ("NO_PROXY", "*")],
+            "anything",
+            None,
+        ),
+        (
+            &[
+                ("HTTP_PROXY", "http://h:1"),
+                ("NO_PROXY", "10.0.0.0/8, localhost"),
+            ],
+            "10.1.2.3",
+            None,
+        ),
+        (
+            &[("HTTP_PROXY", "http://h:1"), ("NO_PROXY", "10.0.0.0/8")],
+            "11.1.2.3",
+            Some("http://h:1"),
+        ),
+        (
+            &[
+                ("HTTP_PROXY", "http://h:1"),
+                ("NO_PROXY", "vps.example:8388"),
+            ],
+            "vps.example",
+            None,
+        ),
+        // credentials are kept but never shown
+        (
+            &[("HTTPS_PROXY", "http://u:secret@p:8080")],
+            "v",
+            Some("http://u@p:8080"),
+        ),
+        // a bare host:port is http; no port means the scheme's default
+        (&[("HTTP_PROXY", "p:3128")], "v", Some("http://p:3128")),
+        (
+            &[("ALL_PROXY", "socks5h://k")],
+            "v",
+            Some("socks5://k:1080"),
+        ),
+    ];
+    for (vars, host, want) in cases {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
+        let got = from_env(|k| env.get(k).map(|v| v.to_string()), host).expect("valid");
+        assert_eq!(
+            got.map(|p| p.to_string()).as_deref(),
+            *want,
+            "{vars:?} for {host}"
+        );
+    }
+    let env: HashMap<&str, &str> = [("HTTPS_PROXY", "ftp://x")].into_iter().collect();
+    let err = from_env(|k| env.get(k).map(|v| v.to_string()), "v").expect_err("bad scheme");
+    assert!(err.starts_with("HTTPS_PROXY:"), "{err}");
+}
+
+#[test]
+fn proxy_urls() {
+    let p = ProxyUrl::parse("http://alice:p%40ss@proxy.corp:3128").expect("url");
+    assert_eq!(p.kind, ProxyKind::Http);
+    assert_eq!((p.host.as_str(), p.port), ("proxy.corp", 3128));
+    let (u, pw) = p.auth.clone().expect("auth");
+    assert_eq!((u.as_str(), pw.expose()), ("alice", "p@ss"));
+    assert!(!format!("{p:?}").contains("p@ss"));
+    assert!(ProxyUrl::parse("https://p:1").is_err());
+    let err = ProxyUrl::parse("gopher://u:secret@p:1").expect_err("scheme");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+/// A scripted proxy: reads the request head, answers `reply` in one write, then echoes.
+async fn scripted_proxy(
+    reply: &'static [u8],
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let (mut c, _) = l.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if c.read(&mut b).await.unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(b[0]);
+        }
+        c.write_all(reply).await.expect("reply");
+        let mut buf = [0u8; 64];
+        while let Ok(n) = c.read(&mut buf).await {
+            if n == 0 || c.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn bytes_that_come_with_the_200_are_kept() {
+    let (addr, task) =
+        scripted_proxy(b"HTTP/1.1 200 Connection established\r\n\r\nEARLY-BYTES").await;
+    let proxy = ProxyUrl::parse(&format!("http://bob:pw@{addr}")).expect("url");
+    let mut s = connect(
+        &proxy,
+        "vps.example",
+        8388,
+        Duration::from_secs(10),
+        &SocketOpts::default(),
+    )
+    .await
+    .expect("tunnel");
+    let mut early = [0u8; 11];
+    s.read_exact(&mut early).await.expect("early bytes");
+    assert_eq!(&early, b"EARLY-BYTES");
+    s.write_all(b"then echo").await.expect("write");
+    let mut back = [0u8; 9];
+    s.read_exact(&mut back).await.expect("echo");
+    assert_eq!(&back, b"then echo");
+    drop(s);
+    let head = task.await.expect("join");
+    assert!(
+        head.starts_with("CONNECT vps.example:8388 HTTP/1.1\r\n"),
+        "{head}"
+    );
+    let token = base64::engine::general_purpose::STANDARD.encode("bob:pw");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!(
+            "proxy-authorization: basic {}",
+            token.to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_named() {
+    let cases: [(&'static [u8], bool, &str); 4] = [
+        (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n", false, "wants credentials (407 Proxy Authentication Required; it offers: Basic, NTLM)"),
+        (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n", true, "refused the credentials (407"),
+        (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", false, "refused CONNECT to vps.example:443 (403 Forbidden)"),
+        (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", false, "answered CONNECT vps.example:443 with 502 Bad Gateway"),
+    ];
+    for (reply, creds, want) in cases {
+        let (addr, _task) = scripted_proxy(reply).await;
+        let url = if creds {
+            format!("http://u:wrong@{addr}")
+        } else {
+            format!("http://{addr}")
+        };
+        let proxy = ProxyUrl::parse(&url).expect("url");
+        let err = connect(
+            &proxy,
+            "vps.example",
+            443,
+            Duration::from_secs(10),
+            &SocketOpts::default(),
+        )
+        .await
+        .expect_err("refused");
+        assert!(err.to_string().contains(want), "{err}");
+        assert!(
+            !err.to_string().contains("wrong"),
+            "no password in errors: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_silent_proxy_times_out() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let _hold = tokio::spawn(async move {
+        let conn = l.accept().await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(conn);
+    });
+    let proxy = ProxyUrl::parse(&format!("http://{addr}")).expect("url");
+    let err = connect(
+        &proxy,
+        "vps.example",
+        443,
+        Duration::from_millis(300),
+        &SocketOpts::default(),
+    )
+    .await
+    .expect_err("timeout");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(err.to_string().contains("proxy CONNECT timed out"), "{err}");
+}

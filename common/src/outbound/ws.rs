@@ -1,0 +1,265 @@
+//! The WebSocket transport: the encrypted stream rides binary WebSocket messages, so the
+//! hop to the server looks like any wss:// connection to proxies, nginx and CDNs.
+//!
+//! One `poll_write` is one binary message (the stream seals several chunks per write).
+//! WebSocket has no half-close, so ours is carried as an empty binary message: the reader
+//! returns EOF, the other direction keeps flowing. Pings go out while the tunnel is idle,
+//! so intermediaries with idle cut-offs keep it open.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+fn io_err(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Io(e) => e,
+        Error::ConnectionClosed | Error::AlreadyClosed => io::ErrorKind::BrokenPipe.into(),
+        other => io::Error::other(other),
+    }
+}
+
+/// A WebSocket connection as a byte stream.
+pub struct WsIo<S> {
+    ws: WebSocketStream<S>,
+    rbuf: Bytes,
+    ping: Option<Interval>,
+    read_eof: bool,
+    sent_eof: bool,
+}
+
+impl<S> WsIo<S> {
+    fn new(ws: WebSocketStream<S>, ping: Option<Duration>) -> Self {
+        let ping = ping.filter(|d| !d.is_zero()).map(|d| {
+            let mut iv = interval_at(Instant::now() + d, d);
+            iv.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            iv
+        });
+        WsIo {
+            ws,
+            rbuf: Bytes::new(),
+            ping,
+            read_eof: false,
+            sent_eof: false,
+        }
+    }
+}
+
+/// Opens the WebSocket over `io`: `GET path` with `Host: host`, checked by tungstenite.
+pub async fn client<S>(io: S, host: &str, path: &str, ping: Option<Duration>) -> io::Result<WsIo<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let req = http::Request::builder()
+        .method("GET")
+        .uri(format!("ws://{host}{path}"))
+        .header("Host", host)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", generate_key())
+        .body(())
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("WebSocket request: {e}"),
+            )
+        })?;
+    let (ws, _) = tokio_tungstenite::client_async(req, io)
+        .await
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(resp) => io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "WebSocket transport: {host}{path} answered {} instead of 101",
+                    resp.status()
+                ),
+            ),
+            other => io::Error::other(format!("WebSocket transport: {other}")),
+        })?;
+    Ok(WsIo::new(ws, ping))
+}
+
+/// Accepts a WebSocket on `io` if its path is `path` (anything else gets a 404).
+pub async fn accept<S>(io: S, path: &str, ping: Option<Duration>) -> io::Result<WsIo<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == path {
+            Ok(resp)
+        } else {
+            let mut refusal = ErrorResponse::new(Some("not found".into()));
+            *refusal.status_mut() = http::StatusCode::NOT_FOUND;
+            Err(refusal)
+        }
+    };
+    let ws = tokio_tungstenite::accept_hdr_async(io, check)
+        .await
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("WebSocket handshake: {e}"),
+            )
+        })?;
+    Ok(WsIo::new(ws, ping))
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    fn poll_ping(&mut self, cx: &mut Context<'_>) {
+        let Some(iv) = self.ping.as_mut() else { return };
+        while iv.poll_tick(cx).is_ready() {
+            let mut ws = Pin::new(&mut self.ws);
+            if let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
+                let _ = ws.as_mut().start_send(Message::Ping(Bytes::new()));
+                let _ = ws.poll_flush(cx);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.rbuf.is_empty() {
+                let n = this.rbuf.len().min(buf.remaining());
+                buf.put_slice(&this.rbuf[..n]);
+                this.rbuf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.read_eof {
+                return Poll::Ready(Ok(()));
+            }
+            this.poll_ping(cx);
+            match Pin::new(&mut this.ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(Message::Binary(b)))) if b.is_empty() => this.read_eof = true,
+                Poll::Ready(Some(Ok(Message::Binary(b)))) => this.rbuf = b,
+                Poll::Ready(Some(Ok(Message::Close(_)))) | Poll::Ready(None) => {
+                    this.read_eof = true
+                }
+                Poll::Ready(Some(Ok(Message::Text(_)))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text message on the tunnel",
+                    )))
+                }
+                Poll::Ready(Some(Ok(_))) => {
+                    // Ping or pong: tungstenite queued any pong; send it along.
+                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io_err(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut ws = Pin::new(&mut self.get_mut().ws);
+        match ws.as_mut().poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(io_err(e))),
+            Poll::Pending => return Poll::Pending,
+        }
+        ws.as_mut()
+            .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
+            .map_err(io_err)?;
+        // Start writing now; what the socket does not take goes out with the next flush.
+        if let Poll::Ready(Err(e)) = ws.poll_flush(cx) {
+            return Poll::Ready(Err(io_err(e)));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().ws)
+            .poll_flush(cx)
+            .map_err(io_err)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.sent_eof {
+            let mut ws = Pin::new(&mut this.ws);
+            match ws.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(io_err(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+            ws.start_send(Message::Binary(Bytes::new()))
+                .map_err(io_err)?;
+            this.sent_eof = true;
+        }
+        Pin::new(&mut this.ws).poll_flush(cx).map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn bytes_half_close_and_wrong_path() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (c, _) = l.accept().await.expect("accept");
+            let mut s = accept(c, "/tunnel", None).await.expect("ws accept");
+            let mut all = Vec::new();
+            s.read_to_end(&mut all)
+                .await
+                .expect("read to the EOF marker");
+            s.write_all(format!("got {}", all.len()).as_bytes())
+                .await
+                .expect("answer after EOF");
+            s.shutdown().await.expect("eof");
+            let (c, _) = l.accept().await.expect("accept");
+            assert!(
+                accept(c, "/tunnel", None).await.is_err(),
+                "wrong path refused"
+            );
+        });
+        let c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut s = client(c, "example.com", "/tunnel", Some(Duration::from_millis(10)))
+            .await
+            .expect("ws");
+        s.write_all(&vec![7u8; 300_000]).await.expect("write");
+        s.shutdown().await.expect("half-close");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.expect("answer");
+        assert_eq!(answer, "got 300000");
+        let c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let err = client(c, "example.com", "/other", None)
+            .await
+            .err()
+            .expect("404");
+        assert!(err.to_string().contains("404"), "{err}");
+        server.await.expect("server");
+    }
+}
