@@ -33,6 +33,18 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd.env_remove("SS_SERVER_PASSWORD").env_remove("RUST_LOG");
+        // Tests say which proxy they want; none comes from the machine's environment.
+        for var in [
+            "ALL_PROXY",
+            "SOCKS_PROXY",
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "NO_PROXY",
+            "UPSTREAM_HOST",
+            "LISTEN_PORT",
+        ] {
+            cmd.env_remove(var).env_remove(var.to_ascii_lowercase());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

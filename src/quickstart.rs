@@ -44,6 +44,8 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         max_connections: 1024,
         shutdown_grace: Duration::from_secs(2),
         replay_filter: true,
+        ws_path: "/tunnel".into(),
+        ws_ping: Duration::from_secs(20),
         socket: SocketOpts::default(),
     };
     let local = burrow_local::Settings {
@@ -52,6 +54,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         key,
         proxy_auth: None,
         routes: Vec::new(),
+        outbound: Default::default(),
         handshake_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),
@@ -72,7 +75,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
 
     let shutdown = burrow_common::shutdown::on_signal();
     let (a, b) = tokio::join!(
-        burrow_server::run(server, server_listener, shutdown.clone()),
+        burrow_server::run(server, server_listener, None, shutdown.clone()),
         burrow_local::run(local, vec![local_listener], shutdown),
     );
     a.and(b)

@@ -15,6 +15,9 @@ use std::sync::Arc;
 
 use burrow_common::TargetAddr;
 
+use burrow_common::outbound::proxy::{self, ProxyUrl};
+use burrow_common::outbound::{Outbound, WsTransport};
+
 use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
 use crate::tls::TlsTarget;
 use crate::Settings;
@@ -48,6 +51,19 @@ pub struct Cli {
     /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
     #[arg(short = 'm', long = "method")]
     pub method: Option<String>,
+    /// Reach the server through this proxy: http://[user:pass@]host:port, socks5://…,
+    /// socks5h://… (else ALL_PROXY/SOCKS_PROXY > HTTPS_PROXY > HTTP_PROXY, honouring NO_PROXY).
+    #[arg(long = "outbound-proxy", value_name = "URL")]
+    pub outbound_proxy: Option<String>,
+    /// Hop to the server as raw TCP (default) or dressed as a WebSocket: tcp, ws, wss.
+    #[arg(long = "transport", value_parser = ["tcp", "ws", "wss"])]
+    pub transport: Option<String>,
+    /// WebSocket path on the server (default /tunnel).
+    #[arg(long = "ws-path")]
+    pub ws_path: Option<String>,
+    /// WebSocket Host header and TLS name (default: the server's host).
+    #[arg(long = "ws-host")]
+    pub ws_host: Option<String>,
     /// A reverse route, PATH=URL (ws, wss, http or https upstream); repeatable.
     #[arg(long = "route", value_name = "PATH=URL")]
     pub route: Vec<String>,
@@ -99,6 +115,23 @@ pub struct RawConfig {
     pub no_delay: Option<bool>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
+    pub outbound_proxy: Option<String>,
+    pub transport: Option<String>,
+    pub websocket: Option<RawWebSocket>,
+}
+
+/// `[websocket]`: the WebSocket transport.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSocket {
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub sni: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub ping: Option<Duration>,
 }
 
 /// `[[route]]` in the config file.
@@ -126,6 +159,7 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     pub const MAX_CONNECTIONS: usize = 8192;
+    pub const WS_PING: Duration = Duration::from_secs(20);
 }
 
 /// A validated local: where to listen and how to serve.
@@ -192,16 +226,17 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         .method
         .clone()
         .or(url.as_ref().map(|u| u.method.name().to_owned()))
-        .or(file.method)
+        .or(file.method.clone())
         .unwrap_or_else(|| defaults::METHOD.into());
     let (password, key) = match (&cli.key, &cli.password, &url) {
         (Some(k), _, _) => (None, Some(Secret::new(k.clone()))),
         (None, Some(p), _) => (Some(Secret::new(p.clone())), None),
         (None, None, Some(u)) => (Some(u.password.clone()), None),
-        (None, None, None) => (file.password, file.key),
+        (None, None, None) => (file.password.clone(), file.key.clone()),
     };
     let key = master_key(&method, password.as_ref(), key.as_ref())?;
 
+    let outbound = outbound(cli, &file, &server_host)?;
     let proxy_auth = match (file.proxy_username, file.proxy_password) {
         (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() => Some((u, p)),
         (None, None) => None,
@@ -217,6 +252,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let routes = routes(cli, &file.route)?;
     let settings = Settings {
         routes,
+        outbound,
         server_host,
         server_port,
         key,
@@ -316,4 +352,56 @@ fn build_route(r: &RawRoute) -> Result<Route, String> {
         preserve_host: r.preserve_host,
         insecure: r.insecure_skip_verify,
     })
+}
+
+/// The hop to the server: proxy from the command line, else the file, else the
+/// environment; transport from the command line, else the file.
+fn outbound(cli: &Cli, file: &RawConfig, server_host: &str) -> Result<Outbound, String> {
+    let proxy = match cli.outbound_proxy.as_ref().or(file.outbound_proxy.as_ref()) {
+        Some(url) if url == "direct" || url.is_empty() => None,
+        Some(url) => Some(ProxyUrl::parse(url)?),
+        None => proxy::from_env(|k| std::env::var(k).ok(), server_host)?,
+    };
+    let kind = cli
+        .transport
+        .clone()
+        .or(file.transport.clone())
+        .unwrap_or_else(|| "tcp".into());
+    let w = file.websocket.clone().unwrap_or_default();
+    let ws = match kind.as_str() {
+        "tcp" => None,
+        "ws" | "wss" => {
+            let host = cli.ws_host.clone().or(w.host.clone());
+            let tls = if kind == "wss" {
+                let name = w
+                    .sni
+                    .clone()
+                    .or(host.clone())
+                    .unwrap_or_else(|| server_host.to_owned());
+                Some(Arc::new(TlsTarget::new(
+                    &name,
+                    w.ca_file.as_deref(),
+                    w.insecure_skip_verify,
+                )?))
+            } else {
+                None
+            };
+            let path = cli
+                .ws_path
+                .clone()
+                .or(w.path.clone())
+                .unwrap_or_else(|| "/tunnel".into());
+            if !path.starts_with('/') {
+                return Err(format!("websocket path {path:?} must start with /"));
+            }
+            Some(WsTransport {
+                path,
+                host,
+                tls,
+                ping: w.ping.unwrap_or(defaults::WS_PING),
+            })
+        }
+        other => return Err(format!("transport {other:?}: use tcp, ws or wss")),
+    };
+    Ok(Outbound { proxy, ws })
 }

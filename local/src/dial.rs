@@ -10,13 +10,12 @@
 use std::io;
 use std::time::Duration;
 
-use burrow_common::net::{connect_any, resolve};
+use burrow_common::outbound::{self, ServerIo};
 use burrow_common::timeout::with_timeout;
 use burrow_common::{EncryptedStream, TargetAddr};
 use bytes::BytesMut;
 use fast_socks5::ReplyError;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::Settings;
 
@@ -65,6 +64,7 @@ impl TunnelError {
         match self {
             TunnelError::Server { source, .. } => match source.kind() {
                 io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
+                io::ErrorKind::PermissionDenied => ReplyError::ConnectionNotAllowed,
                 io::ErrorKind::TimedOut => ReplyError::TtlExpired,
                 io::ErrorKind::NetworkUnreachable => ReplyError::NetworkUnreachable,
                 io::ErrorKind::HostUnreachable | io::ErrorKind::NotFound => {
@@ -83,27 +83,30 @@ impl TunnelError {
 pub async fn open_tunnel(
     target: &TargetAddr,
     s: &Settings,
-) -> Result<EncryptedStream<TcpStream>, TunnelError> {
+) -> Result<EncryptedStream<ServerIo>, TunnelError> {
     let server_err = |source| TunnelError::Server {
         server: format!("{}:{}", s.server_host, s.server_port),
         source,
     };
-    let addrs = resolve(&s.server_host, s.server_port, s.connect_timeout)
-        .await
-        .map_err(server_err)?;
-    let conn = connect_any(&addrs, s.connect_timeout, &s.socket)
-        .await
-        .map_err(server_err)?;
+    let conn = outbound::connect(
+        &s.outbound,
+        &s.server_host,
+        s.server_port,
+        s.connect_timeout,
+        &s.socket,
+    )
+    .await
+    .map_err(server_err)?;
     let mut tunnel = EncryptedStream::new(conn, &s.key);
     let mut header = BytesMut::with_capacity(target.encoded_len());
     target.encode(&mut header);
     tunnel.buffer(&header);
-    if !s.confirm_connect {
-        return Ok(tunnel);
-    }
     with_timeout("sending the request", s.connect_timeout, tunnel.flush())
         .await
         .map_err(server_err)?;
+    if !s.confirm_connect {
+        return Ok(tunnel);
+    }
     let wait = s.connect_timeout + ANSWER_MARGIN;
     match tokio::time::timeout(wait, tunnel.peer_answered()).await {
         Ok(Ok(true)) => Ok(tunnel),
@@ -113,5 +116,24 @@ pub async fn open_tunnel(
         }
         Ok(Err(e)) => Err(server_err(e)),
         Err(_) => Err(TunnelError::NoAnswer(wait)),
+    }
+}
+
+/// Logs a failed tunnel. Trouble reaching the server (a proxy refusing, a timeout) is
+/// said once as a warning, not once per connection; repeats go to debug.
+pub fn report(e: &TunnelError) {
+    static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    match e {
+        TunnelError::Server { .. } => {
+            let msg = e.to_string();
+            let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+            if *last == msg {
+                tracing::debug!("{msg}");
+            } else {
+                tracing::warn!("{msg}");
+                *last = msg;
+            }
+        }
+        _ => tracing::info!("{e}"),
     }
 }

@@ -205,7 +205,7 @@ async fn connect(req: Request<Incoming>, s: Arc<Settings>) -> Response<Body> {
     let mut tunnel = match open_tunnel(&target, &s).await {
         Ok(t) => t,
         Err(e) => {
-            info!("{e}");
+            crate::dial::report(&e);
             return text(e.http_status(), format!("burrow-local: {e}"));
         }
     };

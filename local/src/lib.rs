@@ -48,6 +48,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// A tunnel with no traffic either way for this long is closed.
     pub idle_timeout: Duration,
+    /// How to reach the server: direct or through a corporate proxy, raw or WebSocket.
+    pub outbound: burrow_common::outbound::Outbound,
     /// Wait for the server to confirm the target before replying to the app.
     pub confirm_connect: bool,
     /// Open connections at most.

@@ -147,7 +147,7 @@ fn accept_matches(resp: &Response<Incoming>, want: &str) -> bool {
 async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>, Response<Body>> {
     let target = &origin.target;
     let tunnel = open_tunnel(target, s).await.map_err(|e| {
-        info!("{e}");
+        crate::dial::report(&e);
         text(e.http_status(), format!("burrow-local: {e}"))
     })?;
     let io: Box<dyn Io> = match &origin.tls {

@@ -35,7 +35,7 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     let mut tunnel = match open_tunnel(&target, s).await {
         Ok(t) => t,
         Err(e) => {
-            info!("{e}");
+            crate::dial::report(&e);
             let code = e.socks_reply();
             let reply = proto.reply_error(&code);
             let _ = tokio::time::timeout(s.handshake_timeout, reply).await;

@@ -37,6 +37,10 @@ pub struct Cli {
     /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
     #[arg(short = 'm', long = "method")]
     pub method: Option<String>,
+    /// Also accept tunnels dressed as WebSocket on this address (plain ws; put nginx or a
+    /// CDN in front for TLS).
+    #[arg(long = "ws-listen", value_name = "ADDR")]
+    pub ws_listen: Option<String>,
     /// Dial loopback, private, link-local and metadata addresses too.
     #[arg(long = "allow-private")]
     pub allow_private: bool,
@@ -89,6 +93,10 @@ pub struct RawConfig {
     pub max_connections: Option<usize>,
     pub replay_filter: Option<bool>,
     pub no_delay: Option<bool>,
+    pub ws_listen: Option<String>,
+    pub ws_path: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub ws_ping: Option<Duration>,
 }
 
 /// Defaults, all in one place.
@@ -107,6 +115,7 @@ pub mod defaults {
 #[derive(Debug)]
 pub struct Loaded {
     pub listen: SocketAddr,
+    pub ws_listen: Option<SocketAddr>,
     pub settings: Settings,
 }
 
@@ -175,6 +184,8 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         max_connections,
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         replay_filter: file.replay_filter.unwrap_or(true),
+        ws_path: file.ws_path.clone().unwrap_or_else(|| "/tunnel".into()),
+        ws_ping: file.ws_ping.unwrap_or(Duration::from_secs(20)),
         socket: SocketOpts {
             nodelay: file.no_delay.unwrap_or(true),
             keepalive: Some(keepalive),
@@ -189,7 +200,23 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             return Err(format!("{name} must be above zero"));
         }
     }
-    Ok(Loaded { listen, settings })
+    if !settings.ws_path.starts_with('/') {
+        return Err(format!("ws_path {:?} must start with /", settings.ws_path));
+    }
+    let ws_listen = match cli.ws_listen.as_ref().or(file.ws_listen.as_ref()) {
+        None => None,
+        Some(t) => Some(
+            t.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("ws_listen {t:?} is not host:port"))?,
+        ),
+    };
+    Ok(Loaded {
+        listen,
+        ws_listen,
+        settings,
+    })
 }
 
 /// `genkey`: a random 32-byte key (base64) usable as password or key, and its URL.

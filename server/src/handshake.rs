@@ -13,8 +13,7 @@ use burrow_common::aead::{AeadError, Decoder, MasterKey, MAX_CHUNK};
 use burrow_common::replay::ReplayFilter;
 use burrow_common::TargetAddr;
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// A first flight that authenticated.
@@ -109,7 +108,7 @@ pub fn jittered_deadline(base: Duration) -> Instant {
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Reads and discards until `deadline` (or until the peer closes), then closes quietly.
-pub async fn drain_silently(conn: &mut TcpStream, deadline: Instant) {
+pub async fn drain_silently<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut S, deadline: Instant) {
     let mut scratch = vec![0u8; 4096];
     loop {
         tokio::select! {
@@ -125,7 +124,7 @@ pub async fn drain_silently(conn: &mut TcpStream, deadline: Instant) {
 
 /// Sends a FIN, then discards input for a short while so the final close finds an empty
 /// receive buffer (closing with unread data would send an RST).
-pub async fn close_quietly(conn: &mut TcpStream) {
+pub async fn close_quietly<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut S) {
     let _ = tokio::time::timeout(LINGER, conn.shutdown()).await;
     let mut scratch = [0u8; 1024];
     let _ = tokio::time::timeout(LINGER, async {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use burrow_common::accept::{accept_loop, AcceptOpts};
 use burrow_common::net::SocketOpts;
+use burrow_common::outbound::ws;
 use burrow_common::replay::ReplayFilter;
 use burrow_common::MasterKey;
 use tokio::net::TcpListener;
@@ -46,6 +47,10 @@ pub struct Settings {
     pub replay_filter: bool,
     /// Options for accepted and dialled sockets.
     pub socket: SocketOpts,
+    /// Path of the WebSocket listener.
+    pub ws_path: String,
+    /// Ping interval on idle WebSocket tunnels.
+    pub ws_ping: Duration,
 }
 
 /// State shared by every connection.
@@ -77,6 +82,7 @@ impl Shared {
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
+    ws_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let opts = AcceptOpts {
@@ -90,9 +96,31 @@ pub async fn run(
         settings,
         rejected: Mutex::default(),
     });
-    accept_loop(listener, opts, shutdown, |conn| {
+    let tcp = accept_loop(listener, opts, shutdown.clone(), |conn| {
         serve::serve(shared.clone(), conn)
-    })
-    .await;
+    });
+    let ws = async {
+        let Some(listener) = ws_listener else { return };
+        let opts = AcceptOpts {
+            inbound: Some("websocket"),
+            ..opts
+        };
+        accept_loop(listener, opts, shutdown, |conn| {
+            let shared = shared.clone();
+            async move {
+                let s = &shared.settings;
+                let ping = Some(s.ws_ping);
+                let accepted =
+                    tokio::time::timeout(s.handshake_timeout, ws::accept(conn, &s.ws_path, ping));
+                match accepted.await {
+                    Ok(Ok(io)) => serve::serve(shared.clone(), io).await,
+                    Ok(Err(e)) => tracing::debug!("{e}"),
+                    Err(_) => tracing::debug!("WebSocket handshake timed out"),
+                }
+            }
+        })
+        .await
+    };
+    tokio::join!(tcp, ws);
     Ok(())
 }

@@ -7,7 +7,7 @@ use burrow_common::relay::relay;
 use burrow_common::timeout::with_timeout;
 use burrow_common::EncryptedStream;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, Span};
 
 use crate::dial::dial;
@@ -15,7 +15,10 @@ use crate::handshake::{close_quietly, drain_silently, jittered_deadline, read_re
 use crate::Shared;
 
 /// Serves one accepted connection until its tunnel ends.
-pub async fn serve(shared: Arc<Shared>, mut conn: TcpStream) {
+pub async fn serve<S>(shared: Arc<Shared>, mut conn: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let started = std::time::Instant::now();
     let s = &shared.settings;
     let deadline = jittered_deadline(s.handshake_timeout);

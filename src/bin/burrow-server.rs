@@ -20,10 +20,13 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-server", &e),
     };
-    let listen = [loaded.listen];
-    let run = |mut listeners: Vec<tokio::net::TcpListener>, shutdown| async move {
-        match listeners.pop() {
-            Some(listener) => burrow_server::run(loaded.settings, listener, shutdown).await,
+    // The TCP listener first, then the WebSocket one if asked for.
+    let mut listen = vec![loaded.listen];
+    listen.extend(loaded.ws_listen);
+    let run = |listeners: Vec<tokio::net::TcpListener>, shutdown| async move {
+        let mut it = listeners.into_iter();
+        match it.next() {
+            Some(tcp) => burrow_server::run(loaded.settings, tcp, it.next(), shutdown).await,
             None => Ok(()),
         }
     };

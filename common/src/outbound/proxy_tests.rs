@@ -6,10 +6,17 @@ use std::collections::HashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// (variables, server host, the proxy chosen as shown, or None for direct)
+type Case = (
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    Option<&'static str>,
+);
+
 #[test]
 fn environment_precedence() {
     // (variables, server host) → the proxy chosen (its Display), or None for direct.
-    let cases: &[(&[(&str, &str)], &str, Option<&str>)] = &[
+    let cases: &[Case] = &[
         (&[], "vps.example", None),
         (
             &[("HTTP_PROXY", "http://p:3128")],

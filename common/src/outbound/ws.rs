@@ -91,6 +91,8 @@ where
 }
 
 /// Accepts a WebSocket on `io` if its path is `path` (anything else gets a 404).
+// The callback's error type is tungstenite's `ErrorResponse`, large by its nature.
+#[allow(clippy::result_large_err)]
 pub async fn accept<S>(io: S, path: &str, ping: Option<Duration>) -> io::Result<WsIo<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
