@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
-# shadowsocks-libev, Chromium, iproute2 from Debian; ws and playwright-core from npm into
-# tests/browser), so it works on a fresh Debian machine.
+# shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light from
+# Debian; ws and playwright-core from npm into tests/browser), so it works on a fresh
+# Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,10 @@ command -v ss-server >/dev/null 2>&1 || need+=(shadowsocks-libev)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+command -v squid >/dev/null 2>&1 || need+=(squid)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v microsocks >/dev/null 2>&1 || need+=(microsocks)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""

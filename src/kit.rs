@@ -429,3 +429,15 @@ impl Drop for NetNs {
             .status();
     }
 }
+
+/// Readiness for peers that print nothing when ready: the first successful connect.
+pub fn wait_for_port(addr: SocketAddr) {
+    let end = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < end {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {addr}");
+}

@@ -1,0 +1,358 @@
+//! Through the corporate proxy: squid (HTTP CONNECT, Basic auth, CONNECT only to allowed
+//! ports), microsocks (SOCKS5 with a password), and the WebSocket-over-TLS transport
+//! through squid → nginx → burrow-server.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use burrow::kit::{self, free_port, pattern, sha256_hex, wait_for_port, Proc};
+use burrow::origins;
+use common::*;
+
+struct Squid {
+    proc: Proc,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Squid {
+    /// squid on loopback with Basic auth (alice / s3cret), CONNECT only to `ports`.
+    fn start(ports: &[u16]) -> Squid {
+        let dir = temp_dir("squid");
+        set_mode(&dir, 0o777);
+        let out = std::process::Command::new("htpasswd")
+            .args([
+                "-bc",
+                dir.join("passwd").to_str().expect("utf8"),
+                "alice",
+                "s3cret",
+            ])
+            .output()
+            .expect("htpasswd (apache2-utils)");
+        assert!(out.status.success(), "{out:?}");
+        set_mode(&dir.join("passwd"), 0o644);
+        let port = free_port();
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let d = dir.display();
+        let conf = format!(
+            "http_port 127.0.0.1:{port}\npid_filename {d}/squid.pid\naccess_log stdio:{d}/access.log\n\
+             cache_log {d}/cache.log\ncoredump_dir {d}\ncache deny all\ncache_mem 8 MB\n\
+             dns_nameservers 127.0.0.1\nhosts_file /etc/hosts\n\
+             auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/passwd\nauth_param basic realm corp\n\
+             acl authed proxy_auth REQUIRED\nacl SSL_ports port {}\nacl CONNECT method CONNECT\n\
+             http_access deny CONNECT !SSL_ports\nhttp_access allow authed\nhttp_access deny all\n\
+             shutdown_lifetime 1 seconds\n",
+            ports.join(" ")
+        );
+        std::fs::write(dir.join("squid.conf"), conf).expect("squid.conf");
+        let proc = Proc::spawn(
+            "squid",
+            &[
+                "-N",
+                "-d",
+                "1",
+                "-f",
+                dir.join("squid.conf").to_str().expect("utf8"),
+            ],
+            &[],
+        );
+        proc.wait_for("Accepting HTTP Socket connections");
+        Squid {
+            proc,
+            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            dir,
+        }
+    }
+
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+async fn fetch(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>, String) {
+    curl(&[
+        "--socks5-hostname",
+        &local.to_string(),
+        &format!("http://{target}/bytes/{n}"),
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_squid_with_basic_auth_and_clear_refusals() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let (_other, other_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let squid = Squid::start(&[server_addr.port()]);
+
+    let proxy = format!("http://alice:s3cret@{}", squid.addr);
+    let (_l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &proxy],
+    );
+    let (code, out, err) = fetch(local_addr, target, 1_000_000).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sha256_hex(&out), sha256_hex(&pattern(1_000_000, 1_000_000)));
+    let log = squid.access_log();
+    assert!(
+        log.contains(&format!("CONNECT {server_addr} alice")),
+        "squid saw the CONNECT:\n{log}"
+    );
+
+    // The same from the environment, no flag.
+    let env_proxy = Proc::spawn(
+        LOCAL,
+        &[
+            "-b",
+            "127.0.0.1:0",
+            "-s",
+            &server_addr.to_string(),
+            "-k",
+            "pw",
+        ],
+        &[("HTTPS_PROXY", proxy.as_str())],
+    );
+    let (code, _, err) = fetch(env_proxy.listening(), target, 1000).await;
+    assert_eq!(code, 0, "HTTPS_PROXY: {err}");
+    assert_eq!(
+        squid
+            .access_log()
+            .matches(&format!("CONNECT {server_addr} alice"))
+            .count(),
+        2
+    );
+
+    // Wrong password: the app gets a failure, the log says why, once.
+    let wrong = format!("http://alice:nope@{}", squid.addr);
+    let (l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &wrong],
+    );
+    for _ in 0..3 {
+        let (code, _, _) = fetch(local_addr, target, 1000).await;
+        assert_eq!(code, 97, "SOCKS failure for the app");
+    }
+    let said = l.output();
+    let needle = "refused the credentials (407 Proxy Authentication Required; it offers: Basic)";
+    assert!(said.contains(needle), "{said}");
+    assert_eq!(
+        said.lines()
+            .filter(|l| l.contains(needle) && l.contains("WARN"))
+            .count(),
+        1,
+        "said once:\n{said}"
+    );
+    assert!(!said.contains("nope"), "no password in the log");
+
+    // No credentials at all.
+    let anon = format!("http://{}", squid.addr);
+    let (l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &anon],
+    );
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_eq!(code, 97);
+    l.wait_for("wants credentials (407 Proxy Authentication Required; it offers: Basic)");
+
+    // A port the proxy does not allow CONNECT to.
+    let (l, local_addr) = local(
+        other_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &proxy],
+    );
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_eq!(code, 97);
+    l.wait_for(&format!("refused CONNECT to {other_addr} (403 Forbidden)"));
+    drop(squid.proc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_microsocks_with_username_and_password() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("aes-256-gcm", "pw", &["--allow-private"]);
+    let port = free_port();
+    let socks = Proc::spawn(
+        "microsocks",
+        &[
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            "bob",
+            "-P",
+            "hunter2",
+        ],
+        &[],
+    );
+    let socks_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for_port(socks_addr);
+    let url = format!("socks5h://bob:hunter2@{socks_addr}");
+    let (_l, local_addr) = local(
+        server_addr,
+        "aes-256-gcm",
+        "pw",
+        &["--outbound-proxy", &url],
+    );
+    let (code, out, err) = fetch(local_addr, target, 2_000_000).await;
+    assert_eq!(code, 0, "{err}\n{}", socks.output());
+    assert_eq!(sha256_hex(&out), sha256_hex(&pattern(2_000_000, 2_000_000)));
+
+    let bad = format!("socks5://bob:wrong@{socks_addr}");
+    let (l, local_addr) = local(
+        server_addr,
+        "aes-256-gcm",
+        "pw",
+        &["--outbound-proxy", &bad],
+    );
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_eq!(code, 97);
+    l.wait_for(&format!("proxy socks5://bob@{socks_addr}"));
+}
+
+struct Nginx {
+    _proc: Proc,
+    addr: SocketAddr,
+}
+
+/// nginx terminating TLS on loopback and passing `/tunnel` to `backend` as a WebSocket,
+/// with a short read timeout so only pings keep an idle tunnel open.
+fn nginx(dir: &Path, cert: &Path, key: &Path, backend: SocketAddr) -> Nginx {
+    let port = free_port();
+    let d = dir.display();
+    std::fs::create_dir_all(dir.join("tmp")).expect("tmp");
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n\
+          fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
+          server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n\
+           location /tunnel {{\n   proxy_pass http://{backend};\n   proxy_http_version 1.1;\n\
+            proxy_set_header Upgrade $http_upgrade;\n   proxy_set_header Connection \"upgrade\";\n\
+            proxy_read_timeout 2s;\n   proxy_send_timeout 2s;\n   proxy_buffering off;\n  }}\n }}\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
+    let proc = Proc::spawn(
+        "nginx",
+        &[
+            "-c",
+            dir.join("nginx.conf").to_str().expect("utf8"),
+            "-p",
+            &d.to_string(),
+        ],
+        &[],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for_port(addr);
+    Nginx { _proc: proc, addr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cutoffs() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("wss");
+    let pki = origins::test_pki(&["localhost"]);
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&cert, &pki.cert_pem).expect("cert");
+    std::fs::write(&key, &pki.key_pem).expect("key");
+    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+
+    let scfg = dir.join("server.toml");
+    std::fs::write(
+        &scfg,
+        "allow_private = true\nws_listen = \"127.0.0.1:0\"\nws_ping = \"500ms\"\n",
+    )
+    .expect("server.toml");
+    let server = Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-k",
+            "pw",
+            "-c",
+            scfg.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let _tcp = server.listening();
+    let ws_addr = server.listening();
+    let nginx = nginx(&dir, &cert, &key, ws_addr);
+    let squid = Squid::start(&[nginx.addr.port()]);
+
+    let lcfg = dir.join("local.toml");
+    std::fs::write(
+        &lcfg,
+        format!(
+            "server = \"localhost:{}\"\npassword = \"pw\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+             outbound_proxy = \"http://alice:s3cret@{}\"\ntransport = \"wss\"\n\n\
+             [websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\nping = \"500ms\"\n",
+            nginx.addr.port(),
+            squid.addr,
+            ca.display()
+        ),
+    )
+    .expect("local.toml");
+    let local = Proc::spawn(LOCAL, &["-c", lcfg.to_str().expect("utf8")], &[]);
+    let local_addr = local.listening();
+
+    let n = 20 * 1024 * 1024;
+    let (code, out, err) = fetch(local_addr, target, n).await;
+    assert_eq!(
+        code,
+        0,
+        "{err}\nlocal:\n{}\nserver:\n{}",
+        local.output(),
+        server.output()
+    );
+    assert_eq!(
+        sha256_hex(&out),
+        sha256_hex(&pattern(n, n as u64)),
+        "20 MB byte-exact"
+    );
+    assert!(squid
+        .access_log()
+        .contains(&format!("CONNECT localhost:{} alice", nginx.addr.port())));
+
+    // An idle tunnel across nginx's 2 s read timeout: pings keep it open.
+    let target2 = kit::half_close_target().await;
+    let (mut s, reply) = kit::socks5_connect(local_addr, "127.0.0.1", target2.port())
+        .await
+        .expect("socks");
+    assert_eq!(reply, 0);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"before the pause").await.expect("write");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await; // the idle period itself is what is tested
+    s.write_all(b", after").await.expect("write after idle");
+    s.shutdown().await.expect("half-close");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.expect("answer");
+    assert_eq!(
+        answer,
+        format!(
+            "got 23 bytes, sha256 {}",
+            sha256_hex(b"before the pause, after")
+        )
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
