@@ -231,3 +231,21 @@ pub async fn tls_origin(pki: &TestPki) -> SocketAddr {
     });
     addr
 }
+
+/// Makes a test PKI for `names` and writes `cert.pem`, `key.pem` and `ca.pem` into `dir`;
+/// returns their paths in that order.
+pub fn write_pki(
+    dir: &Path,
+    names: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let pki = test_pki(names);
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&cert, &pki.cert_pem).expect("cert");
+    std::fs::write(&key, &pki.key_pem).expect("key");
+    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+    (cert, key, ca)
+}

@@ -267,15 +267,7 @@ fn nginx(dir: &Path, cert: &Path, key: &Path, backend: SocketAddr) -> Nginx {
 async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cutoffs() {
     let target = kit::http_target().await;
     let dir = temp_dir("wss");
-    let pki = origins::test_pki(&["localhost"]);
-    let (cert, key, ca) = (
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-        dir.join("ca.pem"),
-    );
-    std::fs::write(&cert, &pki.cert_pem).expect("cert");
-    std::fs::write(&key, &pki.key_pem).expect("key");
-    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+    let (cert, key, ca) = origins::write_pki(&dir, &["localhost"]);
 
     let scfg = dir.join("server.toml");
     std::fs::write(

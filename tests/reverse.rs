@@ -50,15 +50,7 @@ async fn ws_echo_checks(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_and_wss_echo_through_routes() {
     let dir = temp_dir("reverse");
-    let pki = origins::test_pki(&["localhost"]);
-    let (cert, key, ca) = (
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-        dir.join("ca.pem"),
-    );
-    std::fs::write(&cert, &pki.cert_pem).expect("cert");
-    std::fs::write(&key, &pki.key_pem).expect("key");
-    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+    let (cert, key, ca) = origins::write_pki(&dir, &["localhost"]);
     let (_ws, ws_addr) = node_echo(None);
     let (_wss, wss_addr) = node_echo(Some((&cert, &key)));
     let cfg = dir.join("local.toml");
@@ -170,15 +162,7 @@ async fn upstream_refusals_pass_back_intact_and_nothing_leaks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_for_the_wrong_name_is_refused_unless_insecure() {
     let dir = temp_dir("wrongname");
-    let pki = origins::test_pki(&["other.example"]);
-    let (cert, key, ca) = (
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-        dir.join("ca.pem"),
-    );
-    std::fs::write(&cert, &pki.cert_pem).expect("cert");
-    std::fs::write(&key, &pki.key_pem).expect("key");
-    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+    let (cert, key, ca) = origins::write_pki(&dir, &["other.example"]);
     let (_wss, wss_addr) = node_echo(Some((&cert, &key)));
     let cfg = dir.join("local.toml");
     let url = format!("wss://localhost:{}/echo", wss_addr.port());

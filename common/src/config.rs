@@ -30,6 +30,31 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Flags both binaries share: the tunnel secret and logging.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct SharedArgs {
+    /// Password (a key is derived from it with EVP_BytesToKey).
+    #[arg(
+        short = 'k',
+        long = "password",
+        env = "SS_SERVER_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Raw base64 key instead of a password.
+    #[arg(long = "key")]
+    pub key: Option<String>,
+    /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
+    #[arg(short = 'm', long = "method")]
+    pub method: Option<String>,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format: text or json.
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
 /// Parses `"10s"`, `"500ms"`, `"5m"`, `"1h 30m"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use burrow_common::config::{
-    de_duration, master_key, read_toml, split_host_port, with_port, Secret, SsUrl,
+    de_duration, master_key, read_toml, split_host_port, with_port, Secret, SharedArgs, SsUrl,
 };
 use burrow_common::net::{Keepalive, SocketOpts};
 use clap::Parser;
@@ -37,20 +37,8 @@ pub struct Cli {
     /// The server: host:port, or an ss:// URL carrying method and password.
     #[arg(short = 's', long = "server-addr")]
     pub server_addr: Option<String>,
-    /// Password (a key is derived from it with EVP_BytesToKey).
-    #[arg(
-        short = 'k',
-        long = "password",
-        env = "SS_SERVER_PASSWORD",
-        hide_env_values = true
-    )]
-    pub password: Option<String>,
-    /// Raw base64 key instead of a password.
-    #[arg(long = "key")]
-    pub key: Option<String>,
-    /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
-    #[arg(short = 'm', long = "method")]
-    pub method: Option<String>,
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// Reach the server through this proxy: http://[user:pass@]host:port, socks5://…,
     /// socks5h://… (else ALL_PROXY/SOCKS_PROXY > HTTPS_PROXY > HTTP_PROXY, honouring NO_PROXY).
     #[arg(long = "outbound-proxy", value_name = "URL")]
@@ -77,12 +65,6 @@ pub struct Cli {
     /// the target (for servers other than burrow-server).
     #[arg(long = "no-confirm")]
     pub no_confirm: bool,
-    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short = 'v', action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Log format: text or json.
-    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
 }
 
 /// The config file; every field optional, unknown fields refused.
@@ -223,12 +205,13 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     };
 
     let method = cli
+        .shared
         .method
         .clone()
         .or(url.as_ref().map(|u| u.method.name().to_owned()))
         .or(file.method.clone())
         .unwrap_or_else(|| defaults::METHOD.into());
-    let (password, key) = match (&cli.key, &cli.password, &url) {
+    let (password, key) = match (&cli.shared.key, &cli.shared.password, &url) {
         (Some(k), _, _) => (None, Some(Secret::new(k.clone()))),
         (None, Some(p), _) => (Some(Secret::new(p.clone())), None),
         (None, None, Some(u)) => (Some(u.password.clone()), None),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use burrow_common::aead::Method;
-use burrow_common::config::{de_duration, master_key, read_toml, with_port, Secret};
+use burrow_common::config::{de_duration, master_key, read_toml, with_port, Secret, SharedArgs};
 use burrow_common::net::{Keepalive, SocketOpts};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
@@ -23,20 +23,8 @@ pub struct Cli {
     /// Listen address, host:port.
     #[arg(short = 's', long = "server-addr")]
     pub server_addr: Option<String>,
-    /// Password (a key is derived from it with EVP_BytesToKey).
-    #[arg(
-        short = 'k',
-        long = "password",
-        env = "SS_SERVER_PASSWORD",
-        hide_env_values = true
-    )]
-    pub password: Option<String>,
-    /// Raw base64 key instead of a password.
-    #[arg(long = "key", hide_env_values = true)]
-    pub key: Option<String>,
-    /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
-    #[arg(short = 'm', long = "method")]
-    pub method: Option<String>,
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// Also accept tunnels dressed as WebSocket on this address (plain ws; put nginx or a
     /// CDN in front for TLS).
     #[arg(long = "ws-listen", value_name = "ADDR")]
@@ -44,12 +32,6 @@ pub struct Cli {
     /// Dial loopback, private, link-local and metadata addresses too.
     #[arg(long = "allow-private")]
     pub allow_private: bool,
-    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short = 'v', action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Log format: text or json.
-    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -138,14 +120,20 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         .ok_or_else(|| format!("listen address {listen_text:?} is not host:port"))?;
 
     let method = cli
+        .shared
         .method
         .clone()
         .or(file.method)
         .unwrap_or_else(|| defaults::METHOD.into());
-    let password = cli.password.clone().map(Secret::new).or(file.password);
-    let key = cli.key.clone().map(Secret::new).or(file.key);
+    let password = cli
+        .shared
+        .password
+        .clone()
+        .map(Secret::new)
+        .or(file.password);
+    let key = cli.shared.key.clone().map(Secret::new).or(file.key);
     // A key or password given on the command line replaces both file fields.
-    let (password, key) = match (&cli.key, &cli.password) {
+    let (password, key) = match (&cli.shared.key, &cli.shared.password) {
         (Some(_), _) => (None, key),
         (None, Some(_)) => (password, None),
         (None, None) => (password, key),

@@ -14,8 +14,8 @@ fn main() -> ExitCode {
     cli::serve(
         "burrow-local",
         &loaded.listen,
-        args.verbose,
-        &args.log_format,
+        args.shared.verbose,
+        &args.shared.log_format,
         |listener, shutdown| burrow_local::run(loaded.settings, listener, shutdown),
     )
 }

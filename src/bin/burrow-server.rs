@@ -33,8 +33,8 @@ fn main() -> ExitCode {
     cli::serve(
         "burrow-server",
         &listen,
-        args.verbose,
-        &args.log_format,
+        args.shared.verbose,
+        &args.shared.log_format,
         run,
     )
 }
