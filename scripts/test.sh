@@ -24,6 +24,12 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# shadowsocks-rust for SIP022 interop: a long build, done once and kept in ~/.cargo/bin.
+if ! command -v ssserver >/dev/null 2>&1 || ! command -v sslocal >/dev/null 2>&1; then
+  echo "== installing shadowsocks-rust (cargo install, several minutes, once)"
+  cargo install shadowsocks-rust --locked --version 1.25.0 --quiet
+fi
+
 if [ ! -d tests/browser/node_modules/ws ] || [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== installing Node peers in tests/browser"
   (cd tests/browser && npm ci --no-audit --no-fund --silent)

@@ -14,10 +14,8 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     use base64::Engine as _;
     let mut raw = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut raw);
-    let key = MasterKey::from_base64(
-        Method::ChaCha20IetfPoly1305,
-        &base64::engine::general_purpose::STANDARD.encode(raw),
-    )?;
+    let psk = base64::engine::general_purpose::STANDARD.encode(raw);
+    let key = MasterKey::from_base64(Method::Blake3ChaCha20Poly1305, &psk)?;
 
     let demo = crate::kit::http_target().await;
     let server_listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -63,7 +61,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(2),
         socket: SocketOpts::default(),
     };
-    eprintln!("listening on {server_addr} (burrow-server, chacha20-ietf-poly1305, fresh key)");
+    eprintln!(
+        "listening on {server_addr} (burrow-server, 2022-blake3-chacha20-poly1305, fresh key)"
+    );
     eprintln!("listening on {local_addr} (burrow-local, SOCKS5 and HTTP proxy)");
     println!("burrow quickstart: a local and a server on this machine, talking encrypted.");
     println!(

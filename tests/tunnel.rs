@@ -11,13 +11,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const BIG: usize = 20 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_downloads_and_uploads_20_mb_byte_exact_with_both_ciphers() {
+async fn curl_downloads_and_uploads_20_mb_byte_exact_with_every_cipher() {
     let target = kit::http_target().await;
     let dir = temp_dir("curl");
     let upload = dir.join("upload.bin");
     let body = pattern(BIG, 99);
     std::fs::write(&upload, &body).expect("write upload file");
-    for method in ["chacha20-ietf-poly1305", "aes-256-gcm"] {
+    for method in [
+        "2022-blake3-chacha20-poly1305",
+        "chacha20-ietf-poly1305",
+        "aes-256-gcm",
+    ] {
         let p = pair(method);
         let proxy = p.local_addr.to_string();
         // Down: the name "localhost" travels to the server unresolved.

@@ -21,7 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine as _;
-use bytes::{BufMut, BytesMut};
+
 use md5::{Digest, Md5};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
@@ -42,17 +42,24 @@ pub enum Method {
     ChaCha20IetfPoly1305,
     /// `aes-256-gcm`
     Aes256Gcm,
+    /// `2022-blake3-chacha20-poly1305` (SIP022)
+    Blake3ChaCha20Poly1305,
 }
 
 impl Method {
     /// Every supported method, in the order `--help` lists them.
-    pub const ALL: [Method; 2] = [Method::ChaCha20IetfPoly1305, Method::Aes256Gcm];
+    pub const ALL: [Method; 3] = [
+        Method::ChaCha20IetfPoly1305,
+        Method::Aes256Gcm,
+        Method::Blake3ChaCha20Poly1305,
+    ];
 
     /// The name used in configs and `ss://` URLs.
     pub fn name(self) -> &'static str {
         match self {
             Method::ChaCha20IetfPoly1305 => "chacha20-ietf-poly1305",
             Method::Aes256Gcm => "aes-256-gcm",
+            Method::Blake3ChaCha20Poly1305 => "2022-blake3-chacha20-poly1305",
         }
     }
 
@@ -66,9 +73,25 @@ impl Method {
         self.key_len()
     }
 
+    /// True for the SIP022 (Shadowsocks 2022) methods.
+    pub fn is_2022(self) -> bool {
+        matches!(self, Method::Blake3ChaCha20Poly1305)
+    }
+
+    /// Largest payload of one chunk: 0x3FFF for SIP004, 0xFFFF for SIP022.
+    pub fn max_payload(self) -> usize {
+        if self.is_2022() {
+            0xFFFF
+        } else {
+            MAX_PAYLOAD
+        }
+    }
+
     fn algorithm(self) -> &'static aead::Algorithm {
         match self {
-            Method::ChaCha20IetfPoly1305 => &aead::CHACHA20_POLY1305,
+            Method::ChaCha20IetfPoly1305 | Method::Blake3ChaCha20Poly1305 => {
+                &aead::CHACHA20_POLY1305
+            }
             Method::Aes256Gcm => &aead::AES_256_GCM,
         }
     }
@@ -82,7 +105,7 @@ impl fmt::Display for Method {
 
 /// An unknown method name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown method {0:?} (supported: chacha20-ietf-poly1305, aes-256-gcm)")]
+#[error("unknown method {0:?} (supported: 2022-blake3-chacha20-poly1305, chacha20-ietf-poly1305, aes-256-gcm)")]
 pub struct UnknownMethod(pub String);
 
 impl FromStr for Method {
@@ -127,6 +150,16 @@ impl fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
+    /// The key for `secret` as a user gives it: SIP022 takes a base64 PSK, SIP004 a
+    /// password (EVP_BytesToKey).
+    pub fn from_secret(method: Method, secret: &str) -> Result<Self, KeyError> {
+        if method.is_2022() {
+            Self::from_base64(method, secret)
+        } else {
+            Ok(Self::from_password(method, secret))
+        }
+    }
+
     /// Derives the key from a password with OpenSSL's `EVP_BytesToKey(MD5, count = 1)`.
     pub fn from_password(method: Method, password: &str) -> Self {
         let mut key = [0u8; 32];
@@ -195,10 +228,17 @@ impl hkdf::KeyType for OkmLen {
     }
 }
 
-/// `HKDF-SHA1(key, salt, "ss-subkey")`, the per-direction session key.
+/// The per-direction session key: `HKDF-SHA1(key, salt, "ss-subkey")` for SIP004,
+/// `BLAKE3-derive-key("shadowsocks 2022 session subkey", key || salt)` for SIP022.
 pub fn derive_subkey(key: &MasterKey, salt: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     let len = key.method.key_len();
+    if key.method.is_2022() {
+        let mut material = Vec::with_capacity(len + salt.len());
+        material.extend_from_slice(key.as_bytes());
+        material.extend_from_slice(salt);
+        return blake3::derive_key("shadowsocks 2022 session subkey", &material);
+    }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY, salt).extract(key.as_bytes());
     // HKDF-SHA1 can expand to 255 * 20 bytes; 32 is always within range.
     if let Ok(okm) = prk.expand(&[b"ss-subkey"], OkmLen(len)) {
@@ -275,168 +315,20 @@ pub enum AeadError {
     /// The length is above 0x3FFF.
     #[error("chunk length {0:#x} above 0x3fff")]
     Oversize(usize),
+    /// SIP022: a header that authenticates but is wrong (type, length, echoed salt).
+    #[error("bad SIP022 header: {0}")]
+    BadHeader(&'static str),
+    /// SIP022: the peer's clock is more than 30 s away from ours.
+    #[error(
+        "timestamp {skew:+} s away from this machine's clock (allowed ±30 s): check the clocks"
+    )]
+    Clock {
+        /// Peer's timestamp minus ours, in seconds.
+        skew: i64,
+    },
 }
 
-/// Seals plaintext into chunks; writes the salt first.
-pub struct Encoder {
-    cipher: Cipher,
-    salt: [u8; 32],
-    salt_len: usize,
-    salt_sent: bool,
-}
-
-impl Encoder {
-    /// An encoder with a fresh random salt.
-    pub fn new(key: &MasterKey) -> Self {
-        let mut salt = [0u8; 32];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut salt[..]);
-        Self::with_salt(key, &salt[..key.method.salt_len()])
-    }
-
-    /// An encoder with a given salt (known-answer tests).
-    pub fn with_salt(key: &MasterKey, salt: &[u8]) -> Self {
-        let mut s = [0u8; 32];
-        s[..salt.len()].copy_from_slice(salt);
-        Encoder {
-            cipher: Cipher::new(key, salt),
-            salt: s,
-            salt_len: salt.len(),
-            salt_sent: false,
-        }
-    }
-
-    /// This direction's salt.
-    pub fn salt(&self) -> &[u8] {
-        &self.salt[..self.salt_len]
-    }
-
-    /// Bytes `encode` appends for `n` bytes of plaintext (salt included if still due).
-    pub fn encoded_len(&self, n: usize) -> usize {
-        let salt = if self.salt_sent { 0 } else { self.salt_len };
-        salt + n + n.div_ceil(MAX_PAYLOAD) * CHUNK_OVERHEAD
-    }
-
-    /// Appends the salt (first call only) and `plain` sealed into chunks of at most 0x3FFF.
-    /// An empty `plain` writes only the salt, if it is still due.
-    pub fn encode(&mut self, plain: &[u8], out: &mut BytesMut) {
-        out.reserve(self.encoded_len(plain.len()));
-        if !self.salt_sent {
-            out.put_slice(self.salt());
-            self.salt_sent = true;
-        }
-        for piece in plain.chunks(MAX_PAYLOAD) {
-            let start = out.len();
-            out.put_u16(piece.len() as u16);
-            let tag = self.cipher.seal(&mut out[start..start + 2]);
-            out.put_slice(&tag);
-            let start = out.len();
-            out.put_slice(piece);
-            let tag = self.cipher.seal(&mut out[start..]);
-            out.put_slice(&tag);
-        }
-    }
-}
-
-enum DecodeState {
-    Salt,
-    Length,
-    Payload(usize),
-}
-
-/// Opens chunks from received bytes; reads the salt first.
-pub struct Decoder {
-    key: MasterKey,
-    cipher: Option<Cipher>,
-    salt: [u8; 32],
-    state: DecodeState,
-}
-
-impl Decoder {
-    /// A decoder expecting a salt first.
-    pub fn new(key: &MasterKey) -> Self {
-        Decoder {
-            key: key.clone(),
-            cipher: None,
-            salt: [0u8; 32],
-            state: DecodeState::Salt,
-        }
-    }
-
-    /// The peer's salt, once read.
-    pub fn salt(&self) -> Option<&[u8]> {
-        self.cipher
-            .as_ref()
-            .map(|_| &self.salt[..self.key.method.salt_len()])
-    }
-
-    /// True between chunks (or before the salt): an EOF here is a clean end.
-    pub fn at_boundary(&self) -> bool {
-        matches!(self.state, DecodeState::Salt | DecodeState::Length)
-    }
-
-    /// Bytes still needed before the next step can make progress, given `have` buffered.
-    pub fn needed(&self, have: usize) -> usize {
-        let want = match self.state {
-            DecodeState::Salt => self.key.method.salt_len(),
-            DecodeState::Length => 2 + TAG_LEN,
-            DecodeState::Payload(n) => n + TAG_LEN,
-        };
-        want.saturating_sub(have)
-    }
-
-    /// Takes the next whole chunk from the front of `buf` and returns its plaintext
-    /// (decrypted in place, no copy); `Ok(None)` means more bytes are needed.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, AeadError> {
-        loop {
-            match self.state {
-                DecodeState::Salt => {
-                    let n = self.key.method.salt_len();
-                    if buf.len() < n {
-                        return Ok(None);
-                    }
-                    let salt = buf.split_to(n);
-                    self.salt[..n].copy_from_slice(&salt);
-                    self.cipher = Some(Cipher::new(&self.key, &salt));
-                    self.state = DecodeState::Length;
-                }
-                DecodeState::Length => {
-                    if buf.len() < 2 + TAG_LEN {
-                        return Ok(None);
-                    }
-                    let Some(cipher) = self.cipher.as_mut() else {
-                        unreachable!("cipher is set with the salt")
-                    };
-                    let mut sealed = [0u8; 2 + TAG_LEN];
-                    sealed.copy_from_slice(&buf[..2 + TAG_LEN]);
-                    if !cipher.open(&mut sealed) {
-                        return Err(AeadError::LengthTag);
-                    }
-                    let len = u16::from_be_bytes([sealed[0], sealed[1]]) as usize;
-                    if len > MAX_PAYLOAD {
-                        return Err(AeadError::Oversize(len));
-                    }
-                    let _ = buf.split_to(2 + TAG_LEN);
-                    self.state = DecodeState::Payload(len);
-                }
-                DecodeState::Payload(len) => {
-                    if buf.len() < len + TAG_LEN {
-                        return Ok(None);
-                    }
-                    let Some(cipher) = self.cipher.as_mut() else {
-                        unreachable!("cipher is set with the salt")
-                    };
-                    let mut chunk = buf.split_to(len + TAG_LEN);
-                    if !cipher.open(&mut chunk) {
-                        return Err(AeadError::PayloadTag);
-                    }
-                    chunk.truncate(len);
-                    self.state = DecodeState::Length;
-                    return Ok(Some(chunk));
-                }
-            }
-        }
-    }
-}
+pub use crate::frame::{Decoder, Encoder};
 
 #[cfg(test)]
 #[path = "aead_tests.rs"]

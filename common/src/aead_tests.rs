@@ -3,12 +3,14 @@
 use super::*;
 use ::hkdf::Hkdf;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
+use bytes::{BufMut, BytesMut};
 use sha1::Sha1;
 
 fn h(s: &str) -> Vec<u8> {
     hex::decode(s).expect("test vector is hex")
 }
 
+const SIP004: [Method; 2] = [Method::ChaCha20IetfPoly1305, Method::Aes256Gcm];
 const REQ: &str = "030b6578616d706c652e636f6d0050";
 const HTTP: &[u8] = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
 
@@ -43,7 +45,7 @@ fn vector_a_wire() -> Vec<u8> {
 #[test]
 fn vector_a_encode() {
     let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "barfoo!");
-    let mut enc = Encoder::with_salt(&key, &salt());
+    let mut enc = Encoder::with_salt(&key, &salt(), 0);
     let mut first = h(REQ);
     first.extend_from_slice(HTTP);
     assert_eq!(first.len(), 0x34);
@@ -128,16 +130,13 @@ fn oversized_length_is_refused() {
 
 #[test]
 fn large_payload_splits_into_max_chunks_and_round_trips() {
-    for method in Method::ALL {
+    for method in SIP004 {
         let key = MasterKey::from_password(method, "pw");
         let plain: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
         let mut enc = Encoder::new(&key);
         let mut wire = BytesMut::new();
         enc.encode(&plain, &mut wire);
-        assert_eq!(
-            wire.len(),
-            enc.encoded_len(0) + 32 + plain.len() + 7 * CHUNK_OVERHEAD
-        );
+        assert_eq!(wire.len(), 32 + plain.len() + 7 * CHUNK_OVERHEAD);
         let mut dec = Decoder::new(&key);
         let mut got = Vec::new();
         while let Some(c) = dec.decode(&mut wire).expect("round trip") {
@@ -158,7 +157,7 @@ fn reference_wire(key: &MasterKey, salt: &[u8], pieces: &[&[u8]]) -> Vec<u8> {
     let mut seal = |buf: &mut Vec<u8>| {
         let n = aes_gcm::Nonce::from_slice(&nonce).to_owned();
         match key.method() {
-            Method::ChaCha20IetfPoly1305 => {
+            Method::ChaCha20IetfPoly1305 | Method::Blake3ChaCha20Poly1305 => {
                 chacha20poly1305::ChaCha20Poly1305::new_from_slice(&subkey)
                     .expect("key length")
                     .encrypt_in_place(&n, b"", buf)
@@ -197,7 +196,7 @@ fn differential_against_rustcrypto() {
         seed ^= seed << 5;
         seed
     };
-    for method in Method::ALL {
+    for method in SIP004 {
         for round in 0..40 {
             let key = MasterKey::from_password(method, &format!("pw{round}"));
             let salt: Vec<u8> = (0..32).map(|_| next() as u8).collect();
@@ -211,7 +210,7 @@ fn differential_against_rustcrypto() {
                 .iter()
                 .map(|&n| (0..n).map(|_| next() as u8).collect())
                 .collect();
-            let mut enc = Encoder::with_salt(&key, &salt);
+            let mut enc = Encoder::with_salt(&key, &salt, 0);
             let mut ours = BytesMut::new();
             let mut split = Vec::new();
             for p in &pieces {

@@ -140,11 +140,18 @@ impl SsUrl {
     /// The SIP002 form: base64url userinfo, or percent-encoding for 2022 keys.
     pub fn to_url(&self) -> String {
         use base64::Engine as _;
-        let user = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-            "{}:{}",
-            self.method,
-            self.password.expose()
-        ));
+        // SIP002: base64url userinfo, except for 2022 methods, whose keys are already
+        // base64 and go percent-encoded.
+        let user = if self.method.is_2022() {
+            let enc = |t: &str| {
+                percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            };
+            format!("{}:{}", self.method, enc(self.password.expose()))
+        } else {
+            let plain = format!("{}:{}", self.method, self.password.expose());
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain)
+        };
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -182,7 +189,9 @@ pub fn master_key(
     match (password, key) {
         (Some(_), Some(_)) => Err("give either a password or a key, not both".into()),
         (Some(p), None) if p.expose().is_empty() => Err("the password is empty".into()),
-        (Some(p), None) => Ok(crate::MasterKey::from_password(method, p.expose())),
+        (Some(p), None) => {
+            crate::MasterKey::from_secret(method, p.expose()).map_err(|e| e.to_string())
+        }
         (None, Some(k)) => {
             crate::MasterKey::from_base64(method, k.expose()).map_err(|e| e.to_string())
         }
@@ -244,6 +253,19 @@ mod tests {
                 .expect("legacy");
         assert_eq!(legacy, a);
         assert_eq!(SsUrl::parse(&a.to_url()).expect("own output"), a);
+    }
+
+    #[test]
+    fn vector_2022_url() {
+        let text = "ss://2022-blake3-chacha20-poly1305:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8%3D@192.0.2.1:8388";
+        let u = SsUrl::parse(text).expect("2022 url");
+        assert_eq!(u.method, Method::Blake3ChaCha20Poly1305);
+        assert_eq!(
+            u.password.expose(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        );
+        assert_eq!(u.to_url(), text);
+        assert_eq!(SsUrl::parse(&u.to_url()).expect("own output"), u);
     }
 
     #[test]

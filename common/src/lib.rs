@@ -9,6 +9,7 @@ pub mod accept;
 pub mod addr;
 pub mod aead;
 pub mod config;
+pub mod frame;
 pub mod net;
 pub mod outbound;
 pub mod relay;

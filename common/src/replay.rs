@@ -6,18 +6,28 @@
 //! it becomes the old one and the oldest is dropped: memory stays bounded and the most
 //! recent `2 × capacity` salts are always remembered.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Salts seen recently (the first 16 bytes of each: ample to tell random salts apart).
 pub struct ReplayFilter {
-    inner: Mutex<Generations>,
-    capacity: usize,
+    inner: Mutex<Inner>,
 }
 
-struct Generations {
-    current: HashSet<u128>,
-    old: HashSet<u128>,
+enum Inner {
+    /// SIP004: the last `2 × capacity` salts at least.
+    Generations {
+        current: HashSet<u128>,
+        old: HashSet<u128>,
+        capacity: usize,
+    },
+    /// SIP022: exactly the salts of the last `window` (60 s).
+    Window {
+        seen: HashSet<u128>,
+        order: VecDeque<(Instant, u128)>,
+        window: Duration,
+    },
 }
 
 fn fingerprint(salt: &[u8]) -> u128 {
@@ -28,29 +38,71 @@ fn fingerprint(salt: &[u8]) -> u128 {
 }
 
 impl ReplayFilter {
-    /// A filter remembering at least `capacity` salts.
+    /// SIP004: a filter remembering at least `capacity` salts.
     pub fn new(capacity: usize) -> Self {
-        ReplayFilter {
-            inner: Mutex::new(Generations {
-                current: HashSet::new(),
-                old: HashSet::new(),
-            }),
+        let inner = Inner::Generations {
+            current: HashSet::new(),
+            old: HashSet::new(),
             capacity: capacity.max(1),
+        };
+        ReplayFilter {
+            inner: Mutex::new(inner),
+        }
+    }
+
+    /// SIP022: every salt of the last `window`, no more, no less.
+    pub fn window(window: Duration) -> Self {
+        let inner = Inner::Window {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            window,
+        };
+        ReplayFilter {
+            inner: Mutex::new(inner),
         }
     }
 
     /// Records `salt`; returns `false` if it was already there (a replay).
     pub fn check_and_insert(&self, salt: &[u8]) -> bool {
+        self.check_and_insert_at(salt, Instant::now())
+    }
+
+    fn check_and_insert_at(&self, salt: &[u8], now: Instant) -> bool {
         let fp = fingerprint(salt);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.current.contains(&fp) || g.old.contains(&fp) {
-            return false;
+        match &mut *g {
+            Inner::Generations {
+                current,
+                old,
+                capacity,
+            } => {
+                if current.contains(&fp) || old.contains(&fp) {
+                    return false;
+                }
+                if current.len() >= *capacity {
+                    *old = std::mem::take(current);
+                }
+                current.insert(fp)
+            }
+            Inner::Window {
+                seen,
+                order,
+                window,
+            } => {
+                while let Some(&(t, old)) = order.front() {
+                    if now.duration_since(t) < *window {
+                        break;
+                    }
+                    order.pop_front();
+                    seen.remove(&old);
+                }
+                if !seen.insert(fp) {
+                    return false;
+                }
+                order.push_back((now, fp));
+                true
+            }
         }
-        if g.current.len() >= self.capacity {
-            g.old = std::mem::take(&mut g.current);
-        }
-        g.current.insert(fp);
-        true
     }
 }
 
@@ -70,6 +122,26 @@ mod tests {
             assert!(f.check_and_insert(&s));
         }
         let g = f.inner.lock().expect("lock");
-        assert!(g.current.len() + g.old.len() <= 200);
+        let Inner::Generations { current, old, .. } = &*g else {
+            panic!("mode")
+        };
+        assert!(current.len() + old.len() <= 200);
+    }
+
+    #[test]
+    fn the_2022_window_is_exactly_60_seconds() {
+        let f = ReplayFilter::window(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(f.check_and_insert_at(&[1; 32], t0));
+        assert!(!f.check_and_insert_at(&[1; 32], t0 + Duration::from_secs(59)));
+        assert!(f.check_and_insert_at(&[2; 32], t0 + Duration::from_secs(59)));
+        assert!(
+            f.check_and_insert_at(&[1; 32], t0 + Duration::from_secs(60)),
+            "forgotten after 60 s"
+        );
+        assert!(
+            !f.check_and_insert_at(&[2; 32], t0 + Duration::from_secs(61)),
+            "still within its own 60 s"
+        );
     }
 }

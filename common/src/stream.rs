@@ -41,9 +41,12 @@ pub struct EncryptedStream<S> {
 }
 
 impl<S> EncryptedStream<S> {
-    /// A fresh stream: random salt for our direction, the peer's salt expected first.
+    /// A client's stream: random salt for our direction (the request), the server's
+    /// response expected back (for SIP022, checked to answer this very request).
     pub fn new(io: S, key: &MasterKey) -> Self {
-        Self::from_parts(io, Encoder::new(key), Decoder::new(key), BytesMut::new())
+        let enc = Encoder::new(key);
+        let dec = Decoder::response(key, enc.salt());
+        Self::from_parts(io, enc, dec, BytesMut::new())
     }
 
     /// Resumes a stream whose handshake was read by hand: `rbuf` holds ciphertext the
@@ -69,6 +72,17 @@ impl<S> EncryptedStream<S> {
     /// should leave with the first payload). Flush to send it.
     pub fn buffer(&mut self, plain: &[u8]) {
         self.enc.encode(plain, &mut self.wbuf);
+    }
+
+    /// Client: ask burrow-server to answer as soon as the target is connected (SIP022
+    /// says so in the request's padding; SIP004 servers of ours always do).
+    pub fn ask_confirmation(&mut self) {
+        self.enc.ask_confirmation();
+    }
+
+    /// Server: buffer the "target connected" announcement (flush to send it).
+    pub fn announce(&mut self) {
+        self.enc.announce(&mut self.wbuf);
     }
 
     /// Our direction's salt.

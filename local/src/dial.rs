@@ -98,6 +98,9 @@ pub async fn open_tunnel(
     .await
     .map_err(server_err)?;
     let mut tunnel = EncryptedStream::new(conn, &s.key);
+    if s.confirm_connect {
+        tunnel.ask_confirmation();
+    }
     let mut header = BytesMut::with_capacity(target.encoded_len());
     target.encode(&mut header);
     tunnel.buffer(&header);

@@ -42,7 +42,11 @@ pub enum Command {
     /// Print a fresh random key and the matching ss:// URL.
     Genkey {
         /// Cipher the key is for.
-        #[arg(short = 'm', long = "method", default_value = "chacha20-ietf-poly1305")]
+        #[arg(
+            short = 'm',
+            long = "method",
+            default_value = "2022-blake3-chacha20-poly1305"
+        )]
         method: String,
         /// Host:port to put in the printed URL.
         #[arg(long = "server", default_value = "your.vps.example:8388")]

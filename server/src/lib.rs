@@ -92,7 +92,14 @@ pub async fn run(
         inbound: Some("tunnel"),
     };
     let shared = Arc::new(Shared {
-        replay: settings.replay_filter.then(|| ReplayFilter::new(1 << 16)),
+        replay: settings.replay_filter.then(|| {
+            if settings.key.method().is_2022() {
+                // SIP022: the exact set of the last 60 s (timestamps refuse anything older).
+                ReplayFilter::window(std::time::Duration::from_secs(60))
+            } else {
+                ReplayFilter::new(1 << 16)
+            }
+        }),
         settings,
         rejected: Mutex::default(),
     });

@@ -51,14 +51,19 @@ where
         }
     };
 
-    let enc = Encoder::new(&s.key);
+    let enc = Encoder::response(&s.key, req.dec.salt().unwrap_or_default());
     if let Some(f) = replay {
         // Our own salts too: a server stream reflected back at us is then a replay.
         f.check_and_insert(enc.salt());
     }
+    let asked = req.dec.confirmation_asked();
     let mut tunnel = EncryptedStream::from_parts(conn, enc, req.dec, req.rbuf);
-    // Send our salt now: its arrival is burrow-local's sign that the target is connected.
-    tunnel.buffer(&[]);
+    // Tell the client now that the target is connected: burrow-local waits for this.
+    // SIP004: the salt alone, harmless to any client. SIP022: only when asked, since a
+    // header with an empty first chunk is ours alone to expect.
+    if !s.key.method().is_2022() || asked {
+        tunnel.announce();
+    }
     let first_write = async {
         tunnel.flush().await?;
         target.write_all(&req.payload).await

@@ -49,10 +49,20 @@ pub fn local(
     (p, addr)
 }
 
+/// A PSK for SIP022 methods, a password for the others.
+pub fn secret_for(method: &str) -> &'static str {
+    if method.starts_with("2022-") {
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    } else {
+        "test-password"
+    }
+}
+
 /// A server allowed to reach loopback targets, and a local in front of it.
 pub fn pair(method: &str) -> Pair {
-    let (server, server_addr) = server(method, "test-password", &["--allow-private"]);
-    let (local, local_addr) = local(server_addr, method, "test-password", &[]);
+    let secret = secret_for(method);
+    let (server, server_addr) = server(method, secret, &["--allow-private"]);
+    let (local, local_addr) = local(server_addr, method, secret, &[]);
     Pair {
         server,
         server_addr,

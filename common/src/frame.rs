@@ -1,0 +1,442 @@
+//! Stream framing over the per-direction AEAD: SIP004 chunks, and the SIP022 headers.
+//!
+//! ```text
+//! SIP004, each direction:  salt | [len]+tag | [payload]+tag | [len]+tag | ...   len ≤ 0x3FFF
+//!
+//! SIP022 request:   salt(32) | [type=0 u8, timestamp u64, var_len u16]+tag
+//!                   | [ATYP addr port, padding_len u16, padding, payload]+tag | chunks…
+//! SIP022 response:  salt(32) | [type=1 u8, timestamp u64, request salt(32), len u16]+tag
+//!                   | [payload: len]+tag | chunks…                       len ≤ 0xFFFF
+//! ```
+//!
+//! Pure: the current time is passed in, so tests can pin it.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::aead::{AeadError, Cipher, MasterKey, TAG_LEN};
+use crate::TargetAddr;
+
+/// SIP022: the first bytes of a request's padding by which burrow-local asks burrow-server
+/// to answer as soon as the target is connected. Other servers ignore padding; inside the
+/// AEAD nobody else sees it.
+pub const CONFIRM_MARKER: &[u8; 8] = b"burrow\x00\x01";
+
+/// SIP022: how far a peer's clock may be from ours.
+pub const MAX_SKEW: i64 = 30;
+const REQUEST: u8 = 0;
+const RESPONSE: u8 = 1;
+const FIXED_REQUEST: usize = 1 + 8 + 2;
+const FIXED_RESPONSE: usize = 1 + 8 + 32 + 2;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What a SIP022 encoder still has to put in front of its first payload.
+enum Header {
+    Request,
+    Response { request_salt: [u8; 32] },
+}
+
+/// Seals plaintext into chunks; writes the salt (and SIP022 header) first.
+pub struct Encoder {
+    cipher: Cipher,
+    salt: [u8; 32],
+    salt_len: usize,
+    salt_sent: bool,
+    max: usize,
+    header: Option<Header>,
+    now: u64,
+    confirm: bool,
+}
+
+impl Encoder {
+    /// SIP022 request: ask burrow-server (through the padding) to answer at once.
+    pub fn ask_confirmation(&mut self) {
+        self.confirm = true;
+    }
+
+    /// Server: tell the client now that the target is connected. SIP004: the salt alone.
+    /// SIP022: salt, response header and an empty first chunk (a bare salt would break
+    /// clients that read the whole header at once).
+    pub fn announce(&mut self, out: &mut BytesMut) {
+        self.encode(&[], out);
+        if let Some(Header::Response { request_salt }) = self.header.take() {
+            self.response_header(&request_salt, &[], out);
+        }
+    }
+
+    /// A client's request encoder, fresh random salt.
+    pub fn new(key: &MasterKey) -> Self {
+        Self::with_salt(key, &random_salt(key), unix_now())
+    }
+
+    /// A server's response encoder for a request that came with `request_salt`.
+    pub fn response(key: &MasterKey, request_salt: &[u8]) -> Self {
+        Self::response_with_salt(key, &random_salt(key), request_salt, unix_now())
+    }
+
+    /// A response encoder with a given salt and time (known-answer tests).
+    pub fn response_with_salt(key: &MasterKey, salt: &[u8], request_salt: &[u8], now: u64) -> Self {
+        let mut e = Self::with_salt(key, salt, now);
+        e.header = None;
+        if key.method().is_2022() {
+            let mut s = [0u8; 32];
+            let n = request_salt.len().min(32);
+            s[..n].copy_from_slice(&request_salt[..n]);
+            e.header = Some(Header::Response { request_salt: s });
+        }
+        e
+    }
+
+    /// A request encoder with a given salt and time (known-answer tests).
+    pub fn with_salt(key: &MasterKey, salt: &[u8], now: u64) -> Self {
+        let mut s = [0u8; 32];
+        s[..salt.len()].copy_from_slice(salt);
+        Encoder {
+            cipher: Cipher::new(key, salt),
+            salt: s,
+            salt_len: salt.len(),
+            salt_sent: false,
+            max: key.method().max_payload(),
+            header: key.method().is_2022().then_some(Header::Request),
+            now,
+            confirm: false,
+        }
+    }
+
+    /// This direction's salt.
+    pub fn salt(&self) -> &[u8] {
+        &self.salt[..self.salt_len]
+    }
+
+    /// Appends the salt (first call only), any SIP022 header still due, and `plain`
+    /// sealed into chunks. An empty `plain` writes only the salt, if it is still due.
+    /// A SIP022 request's first `plain` must start with the target address.
+    pub fn encode(&mut self, plain: &[u8], out: &mut BytesMut) {
+        out.reserve(self.salt_len + plain.len() + plain.len().div_ceil(self.max) * 34 + 128);
+        if !self.salt_sent {
+            out.put_slice(self.salt());
+            self.salt_sent = true;
+        }
+        if plain.is_empty() {
+            return;
+        }
+        let rest = match self.header.take() {
+            None => plain,
+            Some(Header::Request) => self.request_header(plain, out),
+            Some(Header::Response { request_salt }) => {
+                self.response_header(&request_salt, plain, out)
+            }
+        };
+        for piece in rest.chunks(self.max) {
+            self.seal_piece(&(piece.len() as u16).to_be_bytes(), out);
+            self.seal_piece(piece, out);
+        }
+    }
+
+    fn seal_piece(&mut self, plain: &[u8], out: &mut BytesMut) {
+        let start = out.len();
+        out.put_slice(plain);
+        let tag = self.cipher.seal(&mut out[start..]);
+        out.put_slice(&tag);
+    }
+
+    /// Fixed + variable request header; returns what is left for chunks.
+    fn request_header<'a>(&mut self, plain: &'a [u8], out: &mut BytesMut) -> &'a [u8] {
+        let addr_len = address_len(plain).unwrap_or(plain.len()).min(plain.len());
+        let (addr, payload) = plain.split_at(addr_len);
+        // The variable header carries the address, padding and as much payload as fits.
+        let in_header = payload.len().min(self.max - addr.len() - 2 - 900);
+        let mut rng = rand::thread_rng();
+        let padding = match (in_header, self.confirm) {
+            (0, true) => rand::Rng::gen_range(&mut rng, CONFIRM_MARKER.len()..=900),
+            (0, false) => rand::Rng::gen_range(&mut rng, 1..=900),
+            _ => 0,
+        };
+        let var_len = addr.len() + 2 + padding + in_header;
+        let mut fixed = [0u8; FIXED_REQUEST];
+        fixed[0] = REQUEST;
+        fixed[1..9].copy_from_slice(&self.now.to_be_bytes());
+        fixed[9..11].copy_from_slice(&(var_len as u16).to_be_bytes());
+        self.seal_piece(&fixed, out);
+        let mut var = Vec::with_capacity(var_len);
+        var.extend_from_slice(addr);
+        var.extend_from_slice(&(padding as u16).to_be_bytes());
+        let mut pad = vec![0u8; padding];
+        rand::Rng::fill(&mut rng, &mut pad[..]);
+        if self.confirm && padding >= CONFIRM_MARKER.len() {
+            pad[..CONFIRM_MARKER.len()].copy_from_slice(CONFIRM_MARKER);
+        }
+        var.extend_from_slice(&pad);
+        var.extend_from_slice(&payload[..in_header]);
+        self.seal_piece(&var, out);
+        &payload[in_header..]
+    }
+
+    /// Fixed response header and the first chunk; returns what is left for chunks.
+    fn response_header<'a>(
+        &mut self,
+        request_salt: &[u8; 32],
+        plain: &'a [u8],
+        out: &mut BytesMut,
+    ) -> &'a [u8] {
+        let first = plain.len().min(self.max);
+        let mut fixed = [0u8; FIXED_RESPONSE];
+        fixed[0] = RESPONSE;
+        fixed[1..9].copy_from_slice(&self.now.to_be_bytes());
+        fixed[9..41].copy_from_slice(request_salt);
+        fixed[41..43].copy_from_slice(&(first as u16).to_be_bytes());
+        self.seal_piece(&fixed, out);
+        self.seal_piece(&plain[..first], out);
+        &plain[first..]
+    }
+}
+
+fn random_salt(key: &MasterKey) -> Vec<u8> {
+    let mut salt = vec![0u8; key.method().salt_len()];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut salt[..]);
+    salt
+}
+
+/// Length of the target address at the front of `plain`, if whole and valid.
+fn address_len(plain: &[u8]) -> Option<usize> {
+    let mut b = BytesMut::from(plain);
+    let before = b.len();
+    TargetAddr::decode(&mut b)
+        .ok()
+        .flatten()
+        .map(|_| before - b.len())
+}
+
+/// What a SIP022 decoder expects at the front of the stream.
+#[derive(Clone, Copy)]
+enum Expect {
+    Sip004,
+    Request { now: u64 },
+    Response { now: u64, request_salt: [u8; 32] },
+}
+
+#[derive(Clone, Copy)]
+enum State {
+    Salt,
+    RequestFixed,
+    RequestVar(usize),
+    ResponseFixed,
+    FirstChunk(usize),
+    Length,
+    Payload(usize),
+}
+
+/// Opens chunks from received bytes; reads the salt (and SIP022 header) first.
+pub struct Decoder {
+    key: MasterKey,
+    cipher: Option<Cipher>,
+    salt: [u8; 32],
+    state: State,
+    expect: Expect,
+    max: usize,
+    confirm: bool,
+}
+
+impl Decoder {
+    /// A server's decoder for a request (SIP022 checks its timestamp against `unix_now`).
+    pub fn new(key: &MasterKey) -> Self {
+        Self::request_at(key, unix_now())
+    }
+
+    /// A request decoder with a pinned clock (tests).
+    pub fn request_at(key: &MasterKey, now: u64) -> Self {
+        let expect = if key.method().is_2022() {
+            Expect::Request { now }
+        } else {
+            Expect::Sip004
+        };
+        Decoder {
+            key: key.clone(),
+            cipher: None,
+            salt: [0u8; 32],
+            state: State::Salt,
+            expect,
+            max: key.method().max_payload(),
+            confirm: false,
+        }
+    }
+
+    /// A client's decoder for the response to the request sent with `request_salt`.
+    pub fn response(key: &MasterKey, request_salt: &[u8]) -> Self {
+        Self::response_at(key, request_salt, unix_now())
+    }
+
+    /// A response decoder with a pinned clock (tests).
+    pub fn response_at(key: &MasterKey, request_salt: &[u8], now: u64) -> Self {
+        let mut d = Self::request_at(key, now);
+        if key.method().is_2022() {
+            let mut s = [0u8; 32];
+            s[..request_salt.len().min(32)]
+                .copy_from_slice(&request_salt[..request_salt.len().min(32)]);
+            d.expect = Expect::Response {
+                now,
+                request_salt: s,
+            };
+        }
+        d
+    }
+
+    /// SIP022: the request's padding asked for an answer as soon as the target is up.
+    pub fn confirmation_asked(&self) -> bool {
+        self.confirm
+    }
+
+    /// The peer's salt, once read.
+    pub fn salt(&self) -> Option<&[u8]> {
+        self.cipher
+            .as_ref()
+            .map(|_| &self.salt[..self.key.method().salt_len()])
+    }
+
+    /// True between chunks (or before the salt): an EOF here is a clean end.
+    pub fn at_boundary(&self) -> bool {
+        matches!(self.state, State::Salt | State::Length)
+    }
+
+    /// Bytes still needed before the next step can make progress, given `have` buffered.
+    pub fn needed(&self, have: usize) -> usize {
+        let want = match self.state {
+            State::Salt => self.key.method().salt_len(),
+            State::RequestFixed => FIXED_REQUEST + TAG_LEN,
+            State::ResponseFixed => FIXED_RESPONSE + TAG_LEN,
+            State::Length => 2 + TAG_LEN,
+            State::RequestVar(n) | State::FirstChunk(n) | State::Payload(n) => n + TAG_LEN,
+        };
+        want.saturating_sub(have)
+    }
+
+    fn open(
+        &mut self,
+        buf: &mut BytesMut,
+        len: usize,
+        err: AeadError,
+    ) -> Result<Option<BytesMut>, AeadError> {
+        if buf.len() < len + TAG_LEN {
+            return Ok(None);
+        }
+        let Some(cipher) = self.cipher.as_mut() else {
+            unreachable!("cipher is set with the salt")
+        };
+        let mut sealed = buf.split_to(len + TAG_LEN);
+        if !cipher.open(&mut sealed) {
+            return Err(err);
+        }
+        sealed.truncate(len);
+        Ok(Some(sealed))
+    }
+
+    /// Takes the next whole chunk from the front of `buf` and returns its plaintext
+    /// (opened in place, no copy); `Ok(None)` means more bytes are needed. A SIP022
+    /// request's first chunk is the address followed by the payload (padding removed).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, AeadError> {
+        loop {
+            match self.state {
+                State::Salt => {
+                    let n = self.key.method().salt_len();
+                    if buf.len() < n {
+                        return Ok(None);
+                    }
+                    let salt = buf.split_to(n);
+                    self.salt[..n].copy_from_slice(&salt);
+                    self.cipher = Some(Cipher::new(&self.key, &salt));
+                    self.state = match self.expect {
+                        Expect::Sip004 => State::Length,
+                        Expect::Request { .. } => State::RequestFixed,
+                        Expect::Response { .. } => State::ResponseFixed,
+                    };
+                }
+                State::RequestFixed => {
+                    let Some(h) = self.open(buf, FIXED_REQUEST, AeadError::LengthTag)? else {
+                        return Ok(None);
+                    };
+                    let Expect::Request { now } = self.expect else {
+                        unreachable!()
+                    };
+                    check_header(h[0], REQUEST, &h[1..9], now)?;
+                    let var = u16::from_be_bytes([h[9], h[10]]) as usize;
+                    self.state = State::RequestVar(var);
+                }
+                State::RequestVar(n) => {
+                    let Some(mut var) = self.open(buf, n, AeadError::PayloadTag)? else {
+                        return Ok(None);
+                    };
+                    let addr = address_len(&var).ok_or(AeadError::BadHeader("address"))?;
+                    if var.len() < addr + 2 {
+                        return Err(AeadError::BadHeader("padding length"));
+                    }
+                    let pad = u16::from_be_bytes([var[addr], var[addr + 1]]) as usize;
+                    if var.len() < addr + 2 + pad {
+                        return Err(AeadError::BadHeader("padding length"));
+                    }
+                    self.confirm = var[addr + 2..addr + 2 + pad].starts_with(CONFIRM_MARKER);
+                    if pad == 0 && var.len() == addr + 2 {
+                        return Err(AeadError::BadHeader("no payload and no padding"));
+                    }
+                    let mut rest = var.split_off(addr + 2 + pad);
+                    var.truncate(addr);
+                    var.unsplit(std::mem::take(&mut rest));
+                    self.state = State::Length;
+                    return Ok(Some(var));
+                }
+                State::ResponseFixed => {
+                    let Some(h) = self.open(buf, FIXED_RESPONSE, AeadError::LengthTag)? else {
+                        return Ok(None);
+                    };
+                    let Expect::Response { now, request_salt } = self.expect else {
+                        unreachable!()
+                    };
+                    check_header(h[0], RESPONSE, &h[1..9], now)?;
+                    if !crate::config::ct_eq(&h[9..41], &request_salt) {
+                        return Err(AeadError::BadHeader("response is for another request"));
+                    }
+                    self.state = State::FirstChunk(u16::from_be_bytes([h[41], h[42]]) as usize);
+                }
+                State::FirstChunk(n) | State::Payload(n) => {
+                    let Some(chunk) = self.open(buf, n, AeadError::PayloadTag)? else {
+                        return Ok(None);
+                    };
+                    self.state = State::Length;
+                    return Ok(Some(chunk));
+                }
+                State::Length => {
+                    let Some(len) = self.open(buf, 2, AeadError::LengthTag)? else {
+                        return Ok(None);
+                    };
+                    let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+                    if len > self.max {
+                        return Err(AeadError::Oversize(len));
+                    }
+                    self.state = State::Payload(len);
+                }
+            }
+        }
+    }
+}
+
+fn check_header(kind: u8, want: u8, ts: &[u8], now: u64) -> Result<(), AeadError> {
+    if kind != want {
+        return Err(AeadError::BadHeader("stream type"));
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(ts);
+    let skew = u64::from_be_bytes(b) as i64 - now as i64;
+    if skew.abs() > MAX_SKEW {
+        return Err(AeadError::Clock { skew });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "frame_tests.rs"]
+mod tests;
