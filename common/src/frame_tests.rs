@@ -201,14 +201,21 @@ fn confirmation_is_asked_in_the_padding_and_announced_with_an_empty_first_chunk(
         let mut wire = BytesMut::new();
         enc.encode(&addr, &mut wire);
         let mut dec = Decoder::new(&key);
-        assert_eq!(dec.decode(&mut wire).expect("ok").expect("whole").to_vec(), addr);
+        assert_eq!(
+            dec.decode(&mut wire).expect("ok").expect("whole").to_vec(),
+            addr
+        );
         assert_eq!(dec.confirmation_asked(), ask);
     }
     let request_salt = [5u8; 32];
     let mut server = Encoder::response(&key, &request_salt);
     let mut wire = BytesMut::new();
     server.announce(&mut wire);
-    assert_eq!(wire.len(), 32 + 43 + 16 + 16, "salt, header, empty first chunk");
+    assert_eq!(
+        wire.len(),
+        32 + 43 + 16 + 16,
+        "salt, header, empty first chunk"
+    );
     server.encode(b"later data", &mut wire);
     let mut client = Decoder::response(&key, &request_salt);
     let mut got = Vec::new();

@@ -29,6 +29,9 @@ pub struct Cli {
     /// CDN in front for TLS).
     #[arg(long = "ws-listen", value_name = "ADDR")]
     pub ws_listen: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Dial loopback, private, link-local and metadata addresses too.
     #[arg(long = "allow-private")]
     pub allow_private: bool,
@@ -81,6 +84,7 @@ pub struct RawConfig {
     pub no_delay: Option<bool>,
     pub ws_listen: Option<String>,
     pub ws_path: Option<String>,
+    pub metrics: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     pub ws_ping: Option<Duration>,
 }
@@ -102,6 +106,7 @@ pub mod defaults {
 pub struct Loaded {
     pub listen: SocketAddr,
     pub ws_listen: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     pub settings: Settings,
 }
 
@@ -195,18 +200,26 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     if !settings.ws_path.starts_with('/') {
         return Err(format!("ws_path {:?} must start with /", settings.ws_path));
     }
-    let ws_listen = match cli.ws_listen.as_ref().or(file.ws_listen.as_ref()) {
-        None => None,
-        Some(t) => Some(
-            t.to_socket_addrs()
+    let addr = |what: &str, t: Option<&String>| -> Result<Option<SocketAddr>, String> {
+        match t {
+            None => Ok(None),
+            Some(t) => t
+                .to_socket_addrs()
                 .ok()
                 .and_then(|mut a| a.next())
-                .ok_or_else(|| format!("ws_listen {t:?} is not host:port"))?,
-        ),
+                .map(Some)
+                .ok_or_else(|| format!("{what} {t:?} is not host:port")),
+        }
     };
+    let ws_listen = addr(
+        "ws_listen",
+        cli.ws_listen.as_ref().or(file.ws_listen.as_ref()),
+    )?;
+    let metrics = addr("metrics", cli.metrics.as_ref().or(file.metrics.as_ref()))?;
     Ok(Loaded {
         listen,
         ws_listen,
+        metrics,
         settings,
     })
 }

@@ -9,11 +9,11 @@
 pub mod config;
 pub mod dial;
 pub mod handshake;
+pub mod metrics;
 pub mod policy;
 pub mod serve;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_common::accept::{accept_loop, AcceptOpts};
@@ -21,6 +21,7 @@ use burrow_common::net::SocketOpts;
 use burrow_common::outbound::ws;
 use burrow_common::replay::ReplayFilter;
 use burrow_common::MasterKey;
+use metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -59,22 +60,8 @@ pub struct Shared {
     pub settings: Settings,
     /// Salts seen recently, if the filter is on.
     pub replay: Option<ReplayFilter>,
-    rejected: Mutex<HashMap<&'static str, u64>>,
-}
-
-impl Shared {
-    fn count_rejected(&self, kind: &'static str) {
-        let mut m = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(kind).or_default() += 1;
-    }
-
-    /// Connections refused before a valid request, by kind (probe, replay, timeout, closed).
-    pub fn rejected(&self) -> HashMap<&'static str, u64> {
-        self.rejected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
+    /// Counters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
@@ -83,8 +70,18 @@ pub async fn run(
     settings: Settings,
     listener: TcpListener,
     ws_listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let endpoint = {
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        async move {
+            if let Some(l) = metrics_listener {
+                metrics::serve(l, metrics, shutdown).await;
+            }
+        }
+    };
     let opts = AcceptOpts {
         max_connections: settings.max_connections,
         shutdown_grace: settings.shutdown_grace,
@@ -101,7 +98,7 @@ pub async fn run(
             }
         }),
         settings,
-        rejected: Mutex::default(),
+        metrics: metrics.clone(),
     });
     let tcp = accept_loop(listener, opts, shutdown.clone(), |conn| {
         serve::serve(shared.clone(), conn)
@@ -128,6 +125,6 @@ pub async fn run(
         })
         .await
     };
-    tokio::join!(tcp, ws);
+    tokio::join!(tcp, ws, endpoint);
     Ok(())
 }

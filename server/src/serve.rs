@@ -1,5 +1,6 @@
 //! One connection, top to bottom: handshake → dial → relay, each under its own timeout.
 
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use burrow_common::aead::Encoder;
@@ -10,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, Span};
 
-use crate::dial::dial;
+use crate::dial::{dial, DialError};
 use crate::handshake::{close_quietly, drain_silently, jittered_deadline, read_request};
 use crate::Shared;
 
@@ -20,6 +21,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let started = std::time::Instant::now();
+    let m = shared.metrics.clone();
+    m.connections.fetch_add(1, Relaxed);
+    m.open.fetch_add(1, Relaxed);
+    let _open = OpenGuard(&m.open);
     let s = &shared.settings;
     let deadline = jittered_deadline(s.handshake_timeout);
     let replay = shared.replay.as_ref();
@@ -27,13 +32,13 @@ where
     {
         Ok(Ok(req)) => req,
         Ok(Err(bad)) => {
-            shared.count_rejected(bad.kind());
+            shared.metrics.rejected(bad.kind());
             debug!(reason = %bad, "not a valid request: draining silently");
             drain_silently(&mut conn, deadline).await;
             return;
         }
         Err(_) => {
-            shared.count_rejected("timeout");
+            shared.metrics.rejected("timeout");
             debug!("no whole request before the handshake deadline");
             close_quietly(&mut conn).await;
             return;
@@ -44,6 +49,10 @@ where
     let mut target = match dial(&req.target, s).await {
         Ok(t) => t,
         Err(e) => {
+            match e {
+                DialError::Refused { .. } => m.dial_refused.fetch_add(1, Relaxed),
+                DialError::Io(_) => m.dial_failed.fetch_add(1, Relaxed),
+            };
             info!("dial failed: {e}");
             // Closing without a single byte tells burrow-local the dial failed.
             close_quietly(&mut conn).await;
@@ -74,9 +83,20 @@ where
     }
     let (moved, result) = relay(&mut tunnel, &mut target, s.idle_timeout).await;
     let up = moved.a_to_b + req.payload.len() as u64;
+    m.bytes_up.fetch_add(up, Relaxed);
+    m.bytes_down.fetch_add(moved.b_to_a, Relaxed);
     let secs = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => info!(up, down = moved.b_to_a, secs, "closed"),
         Err(e) => info!(up, down = moved.b_to_a, secs, "closed: {e}"),
+    }
+}
+
+/// Keeps the open-connections gauge right however `serve` ends.
+struct OpenGuard<'a>(&'a AtomicI64);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }

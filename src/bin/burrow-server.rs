@@ -20,15 +20,17 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-server", &e),
     };
-    // The TCP listener first, then the WebSocket one if asked for.
+    // The TCP listener first, then the WebSocket one and the metrics endpoint if asked for.
     let mut listen = vec![loaded.listen];
     listen.extend(loaded.ws_listen);
-    let run = |listeners: Vec<tokio::net::TcpListener>, shutdown| async move {
+    listen.extend(loaded.metrics);
+    let (has_ws, has_metrics) = (loaded.ws_listen.is_some(), loaded.metrics.is_some());
+    let run = move |listeners: Vec<tokio::net::TcpListener>, shutdown| async move {
         let mut it = listeners.into_iter();
-        match it.next() {
-            Some(tcp) => burrow_server::run(loaded.settings, tcp, it.next(), shutdown).await,
-            None => Ok(()),
-        }
+        let Some(tcp) = it.next() else { return Ok(()) };
+        let ws = if has_ws { it.next() } else { None };
+        let metrics = if has_metrics { it.next() } else { None };
+        burrow_server::run(loaded.settings, tcp, ws, metrics, shutdown).await
     };
     cli::serve(
         "burrow-server",

@@ -1,0 +1,133 @@
+//! Counters, and the opt-in Prometheus text endpoint that shows them.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the server counts. Cheap relaxed atomics, read only by the endpoint.
+#[derive(Default)]
+pub struct Metrics {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicI64,
+    /// Plaintext bytes client → target.
+    pub bytes_up: AtomicU64,
+    /// Plaintext bytes target → client.
+    pub bytes_down: AtomicU64,
+    /// First flights that did not authenticate or parse (wrong key, garbage, probes).
+    pub probes: AtomicU64,
+    /// Replayed salts.
+    pub replays: AtomicU64,
+    /// No whole request before the handshake deadline.
+    pub handshake_timeouts: AtomicU64,
+    /// Targets refused by the egress policy.
+    pub dial_refused: AtomicU64,
+    /// Targets that could not be resolved or connected.
+    pub dial_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a refused first flight by kind (`probe`, `replay`, `timeout`, `closed`).
+    pub fn rejected(&self, kind: &str) {
+        match kind {
+            "probe" => &self.probes,
+            "replay" => &self.replays,
+            "timeout" => &self.handshake_timeouts,
+            _ => return,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        counter(
+            "burrow_connections_total",
+            "Connections accepted.",
+            &[("", self.connections.load(Relaxed))],
+        );
+        counter(
+            "burrow_bytes_total",
+            "Plaintext bytes relayed.",
+            &[
+                ("{direction=\"up\"}", self.bytes_up.load(Relaxed)),
+                ("{direction=\"down\"}", self.bytes_down.load(Relaxed)),
+            ],
+        );
+        counter(
+            "burrow_rejected_total",
+            "First flights refused without an answer.",
+            &[
+                ("{kind=\"probe\"}", self.probes.load(Relaxed)),
+                ("{kind=\"replay\"}", self.replays.load(Relaxed)),
+                ("{kind=\"timeout\"}", self.handshake_timeouts.load(Relaxed)),
+            ],
+        );
+        counter(
+            "burrow_dial_errors_total",
+            "Targets not reached.",
+            &[
+                ("{kind=\"policy\"}", self.dial_refused.load(Relaxed)),
+                ("{kind=\"connect\"}", self.dial_failed.load(Relaxed)),
+            ],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP burrow_open_connections Connections open now.\n# TYPE burrow_open_connections gauge\nburrow_open_connections {}",
+            self.open.load(Relaxed)
+        );
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    loop {
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = listener.accept() => c,
+        };
+        let Ok((conn, _)) = conn else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let mut r = if req.uri().path() == "/metrics" {
+                        Response::new(Full::new(Bytes::from(metrics.render())))
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    Ok::<_, Infallible>(r)
+                }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(conn), svc);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), served).await;
+        });
+    }
+}
