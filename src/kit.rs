@@ -385,7 +385,10 @@ impl NetNs {
     /// Creates `burrow-<tag>-<pid>` and brings its loopback up.
     pub fn new(tag: &str) -> NetNs {
         let name = format!("burrow-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -440,4 +443,123 @@ pub fn wait_for_port(addr: SocketAddr) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("nothing listens on {addr}");
+}
+
+/// A target that records what each connection sends (and counts connections); with a
+/// greeting it writes that first, so the server has something to answer with.
+pub struct Recorder {
+    /// Its address.
+    pub addr: SocketAddr,
+    count: Arc<AtomicUsize>,
+    received: Arc<Mutex<Vec<(Vec<u8>, bool)>>>,
+}
+
+impl Recorder {
+    /// Starts one on `bind`.
+    pub async fn start(bind: &str, greeting: &'static [u8]) -> Recorder {
+        let listener = TcpListener::bind(bind).await.expect("bind recorder");
+        let addr = listener.local_addr().expect("addr");
+        let count = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (c, r) = (count.clone(), received.clone());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let i = c.fetch_add(1, Ordering::SeqCst);
+                r.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((Vec::new(), false));
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let _ = conn.write_all(greeting).await;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut all = r.lock().unwrap_or_else(|p| p.into_inner());
+                        all[i].0.extend_from_slice(&buf[..n]);
+                    }
+                    r.lock().unwrap_or_else(|p| p.into_inner())[i].1 = true;
+                });
+            }
+        });
+        Recorder {
+            addr,
+            count,
+            received,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to `READY_TIMEOUT`) until at least `n` connections were accepted; returns
+    /// the count then.
+    pub fn wait_count(&self, n: usize) -> usize {
+        let end = Instant::now() + READY_TIMEOUT;
+        while self.count() < n && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.count()
+    }
+
+    /// What connection `i` has sent so far.
+    pub fn received(&self, i: usize) -> Vec<u8> {
+        let all = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(i).map(|r| r.0.clone()).unwrap_or_default()
+    }
+
+    /// Everything connection `i` sent, once it has closed (waits up to `READY_TIMEOUT`).
+    pub fn received_until_closed(&self, i: usize) -> Vec<u8> {
+        let end = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some((data, true)) = self
+                .received
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(i)
+            {
+                return data.clone();
+            }
+            assert!(
+                Instant::now() < end,
+                "connection {i} to the recorder never closed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds a process has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Waits (polling, up to `READY_TIMEOUT`) until `pid` has at most `limit` descriptors open;
+/// returns the last count seen.
+pub fn wait_fds_at_most(pid: u32, limit: usize) -> usize {
+    let end = Instant::now() + READY_TIMEOUT;
+    loop {
+        let n = fd_count(pid);
+        if n <= limit || Instant::now() > end {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

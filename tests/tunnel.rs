@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burrow::kit::{self, pattern, sha256_hex};
 use common::*;
@@ -99,28 +99,8 @@ async fn half_close_answer_after_eof_arrives_whole() {
     );
 }
 
-/// What the server sends back to a bad first flight: nothing, then a FIN (read = 0) no
-/// sooner than the handshake deadline.
-async fn assert_silent_fin(server: std::net::SocketAddr, flight: &[u8]) -> Duration {
-    let mut s = tokio::net::TcpStream::connect(server)
-        .await
-        .expect("connect");
-    let start = Instant::now();
-    s.write_all(flight).await.expect("send flight");
-    let mut buf = [0u8; 64];
-    let r = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
-        .await
-        .expect("server closes in time");
-    match r {
-        Ok(0) => start.elapsed(),
-        Ok(n) => panic!("server answered {n} bytes to a bad flight"),
-        Err(e) => panic!("server closed with an error (reset?) instead of a FIN: {e}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_wrong_password_get_silence_then_fin_and_others_are_served() {
-    use burrow_common::aead::Encoder;
     use burrow_common::{MasterKey, Method, TargetAddr};
 
     let dir = temp_dir("bad");
@@ -135,15 +115,12 @@ async fn garbage_and_wrong_password_get_silence_then_fin_and_others_are_served()
     let target = kit::http_target().await;
 
     let garbage = pattern(300, 1);
-    let mut wrong = bytes::BytesMut::new();
-    let mut plain = bytes::BytesMut::new();
-    TargetAddr::Ip(target).encode(&mut plain);
-    plain.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
-    Encoder::new(&MasterKey::from_password(
-        Method::ChaCha20IetfPoly1305,
-        "wrong",
-    ))
-    .encode(&plain, &mut wrong);
+    let wrong_key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "wrong");
+    let wrong = flight(
+        &wrong_key,
+        &TargetAddr::Ip(target),
+        b"GET / HTTP/1.0\r\n\r\n",
+    );
 
     let bad = tokio::spawn(async move {
         let a = assert_silent_fin(server_addr, &garbage).await;

@@ -38,6 +38,8 @@ pub struct EncryptedStream<S> {
     /// Sealed bytes not yet written.
     wbuf: BytesMut,
     read_eof: bool,
+    /// The stream failed to authenticate; every later read fails the same way.
+    failed: Option<AeadError>,
 }
 
 impl<S> EncryptedStream<S> {
@@ -60,6 +62,7 @@ impl<S> EncryptedStream<S> {
             plain: BytesMut::new(),
             wbuf: BytesMut::new(),
             read_eof: false,
+            failed: None,
         }
     }
 
@@ -131,9 +134,23 @@ impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
                     return Poll::Ready(Ok(()));
                 }
             }
-            if let Some(chunk) = this.dec.decode(&mut this.rbuf)? {
-                this.plain = chunk;
-                continue;
+            if let Some(e) = this.failed {
+                return Poll::Ready(Err(e.into()));
+            }
+            match this.dec.decode(&mut this.rbuf) {
+                Ok(Some(chunk)) => {
+                    this.plain = chunk;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Hand out what was already opened; the error comes with the next read.
+                    this.failed = Some(e);
+                    if buf.filled().len() > start {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Ready(Err(e.into()));
+                }
             }
             if buf.filled().len() > start {
                 // Hand out what we have rather than wait for more.

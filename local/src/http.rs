@@ -174,7 +174,7 @@ fn pac(local: SocketAddr) -> Response<Body> {
 }
 
 /// `host:port` of a CONNECT or absolute-form request (port from the scheme if absent).
-fn target_of(uri: &Uri, default_port: u16) -> Option<TargetAddr> {
+pub fn target_of(uri: &Uri, default_port: u16) -> Option<TargetAddr> {
     let auth = uri.authority()?;
     let host = auth.host().trim_start_matches('[').trim_end_matches(']');
     format!(

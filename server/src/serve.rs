@@ -9,10 +9,14 @@ use burrow_common::timeout::with_timeout;
 use burrow_common::EncryptedStream;
 use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::{debug, info, Span};
+use tracing::{debug, info, warn, Span};
 
 use crate::dial::{dial, DialError};
-use crate::handshake::{close_quietly, drain_silently, jittered_deadline, read_request};
+use burrow_common::aead::AeadError;
+
+use crate::handshake::{
+    close_quietly, drain_silently, jittered_deadline, read_request, BadRequest,
+};
 use crate::Shared;
 
 /// Serves one accepted connection until its tunnel ends.
@@ -33,7 +37,12 @@ where
         Ok(Ok(req)) => req,
         Ok(Err(bad)) => {
             shared.metrics.rejected(bad.kind());
-            debug!(reason = %bad, "not a valid request: draining silently");
+            if let BadRequest::Aead(AeadError::Clock { .. }) = bad {
+                // The header authenticated: a real client whose clock is off. Say so.
+                warn!("refused a request: {bad}");
+            } else {
+                debug!(reason = %bad, "not a valid request: draining silently");
+            }
             drain_silently(&mut conn, deadline).await;
             return;
         }

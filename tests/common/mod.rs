@@ -129,3 +129,37 @@ pub fn node_echo(tls: Option<(&std::path::Path, &std::path::Path)>) -> (Proc, So
     let addr = p.listening();
     (p, addr)
 }
+
+/// What the server sends back to a bad first flight: nothing, then a FIN (read = 0), the
+/// time it took. Panics on any byte back or on a reset.
+pub async fn assert_silent_fin(server: SocketAddr, flight: &[u8]) -> std::time::Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server)
+        .await
+        .expect("connect");
+    let start = std::time::Instant::now();
+    s.write_all(flight).await.expect("send flight");
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), s.read(&mut buf))
+        .await
+        .expect("server closes in time");
+    match r {
+        Ok(0) => start.elapsed(),
+        Ok(n) => panic!("server answered {n} bytes to a bad flight"),
+        Err(e) => panic!("server closed with an error (reset?) instead of a FIN: {e}"),
+    }
+}
+
+/// A client's first flight: salt, (SIP022 header,) the address and `payload`, sealed.
+pub fn flight(
+    key: &burrow_common::MasterKey,
+    target: &burrow_common::TargetAddr,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut plain = bytes::BytesMut::new();
+    target.encode(&mut plain);
+    plain.extend_from_slice(payload);
+    let mut out = bytes::BytesMut::new();
+    burrow_common::aead::Encoder::new(key).encode(&plain, &mut out);
+    out.to_vec()
+}
