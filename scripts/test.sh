@@ -39,5 +39,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== fuzz targets, briefly"
+scripts/fuzz.sh
+
 echo "== cargo test"
 cargo test --workspace --all-targets "$@"

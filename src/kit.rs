@@ -451,8 +451,11 @@ pub struct Recorder {
     /// Its address.
     pub addr: SocketAddr,
     count: Arc<AtomicUsize>,
-    received: Arc<Mutex<Vec<(Vec<u8>, bool)>>>,
+    received: Arc<Mutex<Vec<Received>>>,
 }
+
+/// What one connection sent, and whether it has closed.
+type Received = (Vec<u8>, bool);
 
 impl Recorder {
     /// Starts one on `bind`.
