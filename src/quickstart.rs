@@ -53,6 +53,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         proxy_auth: None,
         routes: Vec::new(),
         outbound: Default::default(),
+        response_salts: Some(std::sync::Arc::new(
+            burrow_common::replay::ReplayFilter::window(Duration::from_secs(60)),
+        )),
         handshake_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),

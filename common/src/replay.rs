@@ -37,6 +37,12 @@ fn fingerprint(salt: &[u8]) -> u128 {
     u128::from_le_bytes(b)
 }
 
+impl std::fmt::Debug for ReplayFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplayFilter")
+    }
+}
+
 impl ReplayFilter {
     /// SIP004: a filter remembering at least `capacity` salts.
     pub fn new(capacity: usize) -> Self {

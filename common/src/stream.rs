@@ -13,7 +13,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
+use std::sync::Arc;
+
 use crate::aead::{AeadError, Decoder, Encoder, MasterKey, MAX_CHUNK};
+use crate::replay::ReplayFilter;
 
 /// How much ciphertext one read asks for.
 const READ_SIZE: usize = 4 * MAX_CHUNK;
@@ -40,6 +43,8 @@ pub struct EncryptedStream<S> {
     read_eof: bool,
     /// The stream failed to authenticate; every later read fails the same way.
     failed: Option<AeadError>,
+    /// Where the peer's salt is checked for replay, until it has been.
+    salt_filter: Option<Arc<ReplayFilter>>,
 }
 
 impl<S> EncryptedStream<S> {
@@ -63,6 +68,7 @@ impl<S> EncryptedStream<S> {
             wbuf: BytesMut::new(),
             read_eof: false,
             failed: None,
+            salt_filter: None,
         }
     }
 
@@ -75,6 +81,11 @@ impl<S> EncryptedStream<S> {
     /// should leave with the first payload). Flush to send it.
     pub fn buffer(&mut self, plain: &[u8]) {
         self.enc.encode(plain, &mut self.wbuf);
+    }
+
+    /// Refuse the stream if the peer's salt is already in `filter` (and record it).
+    pub fn check_peer_salt(&mut self, filter: Arc<ReplayFilter>) {
+        self.salt_filter = Some(filter);
     }
 
     /// Client: ask burrow-server to answer as soon as the target is connected (SIP022
@@ -137,7 +148,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
             if let Some(e) = this.failed {
                 return Poll::Ready(Err(e.into()));
             }
-            match this.dec.decode(&mut this.rbuf) {
+            let decoded = this.dec.decode(&mut this.rbuf);
+            if let (Some(filter), Some(salt)) = (&this.salt_filter, this.dec.salt()) {
+                // The peer's salt, checked once against the last 60 s (SIP022).
+                if !filter.check_and_insert(salt) {
+                    this.failed = Some(AeadError::BadHeader("replayed salt"));
+                    return Poll::Ready(Err(AeadError::BadHeader("replayed salt").into()));
+                }
+                this.salt_filter = None;
+            }
+            match decoded {
                 Ok(Some(chunk)) => {
                     this.plain = chunk;
                     continue;
@@ -287,5 +307,26 @@ mod tests {
         let mut out = Vec::new();
         let err = s.read_to_end(&mut out).await.expect_err("tampered");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_replayed_peer_salt_is_refused() {
+        let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
+        let mut enc = Encoder::new(&key);
+        let mut wire = BytesMut::new();
+        enc.encode(b"hello", &mut wire);
+        let filter = Arc::new(ReplayFilter::window(std::time::Duration::from_secs(60)));
+        for (i, want_ok) in [(0, true), (1, false)] {
+            let mut s = EncryptedStream::from_parts(
+                &wire[..],
+                Encoder::new(&key),
+                Decoder::new(&key),
+                BytesMut::new(),
+            );
+            s.check_peer_salt(filter.clone());
+            let mut out = Vec::new();
+            let r = s.read_to_end(&mut out).await;
+            assert_eq!(r.is_ok(), want_ok, "attempt {i}: {r:?}");
+        }
     }
 }

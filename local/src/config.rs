@@ -236,6 +236,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let settings = Settings {
         routes,
         outbound,
+        response_salts: key.method().is_2022().then(|| {
+            Arc::new(burrow_common::replay::ReplayFilter::window(
+                std::time::Duration::from_secs(60),
+            ))
+        }),
         server_host,
         server_port,
         key,

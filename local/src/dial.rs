@@ -101,6 +101,9 @@ pub async fn open_tunnel(
     if s.confirm_connect {
         tunnel.ask_confirmation();
     }
+    if let Some(filter) = &s.response_salts {
+        tunnel.check_peer_salt(filter.clone());
+    }
     let mut header = BytesMut::with_capacity(target.encoded_len());
     target.encode(&mut header);
     tunnel.buffer(&header);

@@ -50,6 +50,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// How to reach the server: direct or through a corporate proxy, raw or WebSocket.
     pub outbound: burrow_common::outbound::Outbound,
+    /// SIP022: the servers' salts of the last 60 s; a repeated one is refused.
+    pub response_salts: Option<Arc<burrow_common::replay::ReplayFilter>>,
     /// Wait for the server to confirm the target before replying to the app.
     pub confirm_connect: bool,
     /// Open connections at most.
