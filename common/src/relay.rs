@@ -1,18 +1,23 @@
 //! Copy both ways until both sides are done, keeping half-close, with an idle timeout.
 //!
-//! `copy_bidirectional` shuts down the write side of one end when the other reaches EOF and
-//! keeps copying the other direction ("copying of data in the other direction will
-//! continue"), so a FIN travels through the tunnel as a FIN. The idle timer counts
-//! activity in either direction: a long download with a silent upload side stays up.
+//! When one side reaches EOF the other side's write half is shut down and the other
+//! direction keeps copying, so a FIN travels through the tunnel as a FIN. The idle timer
+//! counts activity in either direction: a long download with a silent upload side stays up.
+//!
+//! Buffers are taken only while data flows: a direction whose source has nothing to read
+//! gives its buffer back, so an idle tunnel holds none (reads go into spare capacity, so
+//! a fresh buffer costs an allocation, not a memset).
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
 
 /// Copy buffer per direction: four AEAD chunks, sealed and written in one call.
 pub const RELAY_BUF: usize = 4 * crate::aead::MAX_PAYLOAD;
@@ -26,51 +31,72 @@ pub struct Transferred {
     pub b_to_a: u64,
 }
 
-struct Tracked<'a, S> {
-    io: &'a mut S,
-    epoch: Instant,
-    last: &'a AtomicU64,
-    read: u64,
+/// One direction of the copy.
+#[derive(Default)]
+struct Half {
+    buf: BytesMut,
+    read_done: bool,
+    need_flush: bool,
+    done: bool,
+    moved: u64,
 }
 
-impl<S> Tracked<'_, S> {
-    fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.last.store(ms, Ordering::Relaxed);
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
+impl Half {
+    /// Moves bytes from `r` to `w` until `r` is pending (then flushes and frees the
+    /// buffer) or done (then shuts `w` down). `Ready(Ok)` once finished.
+    fn poll_copy<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *this.io).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            this.read += n as u64;
-            this.touch();
+        mut r: Pin<&mut R>,
+        mut w: Pin<&mut W>,
+        active: &mut bool,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(Ok(()));
         }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().io).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().io).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+        loop {
+            if self.buf.is_empty() && !self.read_done {
+                if self.buf.capacity() < RELAY_BUF / 2 {
+                    self.buf.reserve(RELAY_BUF);
+                }
+                match poll_read_buf(r.as_mut(), cx, &mut self.buf) {
+                    Poll::Pending => {
+                        if self.need_flush {
+                            ready!(w.as_mut().poll_flush(cx))?;
+                            self.need_flush = false;
+                        }
+                        // Nothing to read: give the buffer back while the tunnel idles.
+                        self.buf = BytesMut::new();
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(0)) => self.read_done = true,
+                    Poll::Ready(Ok(n)) => {
+                        self.moved += n as u64;
+                        *active = true;
+                    }
+                }
+            }
+            while !self.buf.is_empty() {
+                let n = ready!(w.as_mut().poll_write(cx, &self.buf))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.buf.advance(n);
+                self.need_flush = true;
+            }
+            if self.read_done {
+                ready!(w.as_mut().poll_flush(cx))?;
+                ready!(w.as_mut().poll_shutdown(cx))?;
+                self.done = true;
+                self.buf = BytesMut::new();
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
 
@@ -81,41 +107,47 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let epoch = Instant::now();
-    let last = AtomicU64::new(0);
-    let mut ta = Tracked {
-        io: a,
-        epoch,
-        last: &last,
-        read: 0,
-    };
-    let mut tb = Tracked {
-        io: b,
-        epoch,
-        last: &last,
-        read: 0,
-    };
-    let result = {
-        let copy = tokio::io::copy_bidirectional_with_sizes(&mut ta, &mut tb, RELAY_BUF, RELAY_BUF);
-        tokio::pin!(copy);
-        loop {
-            let seen = last.load(Ordering::Relaxed);
-            let deadline = epoch + Duration::from_millis(seen) + idle;
-            tokio::select! {
-                r = &mut copy => break r.map(|_| ()),
-                _ = tokio::time::sleep_until(deadline) => {
-                    if last.load(Ordering::Relaxed) == seen {
-                        break Err(io::Error::new(io::ErrorKind::TimedOut, "relay idle timeout"));
-                    }
-                }
+    let (mut ab, mut ba) = (Half::default(), Half::default());
+    let mut deadline = Instant::now() + idle;
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    let result = poll_fn(|cx| {
+        let mut active = false;
+        let r1 = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b), &mut active);
+        if let Poll::Ready(Err(e)) = r1 {
+            return Poll::Ready(Err(e));
+        }
+        let r2 = ba.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a), &mut active);
+        if let Poll::Ready(Err(e)) = r2 {
+            return Poll::Ready(Err(e));
+        }
+        if r1.is_ready() && r2.is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        if active {
+            // Push the deadline out only now and then: resetting a timer is not free.
+            let now = Instant::now();
+            if now + idle > deadline + idle / 8 {
+                deadline = now + idle;
+                sleep.as_mut().reset(deadline);
             }
         }
-    };
-    let moved = Transferred {
-        a_to_b: ta.read,
-        b_to_a: tb.read,
-    };
-    (moved, result)
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "relay idle timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    (
+        Transferred {
+            a_to_b: ab.moved,
+            b_to_a: ba.moved,
+        },
+        result,
+    )
 }
 
 #[cfg(test)]
