@@ -9,6 +9,8 @@ METHOD=${METHOD:-chacha20-ietf-poly1305}
 MB=${MB:-1000}
 COUNT=${COUNT:-5000}
 ROUNDS=${ROUNDS:-3}
+RR=${RR:-20000}
+IDLE=${IDLE:-2000}
 PW=bench-password
 
 command -v ssserver >/dev/null || { echo "ssserver not found: cargo install shadowsocks-rust --locked" >&2; exit 1; }
@@ -54,13 +56,19 @@ run() { # label socks-or-empty pid... -- mode args
 out="$tmp/results"
 for r in $(seq "$ROUNDS"); do
   for dir in down up; do
-    run burrow "$burrow_socks" --pid $bl --pid $bs bulk --mb "$MB" --dir $dir | tee -a "$out"
-    run ssrust "$ss_socks" --pid $sl --pid $ss bulk --mb "$MB" --dir $dir | tee -a "$out"
-    run direct "" bulk --mb "$MB" --dir $dir | tee -a "$out"
+    for streams in 1 4; do
+      run burrow "$burrow_socks" --pid $bl --pid $bs bulk --mb "$MB" --dir $dir --streams $streams | tee -a "$out"
+      run ssrust "$ss_socks" --pid $sl --pid $ss bulk --mb "$MB" --dir $dir --streams $streams | tee -a "$out"
+      run direct "" bulk --mb "$MB" --dir $dir --streams $streams | tee -a "$out"
+    done
   done
-  run burrow "$burrow_socks" connect --count "$COUNT" | tee -a "$out"
-  run ssrust "$ss_socks" connect --count "$COUNT" | tee -a "$out"
-  run direct "" connect --count "$COUNT" | tee -a "$out"
+  for who in burrow ssrust direct; do
+    case $who in burrow) s=$burrow_socks;; ssrust) s=$ss_socks;; direct) s="";; esac
+    run $who "$s" rr --count "$RR" | tee -a "$out"
+    run $who "$s" connect --count "$COUNT" | tee -a "$out"
+  done
+  run burrow "$burrow_socks" --pid $bl --pid $bs idle --count "$IDLE" | tee -a "$out"
+  run ssrust "$ss_socks" --pid $sl --pid $ss idle --count "$IDLE" | tee -a "$out"
 done
 echo "after load RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
 
@@ -72,10 +80,16 @@ def vals(label, pat):
 def med(v): return statistics.median(v) if v else float("nan")
 def spread(v): return f"{min(v):.0f}-{max(v):.0f}" if v else "-"
 figs = [
-    ("bulk down MB/s", r"bulk Down .*: ([\d.]+) MB/s", True),
-    ("bulk up MB/s", r"bulk Up .*: ([\d.]+) MB/s", True),
-    ("CPU s/GB down", r"bulk Down .*cpu ([\d.]+) s/GB", False),
-    ("CPU s/GB up", r"bulk Up .*cpu ([\d.]+) s/GB", False),
+    ("bulk down 1 MB/s", r"bulk Down streams=1 .*: ([\d.]+) MB/s", True),
+    ("bulk up 1 MB/s", r"bulk Up streams=1 .*: ([\d.]+) MB/s", True),
+    ("bulk down 4 MB/s", r"bulk Down streams=4 .*: ([\d.]+) MB/s", True),
+    ("bulk up 4 MB/s", r"bulk Up streams=4 .*: ([\d.]+) MB/s", True),
+    ("CPU s/GB down 1", r"bulk Down streams=1 .*cpu ([\d.]+) s/GB", False),
+    ("CPU s/GB up 1", r"bulk Up streams=1 .*cpu ([\d.]+) s/GB", False),
+    ("rr p50 us", r"rr 1KiB .* p50 ([\d.]+) us", False),
+    ("rr p99 us", r"rr 1KiB .* p99 ([\d.]+) us", False),
+    ("rr p99.9 us", r"rr 1KiB .* p99.9 ([\d.]+) us", False),
+    ("KB per idle tunnel", r"idle .*: ([\d.]+) KB per tunnel", False),
     ("tunnels/s", r"connect .*: ([\d.]+) tunnels/s", True),
     ("first byte p50 ms", r"p50 ([\d.]+) ms", False),
     ("first byte p99 ms", r"p99 ([\d.]+) ms", False),

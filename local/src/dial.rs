@@ -84,6 +84,15 @@ pub async fn open_tunnel(
     target: &TargetAddr,
     s: &Settings,
 ) -> Result<EncryptedStream<ServerIo>, TunnelError> {
+    // Boxed: the dial's state (proxy, TLS, WebSocket handshakes) lives on the heap only
+    // while dialling, not in every tunnel's task for its whole life.
+    Box::pin(open_tunnel_inner(target, s)).await
+}
+
+async fn open_tunnel_inner(
+    target: &TargetAddr,
+    s: &Settings,
+) -> Result<EncryptedStream<ServerIo>, TunnelError> {
     let server_err = |source| TunnelError::Server {
         server: format!("{}:{}", s.server_host, s.server_port),
         source,

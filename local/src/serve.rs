@@ -22,3 +22,25 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         Inbound::Http => http::serve(settings, conn).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every tunnel's task holds this future for its whole life: the dial, the handshakes
+    /// and their buffers are boxed and gone once the relay runs. A regression here is
+    /// memory per idle tunnel.
+    #[tokio::test]
+    async fn a_tunnel_task_stays_small() {
+        use clap::Parser;
+        let cli = crate::config::Cli::try_parse_from(["x", "-s", "h:1", "-k", "p"]).expect("cli");
+        let s = std::sync::Arc::new(crate::config::load(&cli).expect("load").settings);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let c = tokio::net::TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let f = super::serve(s, c);
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 4096, "serve() future is {size} bytes");
+    }
+}

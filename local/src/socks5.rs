@@ -24,7 +24,7 @@ pub type Pending<T> = Socks5ServerProtocol<T, states::CommandRead>;
 pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     let started = std::time::Instant::now();
     let s = &*settings;
-    let greeting = handshake(conn, s.proxy_auth.as_ref());
+    let greeting = Box::pin(handshake(conn, s.proxy_auth.as_ref()));
     let (proto, target) = match tokio::time::timeout(s.handshake_timeout, greeting).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return debug!("SOCKS5 handshake: {e}"),

@@ -28,6 +28,11 @@ pub enum DialError {
 
 /// Resolves `target` on the server and connects to the first allowed address that answers.
 pub async fn dial(target: &TargetAddr, settings: &Settings) -> Result<TcpStream, DialError> {
+    // Boxed so the dial's state is not part of every tunnel's task for its whole life.
+    Box::pin(dial_inner(target, settings)).await
+}
+
+async fn dial_inner(target: &TargetAddr, settings: &Settings) -> Result<TcpStream, DialError> {
     let addrs = resolve(&target.host(), target.port(), settings.connect_timeout).await?;
     let mut refused = None;
     let allowed: Vec<_> = addrs

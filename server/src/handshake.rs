@@ -65,6 +65,15 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     key: &MasterKey,
     replay: Option<&ReplayFilter>,
 ) -> Result<Request, BadRequest> {
+    // Boxed: the read buffer and decoder state are not kept in the tunnel's task.
+    Box::pin(read_request_inner(io, key, replay)).await
+}
+
+async fn read_request_inner<S: AsyncRead + Unpin>(
+    io: &mut S,
+    key: &MasterKey,
+    replay: Option<&ReplayFilter>,
+) -> Result<Request, BadRequest> {
     let mut dec = Decoder::new(key);
     let mut rbuf = BytesMut::with_capacity(MAX_CHUNK + 64);
     let mut plain = BytesMut::new();

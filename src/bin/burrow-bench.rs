@@ -60,6 +60,18 @@ enum Mode {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// 1 KiB request / 1 KiB response round trips on one tunnel.
+    Rr {
+        /// Round trips.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+    },
+    /// Hold N idle tunnels; report the memory of the --pid processes before, during, after.
+    Idle {
+        /// Tunnels held at once.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -83,9 +95,29 @@ async fn target() -> std::io::Result<SocketAddr> {
                 if c.read_exact(&mut head[..1]).await.is_err() {
                     return;
                 }
-                if head[0] == b'E' {
-                    let _ = c.write_all(b"e").await;
-                    return;
+                match head[0] {
+                    b'E' => {
+                        let _ = c.write_all(b"e").await;
+                        return;
+                    }
+                    b'R' => {
+                        // Echo 1 KiB messages until the client leaves.
+                        let mut msg = [0u8; 1024];
+                        while c.read_exact(&mut msg).await.is_ok() {
+                            if c.write_all(&msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    b'I' => {
+                        // Answer once, then hold the connection until the client closes.
+                        let _ = c.write_all(b"i").await;
+                        let mut one = [0u8; 1];
+                        let _ = c.read(&mut one).await;
+                        return;
+                    }
+                    _ => {}
                 }
                 if c.read_exact(&mut head[1..]).await.is_err() {
                     return;
@@ -204,6 +236,66 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
                 line += &format!(", cpu {:.2} s/GB", cpu / (total as f64 / 1e9));
             }
             println!("{line}");
+        }
+        Mode::Rr { count } => {
+            let mut s = open(cli.socks, target).await?;
+            s.write_all(b"R").await?;
+            let mut msg = [0x42u8; 1024];
+            let mut lat = Vec::with_capacity(count);
+            let start = Instant::now();
+            for _ in 0..count {
+                let t0 = Instant::now();
+                s.write_all(&msg).await?;
+                s.read_exact(&mut msg).await?;
+                lat.push(t0.elapsed());
+            }
+            let secs = start.elapsed().as_secs_f64();
+            lat.sort();
+            let us = |p: f64| percentile(&lat, p).as_secs_f64() * 1e6;
+            println!(
+                "{} rr 1KiB : {:.0} round trips/s, p50 {:.0} us p99 {:.0} us p99.9 {:.0} us",
+                cli.label,
+                count as f64 / secs,
+                us(0.5),
+                us(0.99),
+                us(0.999)
+            );
+        }
+        Mode::Idle { count } => {
+            let rss = |pids: &[u32]| pids.iter().map(|&p| burrow::kit::rss_kib(p)).sum::<u64>();
+            let before = rss(&cli.pids);
+            let mut held = Vec::with_capacity(count);
+            let mut errors = 0usize;
+            for _ in 0..count {
+                let r = async {
+                    let mut s = open(cli.socks, target).await?;
+                    s.write_all(b"I").await?;
+                    let mut one = [0u8; 1];
+                    s.read_exact(&mut one).await?;
+                    std::io::Result::Ok(s)
+                };
+                match tokio::time::timeout(Duration::from_secs(30), r).await {
+                    Ok(Ok(s)) => held.push(s),
+                    _ => errors += 1,
+                }
+            }
+            // Let the proxies settle after the burst, then read their memory.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let during = rss(&cli.pids);
+            let n = held.len().max(1) as u64;
+            drop(held);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let after = rss(&cli.pids);
+            println!(
+                "{} idle n={} : {:.1} KB per tunnel, RSS before {} KB during {} KB after {} KB, {} errors",
+                cli.label,
+                count,
+                (during.saturating_sub(before)) as f64 / n as f64,
+                before,
+                during,
+                after,
+                errors
+            );
         }
         Mode::Connect { count, concurrency } => {
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
