@@ -63,10 +63,20 @@ pub fn init_tracing(verbose: u8, format: &str) {
 /// The runtime every binary uses.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // BURROW_WORKER_THREADS: 0 (or 1) runs everything on one thread; default: one per core.
-    match std::env::var("BURROW_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
-        Some(0 | 1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    match std::env::var("BURROW_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
 }
 

@@ -1,0 +1,83 @@
+//! The sans-IO cipher path, seal and open, per chunk size, next to the raw AEAD crates in
+//! the same run: `ring` (what burrow seals with) and RustCrypto `chacha20poly1305` (the
+//! reference). burrow's framing should cost little above raw `ring`.
+//!     cargo bench --bench cipher
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+use burrow_common::aead::{Decoder, Encoder};
+use burrow_common::{MasterKey, Method};
+
+const SIZES: [usize; 4] = [64, 1024, 16_383, 65_532];
+
+fn seal(c: &mut Criterion) {
+    for method in [Method::ChaCha20IetfPoly1305, Method::Aes256Gcm] {
+        let mut g = c.benchmark_group(format!("seal/{method}"));
+        let key = MasterKey::from_password(method, "bench");
+        for n in SIZES {
+            g.throughput(Throughput::Bytes(n as u64));
+            let plain = vec![0x5au8; n];
+            let mut enc = Encoder::new(&key);
+            let mut out = BytesMut::with_capacity(n + 4096);
+            g.bench_function(format!("burrow/{n}"), |b| {
+                b.iter(|| {
+                    out.clear();
+                    enc.encode(&plain, &mut out);
+                })
+            });
+            let alg = match method {
+                Method::Aes256Gcm => &ring::aead::AES_256_GCM,
+                _ => &ring::aead::CHACHA20_POLY1305,
+            };
+            let raw = ring::aead::LessSafeKey::new(
+                ring::aead::UnboundKey::new(alg, &[7u8; 32]).expect("key"),
+            );
+            let mut buf = vec![0x5au8; n];
+            g.bench_function(format!("ring-raw/{n}"), |b| {
+                b.iter(|| {
+                    let nonce = ring::aead::Nonce::assume_unique_for_key([0u8; 12]);
+                    raw.seal_in_place_separate_tag(nonce, ring::aead::Aad::empty(), &mut buf)
+                        .expect("seal")
+                })
+            });
+            if method == Method::ChaCha20IetfPoly1305 {
+                use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+                let rc =
+                    chacha20poly1305::ChaCha20Poly1305::new_from_slice(&[7u8; 32]).expect("key");
+                let nonce = chacha20poly1305::Nonce::default();
+                let mut buf = vec![0x5au8; n];
+                g.bench_function(format!("rustcrypto-raw/{n}"), |b| {
+                    b.iter(|| {
+                        rc.encrypt_in_place_detached(&nonce, b"", &mut buf)
+                            .expect("seal")
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+fn open(c: &mut Criterion) {
+    for method in [Method::ChaCha20IetfPoly1305, Method::Aes256Gcm] {
+        let mut g = c.benchmark_group(format!("open/{method}"));
+        let key = MasterKey::from_password(method, "bench");
+        for n in SIZES {
+            g.throughput(Throughput::Bytes(n as u64));
+            let mut wire = BytesMut::new();
+            Encoder::new(&key).encode(&vec![0x5au8; n], &mut wire);
+            g.bench_function(format!("burrow/{n}"), |b| {
+                b.iter_batched(
+                    || (Decoder::new(&key), wire.clone()),
+                    |(mut dec, mut w)| while dec.decode(&mut w).expect("opens").is_some() {},
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, seal, open);
+criterion_main!(benches);
