@@ -12,9 +12,24 @@ use burrow::origins;
 use common::*;
 
 struct Squid {
-    proc: Proc,
+    _proc: Proc,
     addr: SocketAddr,
     dir: PathBuf,
+    service: String,
+}
+
+impl Drop for Squid {
+    fn drop(&mut self) {
+        // A killed squid leaves its shared-memory segments behind: remove them.
+        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+            let prefix = format!("{}-", self.service);
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
 }
 
 impl Squid {
@@ -47,22 +62,30 @@ impl Squid {
             ports.join(" ")
         );
         std::fs::write(dir.join("squid.conf"), conf).expect("squid.conf");
+        // A service name of its own: squid names its shared-memory segments after it, and
+        // two squids of the same name (tests run in parallel) collide.
+        let service = format!("burrow{port}");
+        let conf_path = dir.join("squid.conf");
         let proc = Proc::spawn(
             "squid",
             &[
                 "-N",
+                "-n",
+                &service,
                 "-d",
                 "1",
                 "-f",
-                dir.join("squid.conf").to_str().expect("utf8"),
+                conf_path.to_str().expect("utf8"),
             ],
             &[],
         );
+
         proc.wait_for("Accepting HTTP Socket connections");
         Squid {
-            proc,
+            _proc: proc,
             addr: format!("127.0.0.1:{port}").parse().expect("addr"),
             dir,
+            service,
         }
     }
 
@@ -177,7 +200,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
     let (code, _, _) = fetch(local_addr, target, 1000).await;
     assert_eq!(code, 97);
     l.wait_for(&format!("refused CONNECT to {other_addr} (403 Forbidden)"));
-    drop(squid.proc);
+    drop(squid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
