@@ -75,8 +75,10 @@ impl Srv {
     }
 }
 
+/// Closed at the handshake deadline (jittered ±10 %): never before it, and not long after
+/// (generous above, for a loaded machine).
 fn in_deadline(t: Duration) -> bool {
-    t >= DEADLINE.mul_f64(0.85) && t <= DEADLINE.mul_f64(1.5)
+    t >= DEADLINE.mul_f64(0.85) && t <= DEADLINE.mul_f64(2.5)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
