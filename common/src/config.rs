@@ -231,6 +231,23 @@ pub fn with_port(host: &str, default_port: u16) -> String {
     }
 }
 
+/// A listen address from text (`host:port`); the error names `what` and the text.
+pub fn listen_addr(what: &str, text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("{what} {text:?} is not host:port"))
+}
+
+/// Every named duration must be above zero.
+pub fn check_timeouts(timeouts: &[(&str, Duration)]) -> Result<(), String> {
+    match timeouts.iter().find(|(_, d)| d.is_zero()) {
+        Some((name, _)) => Err(format!("{name} must be above zero")),
+        None => Ok(()),
+    }
+}
+
 /// Compares secrets in time independent of where they differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -1,11 +1,12 @@
 //! CLI and TOML config → validated `Settings`. Precedence: CLI > env > file > defaults.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use burrow_common::config::{
-    de_duration, master_key, read_toml, split_host_port, with_port, Secret, SharedArgs, SsUrl,
+    check_timeouts, de_duration, listen_addr, master_key, read_toml, split_host_port, with_port,
+    Secret, SharedArgs, SsUrl,
 };
 use burrow_common::net::{Keepalive, SocketOpts};
 use clap::Parser;
@@ -174,12 +175,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     };
     let listen = listen_texts
         .iter()
-        .map(|t| {
-            t.to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| format!("local address {t:?} is not host:port"))
-        })
+        .map(|t| listen_addr("local address", t))
         .collect::<Result<Vec<_>, _>>()?;
 
     let server_text = cli
@@ -261,15 +257,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             keepalive: Some(keepalive),
         },
     };
-    for (name, d) in [
+    check_timeouts(&[
         ("handshake_timeout", settings.handshake_timeout),
         ("connect_timeout", settings.connect_timeout),
         ("idle_timeout", settings.idle_timeout),
-    ] {
-        if d.is_zero() {
-            return Err(format!("{name} must be above zero"));
-        }
-    }
+    ])?;
     Ok(Loaded { listen, settings })
 }
 

@@ -1,11 +1,13 @@
 //! CLI and TOML config → validated `Settings`. Precedence: CLI > env > file > defaults.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use burrow_common::aead::Method;
-use burrow_common::config::{de_duration, master_key, read_toml, with_port, Secret, SharedArgs};
+use burrow_common::config::{
+    check_timeouts, de_duration, listen_addr, master_key, read_toml, with_port, Secret, SharedArgs,
+};
 use burrow_common::net::{Keepalive, SocketOpts};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
@@ -122,11 +124,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, Some(h)) => with_port(h, port),
         (None, None) => format!("0.0.0.0:{port}"),
     };
-    let listen = listen_text
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("listen address {listen_text:?} is not host:port"))?;
+    let listen = listen_addr("listen address", &listen_text)?;
 
     let method = cli
         .shared
@@ -188,29 +186,15 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             keepalive: Some(keepalive),
         },
     };
-    for (name, d) in [
+    check_timeouts(&[
         ("handshake_timeout", settings.handshake_timeout),
         ("connect_timeout", settings.connect_timeout),
         ("idle_timeout", settings.idle_timeout),
-    ] {
-        if d.is_zero() {
-            return Err(format!("{name} must be above zero"));
-        }
-    }
+    ])?;
     if !settings.ws_path.starts_with('/') {
         return Err(format!("ws_path {:?} must start with /", settings.ws_path));
     }
-    let addr = |what: &str, t: Option<&String>| -> Result<Option<SocketAddr>, String> {
-        match t {
-            None => Ok(None),
-            Some(t) => t
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .map(Some)
-                .ok_or_else(|| format!("{what} {t:?} is not host:port")),
-        }
-    };
+    let addr = |what: &str, t: Option<&String>| t.map(|t| listen_addr(what, t)).transpose();
     let ws_listen = addr(
         "ws_listen",
         cli.ws_listen.as_ref().or(file.ws_listen.as_ref()),
