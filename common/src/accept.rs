@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -60,14 +61,9 @@ pub async fn accept_loop<F, Fut>(
         if let Some(kind) = opts.inbound {
             span.record("inbound", kind);
         }
-        let fut = serve(conn);
-        tracker.spawn(
-            async move {
-                fut.await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
+        // `map`, not an async block: a block that awaits `fut` would store it twice.
+        let task = serve(conn).map(move |()| drop(permit));
+        tracker.spawn(task.instrument(span));
     }
     drop(listener);
     tracker.close();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod frame;
 pub mod net;
 pub mod outbound;
+pub mod readsize;
 pub mod relay;
 pub mod replay;
 pub mod shutdown;

@@ -49,6 +49,23 @@ impl Default for SocketOpts {
     }
 }
 
+/// Descriptors kept aside from the per-connection budget: listeners, the runtime, logs.
+const SPARE_FDS: u64 = 64;
+
+/// The default connection limit: the soft descriptor limit is raised to the hard one, and
+/// every connection may hold two descriptors (the accepted socket and the one it dials).
+pub fn connection_budget() -> usize {
+    let fds = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("descriptor limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let budget = fds.saturating_sub(SPARE_FDS) / 2;
+    usize::try_from(budget).unwrap_or(usize::MAX).max(1)
+}
+
 /// Applies `opts`; a failed option only warns, the connection goes on.
 pub fn configure_socket(sock: SockRef<'_>, opts: &SocketOpts) {
     set_nodelay_or_warn(&sock, opts.nodelay);

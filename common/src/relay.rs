@@ -6,7 +6,8 @@
 //!
 //! Buffers are taken only while data flows: a direction whose source has nothing to read
 //! gives its buffer back, so an idle tunnel holds none (reads go into spare capacity, so
-//! a fresh buffer costs an allocation, not a memset).
+//! a fresh buffer costs an allocation, not a memset). Each buffer is sized by what the
+//! previous reads of that direction returned.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -19,8 +20,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
-/// Copy buffer per direction: four AEAD chunks, sealed and written in one call.
-pub const RELAY_BUF: usize = 4 * crate::aead::MAX_PAYLOAD;
+use crate::readsize::ReadSize;
+
+/// The largest copy buffer per direction: sixteen AEAD chunks, sealed and written in one
+/// call. A direction starts small and grows to this while it streams (see `readsize`).
+pub const RELAY_BUF: usize = 16 * crate::aead::MAX_PAYLOAD;
 
 /// What a finished relay moved.
 #[derive(Debug, Default, Clone, Copy)]
@@ -32,9 +36,9 @@ pub struct Transferred {
 }
 
 /// One direction of the copy.
-#[derive(Default)]
 struct Half {
     buf: BytesMut,
+    size: ReadSize,
     read_done: bool,
     need_flush: bool,
     done: bool,
@@ -42,6 +46,17 @@ struct Half {
 }
 
 impl Half {
+    fn new() -> Self {
+        Half {
+            buf: BytesMut::new(),
+            size: ReadSize::new(RELAY_BUF),
+            read_done: false,
+            need_flush: false,
+            done: false,
+            moved: 0,
+        }
+    }
+
     /// Moves bytes from `r` to `w` until `r` is pending (then flushes and frees the
     /// buffer) or done (then shuts `w` down). `Ready(Ok)` once finished.
     fn poll_copy<R, W>(
@@ -60,9 +75,8 @@ impl Half {
         }
         loop {
             if self.buf.is_empty() && !self.read_done {
-                if self.buf.capacity() < RELAY_BUF / 2 {
-                    self.buf.reserve(RELAY_BUF);
-                }
+                self.size.reserve(&mut self.buf, 1);
+                let room = self.buf.capacity() - self.buf.len();
                 match poll_read_buf(r.as_mut(), cx, &mut self.buf) {
                     Poll::Pending => {
                         if self.need_flush {
@@ -76,6 +90,7 @@ impl Half {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Ready(Ok(0)) => self.read_done = true,
                     Poll::Ready(Ok(n)) => {
+                        self.size.record(n, room);
                         self.moved += n as u64;
                         *active = true;
                     }
@@ -107,7 +122,7 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut ab, mut ba) = (Half::default(), Half::default());
+    let (mut ab, mut ba) = (Half::new(), Half::new());
     let mut deadline = Instant::now() + idle;
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);

@@ -16,12 +16,13 @@ use tokio_util::io::poll_read_buf;
 use std::sync::Arc;
 
 use crate::aead::{AeadError, Decoder, Encoder, MasterKey, MAX_CHUNK};
+use crate::readsize::ReadSize;
 use crate::replay::ReplayFilter;
 
-/// How much ciphertext one read asks for.
-const READ_SIZE: usize = 4 * MAX_CHUNK;
+/// The most ciphertext one read asks for (reads start smaller: see `readsize`).
+const READ_SIZE: usize = 16 * MAX_CHUNK;
 /// The most plaintext one `poll_write` seals.
-const WRITE_BATCH: usize = 4 * crate::aead::MAX_PAYLOAD;
+const WRITE_BATCH: usize = 16 * crate::aead::MAX_PAYLOAD;
 
 impl From<AeadError> for io::Error {
     fn from(e: AeadError) -> Self {
@@ -40,6 +41,8 @@ pub struct EncryptedStream<S> {
     plain: BytesMut,
     /// Sealed bytes not yet written.
     wbuf: BytesMut,
+    /// How much the next read of ciphertext asks for.
+    rsize: ReadSize,
     read_eof: bool,
     /// The stream failed to authenticate; every later read fails the same way.
     failed: Option<AeadError>,
@@ -66,6 +69,7 @@ impl<S> EncryptedStream<S> {
             rbuf,
             plain: BytesMut::new(),
             wbuf: BytesMut::new(),
+            rsize: ReadSize::new(READ_SIZE),
             read_eof: false,
             failed: None,
             salt_filter: None,
@@ -116,7 +120,7 @@ impl<S: AsyncRead + Unpin> EncryptedStream<S> {
             if self.read_eof {
                 return Poll::Ready(Ok(false));
             }
-            self.rbuf.reserve(READ_SIZE);
+            self.rsize.reserve(&mut self.rbuf, 1);
             let n = ready!(poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf))?;
             self.read_eof = n == 0;
             Poll::Ready(Ok(n > 0))
@@ -185,10 +189,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
                     "encrypted stream ended inside a chunk",
                 )));
             }
-            let need = this.dec.needed(this.rbuf.len()).max(READ_SIZE / 2);
-            if this.rbuf.capacity() - this.rbuf.len() < need {
-                this.rbuf.reserve(READ_SIZE);
-            }
+            let need = this.dec.needed(this.rbuf.len());
+            this.rsize.reserve(&mut this.rbuf, need);
+            let room = this.rbuf.capacity() - this.rbuf.len();
             match poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
                 Poll::Pending => {
                     if this.rbuf.is_empty() {
@@ -197,7 +200,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(0)) => this.read_eof = true,
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(n)) => this.rsize.record(n, room),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             }
         }

@@ -141,7 +141,6 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-    pub const MAX_CONNECTIONS: usize = 8192;
     pub const WS_PING: Duration = Duration::from_secs(20);
 }
 
@@ -249,7 +248,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         confirm_connect: !cli.no_confirm && file.confirm_connect.unwrap_or(true),
         max_connections: file
             .max_connections
-            .unwrap_or(defaults::MAX_CONNECTIONS)
+            .unwrap_or_else(burrow_common::net::connection_budget)
             .max(1),
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         socket: SocketOpts {

@@ -80,14 +80,15 @@ impl TunnelError {
 
 /// Opens an encrypted tunnel to `target` through the server and sends the request. With
 /// `confirm_connect` the server has also answered, so the target is connected.
-pub async fn open_tunnel(
-    target: &TargetAddr,
-    s: &Settings,
-) -> Result<EncryptedStream<ServerIo>, TunnelError> {
+pub async fn open_tunnel(target: &TargetAddr, s: &Settings) -> Result<Tunnel, TunnelError> {
     // Boxed: the dial's state (proxy, TLS, WebSocket handshakes) lives on the heap only
     // while dialling, not in every tunnel's task for its whole life.
-    Box::pin(open_tunnel_inner(target, s)).await
+    Box::pin(open_tunnel_inner(target, s)).await.map(Box::new)
 }
+
+/// An open tunnel. Boxed: a stream held inline would be laid out more than once in the
+/// state of every task that awaits before and after opening it.
+pub type Tunnel = Box<EncryptedStream<ServerIo>>;
 
 async fn open_tunnel_inner(
     target: &TargetAddr,

@@ -41,6 +41,6 @@ mod tests {
             .expect("connect");
         let f = super::serve(s, c);
         let size = std::mem::size_of_val(&f);
-        assert!(size <= 4096, "serve() future is {size} bytes");
+        assert!(size <= 1024, "serve() future is {size} bytes");
     }
 }

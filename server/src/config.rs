@@ -100,7 +100,6 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-    pub const MAX_CONNECTIONS: usize = 8192;
 }
 
 /// A validated server: where to listen and how to serve.
@@ -153,7 +152,9 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         .iter()
         .map(|c| c.parse::<Cidr>())
         .collect::<Result<Vec<_>, _>>()?;
-    let max_connections = file.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+    let max_connections = file
+        .max_connections
+        .unwrap_or_else(burrow_common::net::connection_budget);
     if max_connections == 0 {
         return Err("max_connections must be at least 1".into());
     }

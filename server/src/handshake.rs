@@ -60,13 +60,17 @@ impl BadRequest {
 }
 
 /// Reads until the target address is known. Cancel-safe to wrap in a deadline.
+///
+/// Boxed, both the reading and the request: neither is then kept in the tunnel's task
+/// for the tunnel's whole life.
 pub async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
     key: &MasterKey,
     replay: Option<&ReplayFilter>,
-) -> Result<Request, BadRequest> {
-    // Boxed: the read buffer and decoder state are not kept in the tunnel's task.
-    Box::pin(read_request_inner(io, key, replay)).await
+) -> Result<Box<Request>, BadRequest> {
+    Box::pin(read_request_inner(io, key, replay))
+        .await
+        .map(Box::new)
 }
 
 async fn read_request_inner<S: AsyncRead + Unpin>(

@@ -3,59 +3,43 @@
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use burrow_common::aead::Encoder;
+use burrow_common::aead::{Decoder, Encoder};
 use burrow_common::relay::relay;
 use burrow_common::timeout::with_timeout;
 use burrow_common::EncryptedStream;
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tracing::{debug, info, warn, Span};
 
 use crate::dial::{dial, DialError};
 use burrow_common::aead::AeadError;
 
 use crate::handshake::{
-    close_quietly, drain_silently, jittered_deadline, read_request, BadRequest,
+    close_quietly, drain_silently, jittered_deadline, read_request, BadRequest, Request,
 };
 use crate::Shared;
 
 /// Serves one accepted connection until its tunnel ends.
+///
+/// This future lives as long as the tunnel, so it is kept small: the handshake's state is
+/// boxed while it runs, the rare refusal paths are boxed, and the relay phase holds only
+/// what it uses.
 pub async fn serve<S>(shared: Arc<Shared>, mut conn: S)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let started = std::time::Instant::now();
-    let m = shared.metrics.clone();
+    let m = &shared.metrics;
     m.connections.fetch_add(1, Relaxed);
     m.open.fetch_add(1, Relaxed);
     let _open = OpenGuard(&m.open);
-    let s = &shared.settings;
-    let deadline = jittered_deadline(s.handshake_timeout);
-    let replay = shared.replay.as_ref();
-    let req = match tokio::time::timeout_at(deadline, read_request(&mut conn, &s.key, replay)).await
-    {
-        Ok(Ok(req)) => req,
-        Ok(Err(bad)) => {
-            shared.metrics.rejected(bad.kind());
-            if let BadRequest::Aead(AeadError::Clock { .. }) = bad {
-                // The header authenticated: a real client whose clock is off. Say so.
-                warn!("refused a request: {bad}");
-            } else {
-                debug!(reason = %bad, "not a valid request: draining silently");
-            }
-            drain_silently(&mut conn, deadline).await;
-            return;
-        }
-        Err(_) => {
-            shared.metrics.rejected("timeout");
-            debug!("no whole request before the handshake deadline");
-            close_quietly(&mut conn).await;
-            return;
-        }
+    let Some(req) = handshake(&shared, &mut conn).await else {
+        return;
     };
     Span::current().record("target", tracing::field::display(&req.target));
-
-    let mut target = match dial(&req.target, s).await {
+    let target = match dial(&req.target, &shared.settings).await {
         Ok(t) => t,
         Err(e) => {
             match e {
@@ -64,40 +48,100 @@ where
             };
             info!("dial failed: {e}");
             // Closing without a single byte tells burrow-local the dial failed.
-            close_quietly(&mut conn).await;
+            Box::pin(close_quietly(&mut conn)).await;
             return;
         }
     };
+    let Request {
+        dec, rbuf, payload, ..
+    } = *req;
+    tunnel(&shared, conn, dec, rbuf, payload, target, started).await;
+}
 
-    let enc = Encoder::response(&s.key, req.dec.salt().unwrap_or_default());
-    if let Some(f) = replay {
+/// Reads the first flight under the jittered deadline. `None`: refused (already drained
+/// silently or closed).
+async fn handshake<S>(shared: &Shared, conn: &mut S) -> Option<Box<Request>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let s = &shared.settings;
+    let deadline = jittered_deadline(s.handshake_timeout);
+    let replay = shared.replay.as_ref();
+    match tokio::time::timeout_at(deadline, read_request(conn, &s.key, replay)).await {
+        Ok(Ok(req)) => Some(req),
+        Ok(Err(bad)) => {
+            shared.metrics.rejected(bad.kind());
+            if let BadRequest::Aead(AeadError::Clock { .. }) = bad {
+                // The header authenticated: a real client whose clock is off. Say so.
+                warn!("refused a request: {bad}");
+            } else {
+                debug!(reason = %bad, "not a valid request: draining silently");
+            }
+            Box::pin(drain_silently(conn, deadline)).await;
+            None
+        }
+        Err(_) => {
+            shared.metrics.rejected("timeout");
+            debug!("no whole request before the handshake deadline");
+            Box::pin(close_quietly(conn)).await;
+            None
+        }
+    }
+}
+
+/// The target is connected: answer the client (if it asked), send the first bytes on,
+/// then relay both ways.
+///
+/// Not an `async fn`: its arguments would be stored twice in the future (once as
+/// arguments, once as the locals they move into). The stream is built first and only what
+/// the relay uses is captured.
+fn tunnel<'a, S>(
+    shared: &'a Shared,
+    conn: S,
+    dec: Decoder,
+    rbuf: BytesMut,
+    payload: BytesMut,
+    mut target: TcpStream,
+    started: std::time::Instant,
+) -> impl std::future::Future<Output = ()> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
+{
+    let s = &shared.settings;
+    let asked = dec.confirmation_asked();
+    let enc = Encoder::response(&s.key, dec.salt().unwrap_or_default());
+    if let Some(f) = shared.replay.as_ref() {
         // Our own salts too: a server stream reflected back at us is then a replay.
         f.check_and_insert(enc.salt());
     }
-    let asked = req.dec.confirmation_asked();
-    let mut tunnel = EncryptedStream::from_parts(conn, enc, req.dec, req.rbuf);
+    let mut tunnel = EncryptedStream::from_parts(conn, enc, dec, rbuf);
     // Tell the client now that the target is connected: burrow-local waits for this.
     // SIP004: the salt alone, harmless to any client. SIP022: only when asked, since a
     // header with an empty first chunk is ours alone to expect.
     if !s.key.method().is_2022() || asked {
         tunnel.announce();
     }
-    let first_write = async {
-        tunnel.flush().await?;
-        target.write_all(&req.payload).await
-    };
-    if let Err(e) = with_timeout("first write", s.idle_timeout, first_write).await {
-        info!("tunnel ended before relaying: {e}");
-        return;
-    }
-    let (moved, result) = relay(&mut tunnel, &mut target, s.idle_timeout).await;
-    let up = moved.a_to_b + req.payload.len() as u64;
-    m.bytes_up.fetch_add(up, Relaxed);
-    m.bytes_down.fetch_add(moved.b_to_a, Relaxed);
-    let secs = started.elapsed().as_secs_f64();
-    match result {
-        Ok(()) => info!(up, down = moved.b_to_a, secs, "closed"),
-        Err(e) => info!(up, down = moved.b_to_a, secs, "closed: {e}"),
+    async move {
+        let m = &shared.metrics;
+        let first = payload.len() as u64;
+        let first_write = async {
+            tunnel.flush().await?;
+            target.write_all(&payload).await
+        };
+        if let Err(e) = with_timeout("first write", s.idle_timeout, first_write).await {
+            info!("tunnel ended before relaying: {e}");
+            return;
+        }
+        drop(payload);
+        let (moved, result) = relay(&mut tunnel, &mut target, s.idle_timeout).await;
+        let up = moved.a_to_b + first;
+        m.bytes_up.fetch_add(up, Relaxed);
+        m.bytes_down.fetch_add(moved.b_to_a, Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => info!(up, down = moved.b_to_a, secs, "closed"),
+            Err(e) => info!(up, down = moved.b_to_a, secs, "closed: {e}"),
+        }
     }
 }
 
@@ -107,5 +151,34 @@ struct OpenGuard<'a>(&'a AtomicI64);
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tunnel's task holds this future for its whole life: the handshake, the dial
+    /// and the refusal paths are boxed, the request too. A regression here is memory per
+    /// idle tunnel.
+    #[tokio::test]
+    async fn a_tunnel_task_stays_small() {
+        use clap::Parser;
+        let cli = crate::config::Cli::try_parse_from(["x", "-k", "p"]).expect("cli");
+        let settings = crate::config::load(&cli).expect("load").settings;
+        let shared = Arc::new(Shared {
+            settings,
+            replay: None,
+            metrics: Default::default(),
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let c = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let f = serve(shared, c);
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 2304, "serve() future is {size} bytes");
     }
 }
