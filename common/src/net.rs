@@ -49,7 +49,8 @@ impl Default for SocketOpts {
     }
 }
 
-/// Descriptors kept aside from the per-connection budget: listeners, the runtime, logs.
+/// Descriptors kept aside from the per-connection budget: listeners, the runtime, logs
+/// (a quarter of a small limit).
 const SPARE_FDS: u64 = 64;
 
 /// The default connection limit: the soft descriptor limit is raised to the hard one, and
@@ -62,7 +63,12 @@ pub fn connection_budget() -> usize {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
         }
     };
-    let budget = fds.saturating_sub(SPARE_FDS) / 2;
+    budget_for(fds)
+}
+
+/// Connections that `fds` descriptors serve, two each, with some kept aside.
+fn budget_for(fds: u64) -> usize {
+    let budget = fds.saturating_sub(SPARE_FDS.min(fds / 4)) / 2;
     usize::try_from(budget).unwrap_or(usize::MAX).max(1)
 }
 
@@ -187,6 +193,14 @@ pub async fn accept_with_backoff(listener: &TcpListener) -> (TcpStream, SocketAd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_budget_leaves_room_for_two_descriptors_each() {
+        assert_eq!(budget_for(20_000), 9_968);
+        assert_eq!(budget_for(1024), 480);
+        assert_eq!(budget_for(48), 18);
+        assert_eq!(budget_for(0), 1);
+    }
 
     #[test]
     fn interleaves_families() {
