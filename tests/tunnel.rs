@@ -7,6 +7,7 @@ use std::time::Duration;
 use burrow::kit::{self, pattern, sha256_hex};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const BIG: usize = 20 * 1024 * 1024;
 
@@ -74,6 +75,38 @@ async fn loopback_target_without_allow_private_gets_a_socks_failure_and_no_conne
         server.output().contains("refused by egress policy"),
         "{}",
         server.output()
+    );
+}
+
+/// A client that sends its first bytes right behind its CONNECT request, before the
+/// reply: they reach the target, in order, after the handshake's buffered reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5_bytes_sent_with_the_request_reach_the_target() {
+    let target = kit::half_close_target().await;
+    let p = pair("chacha20-ietf-poly1305");
+    let mut s = TcpStream::connect(p.local_addr).await.expect("connect");
+    s.write_all(&[5, 1, 0]).await.expect("greeting");
+    let mut method = [0u8; 2];
+    s.read_exact(&mut method).await.expect("method");
+    assert_eq!(method, [5, 0]);
+    let mut request = vec![5, 1, 0, 1, 127, 0, 0, 1];
+    request.extend_from_slice(&target.port().to_be_bytes());
+    let early = b"sent before the reply";
+    request.extend_from_slice(early);
+    s.write_all(&request)
+        .await
+        .expect("request and data in one write");
+    s.shutdown().await.expect("half-close");
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut back))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    assert!(back.len() > 10 && back[..2] == [5, 0], "reply: {back:?}");
+    let answer = String::from_utf8_lossy(&back[10..]);
+    assert_eq!(
+        answer,
+        format!("got {} bytes, sha256 {}", early.len(), sha256_hex(early))
     );
 }
 

@@ -40,6 +40,9 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    // Set once on the listener: Linux copies Nagle and keepalive settings into every
+    // socket it accepts, which saves five system calls per connection.
+    configure_socket(SockRef::from(&listener), &opts.socket);
     let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let tracker = TaskTracker::new();
     let mut next_id = 0u64;
@@ -55,7 +58,6 @@ pub async fn accept_loop<F, Fut>(
             _ = shutdown.cancelled() => break,
             a = accept_with_backoff(&listener) => a,
         };
-        configure_socket(SockRef::from(&conn), &opts.socket);
         next_id += 1;
         let span = info_span!("conn", id = next_id, %peer, inbound = tracing::field::Empty, target = tracing::field::Empty);
         if let Some(kind) = opts.inbound {
@@ -78,5 +80,36 @@ pub async fn accept_loop<F, Fut>(
         );
     } else {
         info!("all connections closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Keepalive;
+
+    /// The accept loop relies on this: options set on a listener reach accepted sockets.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_the_listeners_options() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ka = Keepalive {
+            idle: Duration::from_secs(77),
+            interval: Duration::from_secs(11),
+            count: 3,
+        };
+        let opts = SocketOpts {
+            nodelay: true,
+            keepalive: Some(ka),
+        };
+        configure_socket(SockRef::from(&listener), &opts);
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (conn, _) = listener.accept().await.expect("accept");
+        let s = SockRef::from(&conn);
+        assert!(s.nodelay().expect("nodelay"), "TCP_NODELAY inherited");
+        assert!(s.keepalive().expect("keepalive"), "SO_KEEPALIVE inherited");
+        assert_eq!(s.keepalive_time().expect("idle"), ka.idle);
+        assert_eq!(s.keepalive_interval().expect("interval"), ka.interval);
+        assert_eq!(s.keepalive_retries().expect("count"), ka.count);
     }
 }

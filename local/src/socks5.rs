@@ -5,17 +5,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use burrow_common::config::{ct_eq, Secret};
+use burrow_common::outbound::prefixed::Prefixed;
 use burrow_common::relay::relay;
 use burrow_common::TargetAddr;
+use bytes::Bytes;
 use fast_socks5::server::{states, Socks5ServerProtocol, SocksServerError};
 use fast_socks5::util::target_addr::TargetAddr as SocksTarget;
 use fast_socks5::{ReplyError, Socks5Command};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 use tracing::{debug, info, Span};
 
 use crate::dial::open_tunnel;
 use crate::Settings;
+
+/// Room for a whole greeting or request (a request is at most 262 bytes).
+const HANDSHAKE_BUF: usize = 512;
 
 /// A SOCKS5 client whose CONNECT request is read and awaits our reply.
 pub type Pending<T> = Socks5ServerProtocol<T, states::CommandRead>;
@@ -24,6 +29,9 @@ pub type Pending<T> = Socks5ServerProtocol<T, states::CommandRead>;
 pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     let started = std::time::Instant::now();
     let s = &*settings;
+    // Buffered while the handshake lasts: fast-socks5 reads each field on its own, and
+    // each read would be a system call.
+    let conn = BufReader::with_capacity(HANDSHAKE_BUF, conn);
     let greeting = Box::pin(handshake(conn, s.proxy_auth.as_ref()));
     let (proto, target) = match tokio::time::timeout(s.handshake_timeout, greeting).await {
         Ok(Ok(x)) => x,
@@ -44,9 +52,12 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     };
     let bound = SocketAddr::from(([0, 0, 0, 0], 0));
     let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
-    let Ok(Ok(mut client)) = reply.await else {
+    let Ok(Ok(client)) = reply.await else {
         return debug!("client left before the SOCKS5 reply");
     };
+    // Whatever the client sent early (after its request, before our reply) goes first.
+    let early = Bytes::copy_from_slice(client.buffer());
+    let mut client = Prefixed::new(early, client.into_inner());
     let (moved, result) = relay(&mut client, &mut tunnel, s.idle_timeout).await;
     let secs = started.elapsed().as_secs_f64();
     match result {
