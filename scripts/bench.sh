@@ -10,7 +10,7 @@ MB=${MB:-1000}
 COUNT=${COUNT:-5000}
 ROUNDS=${ROUNDS:-3}
 RR=${RR:-20000}
-IDLE=${IDLE:-2000}
+IDLE=${IDLE:-9000}
 PW=bench-password
 
 command -v ssserver >/dev/null || { echo "ssserver not found: cargo install shadowsocks-rust --locked" >&2; exit 1; }
@@ -78,7 +78,8 @@ rows = open(sys.argv[1]).read().splitlines()
 def vals(label, pat):
     return [float(m.group(1)) for r in rows if r.startswith(label + " ") for m in [re.search(pat, r)] if m]
 def med(v): return statistics.median(v) if v else float("nan")
-def spread(v): return f"{min(v):.0f}-{max(v):.0f}" if v else "-"
+def num(x): return f"{x:.2f}" if abs(x) < 10 else f"{x:.0f}"
+def spread(v): return f"{num(min(v))}-{num(max(v))}" if v else "-"
 figs = [
     ("bulk down 1 MB/s", r"bulk Down streams=1 .*: ([\d.]+) MB/s", True),
     ("bulk up 1 MB/s", r"bulk Up streams=1 .*: ([\d.]+) MB/s", True),
@@ -90,6 +91,7 @@ figs = [
     ("rr p99 us", r"rr 1KiB .* p99 ([\d.]+) us", False),
     ("rr p99.9 us", r"rr 1KiB .* p99.9 ([\d.]+) us", False),
     ("KB per idle tunnel", r"idle .*: ([\d.]+) KB per tunnel", False),
+    ("idle tunnels failed", r"idle .*, (\d+) errors", False),
     ("tunnels/s", r"connect .*: ([\d.]+) tunnels/s", True),
     ("first byte p50 ms", r"p50 ([\d.]+) ms", False),
     ("first byte p99 ms", r"p99 ([\d.]+) ms", False),
