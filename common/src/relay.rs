@@ -22,9 +22,9 @@ use tokio_util::io::poll_read_buf;
 
 use crate::readsize::ReadSize;
 
-/// The largest copy buffer per direction: sixteen AEAD chunks, sealed and written in one
+/// The largest copy buffer per direction: 64 AEAD chunks (1 MiB), sealed and written in one
 /// call. A direction starts small and grows to this while it streams (see `readsize`).
-pub const RELAY_BUF: usize = 16 * crate::aead::MAX_PAYLOAD;
+pub const RELAY_BUF: usize = 64 * crate::aead::MAX_PAYLOAD;
 
 /// What a finished relay moved.
 #[derive(Debug, Default, Clone, Copy)]

@@ -20,9 +20,9 @@ use crate::readsize::ReadSize;
 use crate::replay::ReplayFilter;
 
 /// The most ciphertext one read asks for (reads start smaller: see `readsize`).
-const READ_SIZE: usize = 16 * MAX_CHUNK;
+const READ_SIZE: usize = 64 * MAX_CHUNK;
 /// The most plaintext one `poll_write` seals.
-const WRITE_BATCH: usize = 16 * crate::aead::MAX_PAYLOAD;
+const WRITE_BATCH: usize = 64 * crate::aead::MAX_PAYLOAD;
 
 impl From<AeadError> for io::Error {
     fn from(e: AeadError) -> Self {
