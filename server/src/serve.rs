@@ -3,19 +3,16 @@
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use burrow_common::aead::{Decoder, Encoder};
+use burrow_common::aead::{AeadError, Decoder, Encoder};
 use burrow_common::relay::relay;
 use burrow_common::timeout::with_timeout;
 use burrow_common::EncryptedStream;
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn, Span};
 
 use crate::dial::{dial, DialError};
-use burrow_common::aead::AeadError;
-
 use crate::handshake::{
     close_quietly, drain_silently, jittered_deadline, read_request, BadRequest, Request,
 };
