@@ -16,7 +16,7 @@ use tokio_util::io::poll_read_buf;
 use std::sync::Arc;
 
 use crate::aead::{AeadError, Decoder, Encoder, MasterKey, MAX_CHUNK};
-use crate::readsize::ReadSize;
+use crate::readsize::{ReadSize, MIN_READ};
 use crate::replay::ReplayFilter;
 
 /// The most ciphertext one read asks for (reads start smaller: see `readsize`).
@@ -194,8 +194,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
             let room = this.rbuf.capacity() - this.rbuf.len();
             match poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
                 Poll::Pending => {
+                    // Waiting: keep no more than the part of a chunk already here.
                     if this.rbuf.is_empty() {
                         this.rbuf = BytesMut::new();
+                    } else if this.rbuf.capacity() > 4 * this.rbuf.len().max(MIN_READ) {
+                        this.rbuf = BytesMut::from(&this.rbuf[..]);
                     }
                     return Poll::Pending;
                 }
@@ -283,6 +286,32 @@ mod tests {
         b.write_all(b"after eof").await.expect("answer");
         b.shutdown().await.expect("shutdown");
         assert_eq!(writer.await.expect("join"), b"after eof");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_keeps_only_the_partial_chunk() {
+        use futures_util::FutureExt;
+        let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
+        let mut enc = Encoder::new(&key);
+        let mut wire = BytesMut::new();
+        enc.encode(&vec![7u8; 3 << 20], &mut wire);
+        // Everything but the end of the last chunk arrives; the rest is late.
+        let (mut tx, rx) = duplex(4 << 20);
+        tx.write_all(&wire[..wire.len() - 100])
+            .await
+            .expect("write");
+        let mut s = EncryptedStream::new(rx, &key);
+        let mut buf = vec![0u8; 1 << 20];
+        while let Some(r) = s.read(&mut buf).now_or_never() {
+            assert!(r.expect("read") > 0);
+        }
+        assert!(!s.rbuf.is_empty(), "part of the last chunk is held");
+        assert!(
+            s.rbuf.capacity() <= 4 * s.rbuf.len().max(crate::readsize::MIN_READ),
+            "holds {} bytes of capacity for {} waiting",
+            s.rbuf.capacity(),
+            s.rbuf.len()
+        );
     }
 
     #[tokio::test]
