@@ -12,6 +12,12 @@ ROUNDS=${ROUNDS:-3}
 RR=${RR:-20000}
 IDLE=${IDLE:-9000}
 PW=bench-password
+# The idle run holds IDLE tunnels: two descriptors each in every process, the bench's too.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * IDLE + 64)) ]; then
+  echo "descriptor limit $(ulimit -n) is below what IDLE=$IDLE needs ($((2 * IDLE + 64)))" >&2
+  exit 1
+fi
 
 command -v ssserver >/dev/null || { echo "ssserver not found: cargo install shadowsocks-rust --locked" >&2; exit 1; }
 cargo build --release --quiet --bins
