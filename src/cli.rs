@@ -95,6 +95,8 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     init_tracing(verbose, log_format);
+    // Also when max_connections is set by hand: it may count on more than the soft limit.
+    burrow_common::net::raise_descriptor_limit();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

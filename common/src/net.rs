@@ -53,17 +53,22 @@ impl Default for SocketOpts {
 /// (a quarter of a small limit).
 const SPARE_FDS: u64 = 64;
 
-/// The default connection limit: the soft descriptor limit is raised to the hard one, and
-/// every connection may hold two descriptors (the accepted socket and the one it dials).
-pub fn connection_budget() -> usize {
-    let fds = match rlimit::increase_nofile_limit(u64::MAX) {
+/// Raises the soft descriptor limit to the hard one (idempotent) and returns it. Every
+/// serving program calls this at start, whatever `max_connections` says.
+pub fn raise_descriptor_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!("descriptor limit: {e}");
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
         }
-    };
-    budget_for(fds)
+    }
+}
+
+/// The default connection limit: every connection may hold two descriptors (the accepted
+/// socket and the one it dials) of the raised limit.
+pub fn connection_budget() -> usize {
+    budget_for(raise_descriptor_limit())
 }
 
 /// Connections that `fds` descriptors serve, two each, with some kept aside.

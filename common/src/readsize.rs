@@ -28,11 +28,6 @@ impl ReadSize {
         }
     }
 
-    /// The size to read next.
-    pub fn get(&self) -> usize {
-        self.next
-    }
-
     /// Makes room in `buf` for the next read of at least `at_least` bytes.
     pub fn reserve(&self, buf: &mut BytesMut, at_least: usize) {
         let want = self.next.max(at_least);
@@ -59,18 +54,18 @@ mod tests {
     #[test]
     fn grows_on_full_reads_and_shrinks_on_small_ones() {
         let mut r = ReadSize::new(256 * 1024);
-        assert_eq!(r.get(), MIN_READ);
+        assert_eq!(r.next, MIN_READ);
         for want in [16 * 1024, 64 * 1024, 256 * 1024, 256 * 1024] {
-            r.record(r.get(), r.get());
-            assert_eq!(r.get(), want);
+            r.record(r.next, r.next);
+            assert_eq!(r.next, want);
         }
         // A half-full read keeps the size; tiny reads halve it down to the floor.
         r.record(100 * 1024, 256 * 1024);
-        assert_eq!(r.get(), 256 * 1024);
+        assert_eq!(r.next, 256 * 1024);
         for _ in 0..20 {
             r.record(10, 256 * 1024);
         }
-        assert_eq!(r.get(), MIN_READ);
+        assert_eq!(r.next, MIN_READ);
     }
 
     #[test]
