@@ -336,6 +336,61 @@ impl Decoder {
         Ok(Some(sealed))
     }
 
+    /// True once past the salt and any SIP022 header: the rest is a run of chunks, which
+    /// [`Decoder::open_run`] opens.
+    pub fn streaming(&self) -> bool {
+        matches!(self.state, State::Length | State::Payload(_))
+    }
+
+    /// Opens every whole chunk in `buf[*from..]`, each payload's plaintext written down to
+    /// `buf[*to..]` by the same pass that authenticates it, so the plaintext of many chunks
+    /// ends up contiguous at the front with nothing copied. Advances `*from` past what was
+    /// opened and `*to` past the plaintext; stops at a partial chunk, or at once if the
+    /// stream is not [`streaming`](Decoder::streaming) (`decode` reads headers).
+    pub fn open_run(
+        &mut self,
+        buf: &mut [u8],
+        from: &mut usize,
+        to: &mut usize,
+    ) -> Result<(), AeadError> {
+        let Some(cipher) = self.cipher.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            match self.state {
+                State::Length => {
+                    let end = *from + 2 + TAG_LEN;
+                    if buf.len() < end {
+                        return Ok(());
+                    }
+                    let sealed = &mut buf[*from..end];
+                    if !cipher.open(sealed) {
+                        return Err(AeadError::LengthTag);
+                    }
+                    let len = u16::from_be_bytes([sealed[0], sealed[1]]) as usize;
+                    if len > self.max {
+                        return Err(AeadError::Oversize(len));
+                    }
+                    *from = end;
+                    self.state = State::Payload(len);
+                }
+                State::Payload(n) => {
+                    let end = *from + n + TAG_LEN;
+                    if buf.len() < end {
+                        return Ok(());
+                    }
+                    if !cipher.open_to_front(&mut buf[*to..end], *from - *to) {
+                        return Err(AeadError::PayloadTag);
+                    }
+                    *from = end;
+                    *to += n;
+                    self.state = State::Length;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// Takes the next whole chunk from the front of `buf` and returns its plaintext
     /// (opened in place, no copy); `Ok(None)` means more bytes are needed. A SIP022
     /// request's first chunk is the address followed by the payload (padding removed).

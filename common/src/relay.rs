@@ -16,7 +16,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
@@ -113,6 +113,53 @@ impl Half {
             }
         }
     }
+
+    /// `poll_copy` for a source that holds its own buffer (an `EncryptedStream`, whose
+    /// opened chunks are written on from where they were opened).
+    fn poll_copy_buf<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut r: Pin<&mut R>,
+        mut w: Pin<&mut W>,
+        active: &mut bool,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncBufRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        while !self.read_done {
+            let data = match r.as_mut().poll_fill_buf(cx) {
+                Poll::Pending => {
+                    if self.need_flush {
+                        ready!(w.as_mut().poll_flush(cx))?;
+                        self.need_flush = false;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(data)) => data,
+            };
+            if data.is_empty() {
+                self.read_done = true;
+                break;
+            }
+            let n = ready!(w.as_mut().poll_write(cx, data))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            r.as_mut().consume(n);
+            self.moved += n as u64;
+            self.need_flush = true;
+            *active = true;
+        }
+        ready!(w.as_mut().poll_flush(cx))?;
+        ready!(w.as_mut().poll_shutdown(cx))?;
+        self.done = true;
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Relays `a` ⇄ `b` until both directions end, or nothing moved for `idle`.
@@ -122,17 +169,51 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    drive(idle, |cx, ab, ba, active| {
+        let r1 = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b), active);
+        let r2 = ba.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a), active);
+        (r1, r2)
+    })
+    .await
+}
+
+/// [`relay`] for a plain side `a` and a tunnel `b`, whose opened plaintext is written to
+/// `a` straight from the tunnel's own buffer.
+pub async fn relay_tunnel<A, B>(
+    a: &mut A,
+    b: &mut B,
+    idle: Duration,
+) -> (Transferred, io::Result<()>)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncBufRead + AsyncWrite + Unpin,
+{
+    drive(idle, |cx, ab, ba, active| {
+        let r1 = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b), active);
+        let r2 = ba.poll_copy_buf(cx, Pin::new(&mut *b), Pin::new(&mut *a), active);
+        (r1, r2)
+    })
+    .await
+}
+
+type Step = Poll<io::Result<()>>;
+
+/// Polls both directions with `step` until both are done, one fails, or the idle timer
+/// (pushed out by every move) fires.
+async fn drive<F>(idle: Duration, mut step: F) -> (Transferred, io::Result<()>)
+where
+    F: FnMut(&mut Context<'_>, &mut Half, &mut Half, &mut bool) -> (Step, Step),
+{
     let (mut ab, mut ba) = (Half::new(), Half::new());
     let mut deadline = Instant::now() + idle;
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
     let result = poll_fn(|cx| {
         let mut active = false;
-        let r1 = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b), &mut active);
+        let (r1, r2) = step(cx, &mut ab, &mut ba, &mut active);
         if let Poll::Ready(Err(e)) = r1 {
             return Poll::Ready(Err(e));
         }
-        let r2 = ba.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a), &mut active);
         if let Poll::Ready(Err(e)) = r2 {
             return Poll::Ready(Err(e));
         }
@@ -189,6 +270,43 @@ mod tests {
         let (moved, r) = relay.await.expect("join");
         r.expect("clean end");
         assert_eq!((moved.a_to_b, moved.b_to_a), (8, 16));
+    }
+
+    #[tokio::test]
+    async fn tunnel_side_relays_both_ways_with_half_close() {
+        use crate::aead::{MasterKey, Method};
+        use crate::stream::EncryptedStream;
+        let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
+        let (mut client, mut a) = duplex(1 << 16);
+        let (b, far) = duplex(1 << 16);
+        let mut tunnel = EncryptedStream::new(b, &key);
+        let mut far = EncryptedStream::new(far, &key);
+        let relay =
+            tokio::spawn(
+                async move { relay_tunnel(&mut a, &mut tunnel, Duration::from_secs(5)).await },
+            );
+        let up: Vec<u8> = (0..500_000u32).map(|i| (i % 249) as u8).collect();
+        let down: Vec<u8> = (0..700_000u32).map(|i| (i % 241) as u8).collect();
+        let send = up.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&send).await.expect("write");
+            client.shutdown().await.expect("half-close");
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.expect("answer");
+            back
+        });
+        let mut q = Vec::new();
+        far.read_to_end(&mut q).await.expect("far end sees EOF");
+        assert!(q == up, "upload arrives whole");
+        far.write_all(&down).await.expect("answer");
+        far.shutdown().await.expect("close");
+        assert!(
+            writer.await.expect("join") == down,
+            "download arrives whole"
+        );
+        let (moved, r) = relay.await.expect("join");
+        r.expect("clean end");
+        assert_eq!((moved.a_to_b, moved.b_to_a), (500_000, 700_000));
     }
 
     #[tokio::test(start_paused = true)]

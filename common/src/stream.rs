@@ -1,7 +1,9 @@
 //! `EncryptedStream<S>`: the only place where AEAD framing meets I/O.
 //!
-//! Reads pull ciphertext in large reads and open as many chunks as fit the caller's
-//! buffer; writes seal a whole caller buffer (several chunks) into one output buffer and
+//! Reads pull ciphertext in large reads and open every whole chunk in one pass, each
+//! chunk's plaintext written down next to the previous one's, so a relay writes the
+//! plaintext of many chunks on with one call and nothing is copied (`AsyncBufRead`);
+//! writes seal a whole caller buffer (several chunks) into one output buffer and
 //! hand it to the socket in one call. Buffers are released whenever they run empty, so an
 //! idle tunnel holds no buffer memory.
 
@@ -10,7 +12,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 use std::sync::Arc;
@@ -35,9 +37,13 @@ pub struct EncryptedStream<S> {
     io: S,
     enc: Encoder,
     dec: Decoder,
-    /// Received ciphertext not yet opened.
+    /// Received bytes: `[..opened]` plaintext not yet handed out, then spent chunk framing
+    /// up to `unopened`, then ciphertext not yet opened.
     rbuf: BytesMut,
-    /// Opened plaintext not yet handed to the reader.
+    opened: usize,
+    unopened: usize,
+    /// Plaintext that came with a header (SIP022 address and first payload), handed out
+    /// before `rbuf`'s.
     plain: BytesMut,
     /// Sealed bytes not yet written.
     wbuf: BytesMut,
@@ -67,6 +73,8 @@ impl<S> EncryptedStream<S> {
             enc,
             dec,
             rbuf,
+            opened: 0,
+            unopened: 0,
             plain: BytesMut::new(),
             wbuf: BytesMut::new(),
             rsize: ReadSize::new(READ_SIZE),
@@ -129,60 +137,70 @@ impl<S: AsyncRead + Unpin> EncryptedStream<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let start = buf.filled().len();
+impl<S> EncryptedStream<S> {
+    /// Makes plaintext ready from what was already received, without I/O: `Ok(true)` if
+    /// some is. An error comes only once the plaintext before it has been handed out.
+    fn open_buffered(&mut self) -> io::Result<bool> {
         loop {
-            if !this.plain.is_empty() {
-                let n = this.plain.len().min(buf.remaining());
-                buf.put_slice(&this.plain[..n]);
-                this.plain.advance(n);
-                if this.plain.is_empty() {
-                    this.plain = BytesMut::new();
-                }
-                if buf.remaining() == 0 {
-                    return Poll::Ready(Ok(()));
-                }
+            if !self.plain.is_empty() || self.opened > 0 {
+                return Ok(true);
             }
-            if let Some(e) = this.failed {
-                return Poll::Ready(Err(e.into()));
+            if let Some(e) = self.failed {
+                return Err(e.into());
             }
-            let decoded = this.dec.decode(&mut this.rbuf);
-            if let (Some(filter), Some(salt)) = (&this.salt_filter, this.dec.salt()) {
-                // The peer's salt, checked once against the last 60 s (SIP022).
-                if !filter.check_and_insert(salt) {
-                    this.failed = Some(AeadError::BadHeader("replayed salt"));
-                    return Poll::Ready(Err(AeadError::BadHeader("replayed salt").into()));
+            // Everything opened so far was handed out: drop it and its framing.
+            self.rbuf.advance(self.unopened);
+            self.unopened = 0;
+            if self.dec.streaming() {
+                let (mut from, mut to) = (0, 0);
+                let r = self.dec.open_run(&mut self.rbuf, &mut from, &mut to);
+                (self.unopened, self.opened) = (from, to);
+                if let Err(e) = r {
+                    self.failed = Some(e);
                 }
-                this.salt_filter = None;
-            }
-            match decoded {
-                Ok(Some(chunk)) => {
-                    this.plain = chunk;
+                if from > 0 || self.failed.is_some() {
                     continue;
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    // Hand out what was already opened; the error comes with the next read.
-                    this.failed = Some(e);
-                    if buf.filled().len() > start {
-                        return Poll::Ready(Ok(()));
-                    }
-                    return Poll::Ready(Err(e.into()));
-                }
+                return Ok(false);
             }
-            if buf.filled().len() > start {
-                // Hand out what we have rather than wait for more.
-                return Poll::Ready(Ok(()));
+            let decoded = self.dec.decode(&mut self.rbuf);
+            if let (Some(filter), Some(salt)) = (&self.salt_filter, self.dec.salt()) {
+                // The peer's salt, checked once against the last 60 s (SIP022).
+                if !filter.check_and_insert(salt) {
+                    self.failed = Some(AeadError::BadHeader("replayed salt"));
+                    continue;
+                }
+                self.salt_filter = None;
+            }
+            match decoded {
+                Ok(Some(chunk)) => self.plain = chunk,
+                Ok(None) if self.dec.streaming() => {}
+                Ok(None) => return Ok(false),
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+
+    /// The plaintext ready to hand out (after `open_buffered` said there is some).
+    fn ready(&self) -> &[u8] {
+        if self.plain.is_empty() {
+            &self.rbuf[..self.opened]
+        } else {
+            &self.plain
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncBufRead for EncryptedStream<S> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        loop {
+            if this.open_buffered()? {
+                return Poll::Ready(Ok(this.ready()));
             }
             if this.read_eof {
                 if this.rbuf.is_empty() && this.dec.at_boundary() {
-                    return Poll::Ready(Ok(()));
+                    return Poll::Ready(Ok(&[]));
                 }
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -207,6 +225,51 @@ impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             }
         }
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        if !this.plain.is_empty() {
+            this.plain.advance(amt.min(this.plain.len()));
+            if this.plain.is_empty() {
+                this.plain = BytesMut::new();
+            }
+            return;
+        }
+        let amt = amt.min(this.opened);
+        this.rbuf.advance(amt);
+        this.opened -= amt;
+        this.unopened -= amt;
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut this = self;
+        let start = buf.filled().len();
+        while buf.remaining() > 0 {
+            // Hand out what is here rather than wait for more.
+            let here = match this.open_buffered() {
+                Ok(here) => here,
+                Err(_) if buf.filled().len() > start => break,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            if !here && buf.filled().len() > start {
+                break;
+            }
+            let data = ready!(this.as_mut().poll_fill_buf(cx))?;
+            if data.is_empty() {
+                break;
+            }
+            let n = data.len().min(buf.remaining());
+            buf.put_slice(&data[..n]);
+            this.as_mut().consume(n);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -312,6 +375,49 @@ mod tests {
             s.rbuf.capacity(),
             s.rbuf.len()
         );
+    }
+
+    #[tokio::test]
+    async fn whole_chunks_are_handed_out_together_and_a_bad_one_after_them() {
+        use tokio::io::AsyncBufReadExt;
+        for method in Method::ALL {
+            let key = MasterKey::from_password(method, "pw");
+            let mut enc = Encoder::new(&key);
+            let mut wire = BytesMut::new();
+            // An address first: a Shadowsocks 2022 request carries it in its header.
+            let head = [1u8, 127, 0, 0, 1, 0, 80, b'h', b'i'];
+            let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+            enc.encode(&head, &mut wire);
+            enc.encode(&data, &mut wire);
+            enc.encode(&data, &mut wire);
+            enc.encode(b"tail", &mut wire);
+            let last = wire.len() - 1;
+            wire[last] ^= 1;
+            let mut s = EncryptedStream::from_parts(
+                &wire[..],
+                Encoder::new(&key),
+                Decoder::new(&key),
+                BytesMut::new(),
+            );
+            let want = [&head[..], &data, &data].concat();
+            let (mut got, mut widest) = (Vec::new(), 0);
+            while got.len() < want.len() {
+                let chunk = s.fill_buf().await.expect("good chunks");
+                assert!(!chunk.is_empty(), "{method}: early EOF");
+                got.extend_from_slice(chunk);
+                widest = widest.max(chunk.len());
+                let n = chunk.len();
+                s.consume(n);
+            }
+            assert!(got == want, "{method}: plaintext differs");
+            // Reads grow to 1 MiB: once they do, one fill holds many chunks.
+            assert!(
+                widest > 2 * method.max_payload(),
+                "{method}: at most {widest} bytes per fill"
+            );
+            let err = s.fill_buf().await.expect_err("tampered tail");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{method}");
+        }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use burrow_common::aead::{AeadError, Decoder, Encoder};
-use burrow_common::relay::relay;
+use burrow_common::relay::relay_tunnel;
 use burrow_common::timeout::with_timeout;
 use burrow_common::EncryptedStream;
 use bytes::BytesMut;
@@ -130,14 +130,14 @@ where
             return;
         }
         drop(payload);
-        let (moved, result) = relay(&mut tunnel, &mut target, s.idle_timeout).await;
-        let up = moved.a_to_b + first;
+        let (moved, result) = relay_tunnel(&mut target, &mut tunnel, s.idle_timeout).await;
+        let (up, down) = (moved.b_to_a + first, moved.a_to_b);
         m.bytes_up.fetch_add(up, Relaxed);
-        m.bytes_down.fetch_add(moved.b_to_a, Relaxed);
+        m.bytes_down.fetch_add(down, Relaxed);
         let secs = started.elapsed().as_secs_f64();
         match result {
-            Ok(()) => info!(up, down = moved.b_to_a, secs, "closed"),
-            Err(e) => info!(up, down = moved.b_to_a, secs, "closed: {e}"),
+            Ok(()) => info!(up, down, secs, "closed"),
+            Err(e) => info!(up, down, secs, "closed: {e}"),
         }
     }
 }
