@@ -13,7 +13,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::aead::{AeadError, Cipher, MasterKey, TAG_LEN};
+use crate::aead::{AeadError, Cipher, MasterKey, CHUNK_OVERHEAD, TAG_LEN};
 use crate::TargetAddr;
 
 /// SIP022: the first bytes of a request's padding by which burrow-local asks burrow-server
@@ -112,6 +112,33 @@ impl Encoder {
     /// This direction's salt.
     pub fn salt(&self) -> &[u8] {
         &self.salt[..self.salt_len]
+    }
+
+    /// The largest payload of one chunk.
+    pub fn max_payload(&self) -> usize {
+        self.max
+    }
+
+    /// True once the salt and any SIP022 header are out: the rest is a run of chunks,
+    /// which [`Encoder::seal_run`] seals where they lie.
+    pub fn streaming(&self) -> bool {
+        self.salt_sent && self.header.is_none()
+    }
+
+    /// Seals `plain` in place as chunks of the largest size, for a stream that is
+    /// [`streaming`](Encoder::streaming); each chunk's sealed length goes to `side`, then
+    /// its tag (34 bytes per chunk), so the wire is: for each chunk, its 18 bytes from
+    /// `side`, its sealed payload, its 16 bytes of tag from `side`.
+    pub fn seal_run(&mut self, plain: &mut [u8], side: &mut Vec<u8>) {
+        side.reserve(plain.len().div_ceil(self.max) * CHUNK_OVERHEAD);
+        for piece in plain.chunks_mut(self.max) {
+            let mut len = (piece.len() as u16).to_be_bytes();
+            let tag = self.cipher.seal(&mut len);
+            side.extend_from_slice(&len);
+            side.extend_from_slice(&tag);
+            let tag = self.cipher.seal(piece);
+            side.extend_from_slice(&tag);
+        }
     }
 
     /// Appends the salt (first call only), any SIP022 header still due, and `plain`

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use crate::readsize::ReadSize;
+use crate::stream::EncryptedStream;
 
 /// The largest copy buffer per direction: 64 AEAD chunks (1 MiB), sealed and written in one
 /// call. A direction starts small and grows to this while it streams (see `readsize`).
@@ -114,6 +115,46 @@ impl Half {
         }
     }
 
+    /// `poll_copy` into a tunnel that seals what it reads where it lies (when it can; else
+    /// the plain copy).
+    fn poll_copy_sealing<R, S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut r: Pin<&mut R>,
+        w: &mut EncryptedStream<S>,
+        active: &mut bool,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        S: AsyncWrite + Unpin,
+    {
+        loop {
+            if self.done || !self.buf.is_empty() || !w.seals_in_place() {
+                return self.poll_copy(cx, r, Pin::new(w), active);
+            }
+            ready!(w.poll_drain(cx))?;
+            if self.read_done {
+                return self.poll_copy(cx, r, Pin::new(w), active);
+            }
+            match w.poll_seal_from(cx, r.as_mut()) {
+                Poll::Pending => {
+                    if self.need_flush {
+                        ready!(Pin::new(&mut *w).poll_flush(cx))?;
+                        self.need_flush = false;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => self.read_done = true,
+                Poll::Ready(Ok(n)) => {
+                    self.moved += n as u64;
+                    self.need_flush = true;
+                    *active = true;
+                }
+            }
+        }
+    }
+
     /// `poll_copy` for a source that holds its own buffer (an `EncryptedStream`, whose
     /// opened chunks are written on from where they were opened).
     fn poll_copy_buf<R, W>(
@@ -177,19 +218,20 @@ where
     .await
 }
 
-/// [`relay`] for a plain side `a` and a tunnel `b`, whose opened plaintext is written to
-/// `a` straight from the tunnel's own buffer.
-pub async fn relay_tunnel<A, B>(
+/// [`relay`] for a plain side `a` and a tunnel `b`: what `a` sends is read straight into
+/// the tunnel's write buffer and sealed there, what the tunnel opens is written to `a` from
+/// where it was opened.
+pub async fn relay_tunnel<A, S>(
     a: &mut A,
-    b: &mut B,
+    b: &mut EncryptedStream<S>,
     idle: Duration,
 ) -> (Transferred, io::Result<()>)
 where
     A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncBufRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     drive(idle, |cx, ab, ba, active| {
-        let r1 = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b), active);
+        let r1 = ab.poll_copy_sealing(cx, Pin::new(&mut *a), b, active);
         let r2 = ba.poll_copy_buf(cx, Pin::new(&mut *b), Pin::new(&mut *a), active);
         (r1, r2)
     })
@@ -307,6 +349,113 @@ mod tests {
         let (moved, r) = relay.await.expect("join");
         r.expect("clean end");
         assert_eq!((moved.a_to_b, moved.b_to_a), (500_000, 700_000));
+    }
+
+    /// A pipe end that takes vectored writes, at most `max` bytes per call, and counts them.
+    struct Vectored {
+        io: tokio::io::DuplexStream,
+        max: usize,
+        calls: usize,
+    }
+
+    impl AsyncRead for Vectored {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Vectored {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            Pin::new(&mut this.io).poll_write(cx, &buf[..buf.len().min(this.max)])
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let mut gathered = Vec::new();
+            for b in bufs {
+                gathered.extend_from_slice(&b[..b.len().min(this.max - gathered.len())]);
+            }
+            let n = ready!(Pin::new(&mut this.io).poll_write(cx, &gathered))?;
+            this.calls += 1;
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn sealed_in_place_runs_reach_the_far_end_whole_through_short_writes() {
+        use crate::aead::{MasterKey, Method};
+        for (method, max) in [
+            (Method::ChaCha20IetfPoly1305, 7),
+            (Method::Aes256Gcm, 1000),
+            (Method::ChaCha20IetfPoly1305, 1 << 20),
+            (Method::Blake3ChaCha20Poly1305, 5000),
+        ] {
+            let key = MasterKey::from_password(method, "pw");
+            let (mut client, mut a) = duplex(1 << 16);
+            let (b, far) = duplex(1 << 16);
+            let mut tunnel = EncryptedStream::new(
+                Vectored {
+                    io: b,
+                    max,
+                    calls: 0,
+                },
+                &key,
+            );
+            // The request header goes first, through the plain path (2022: with the
+            // first payload); the rest is sealed in place.
+            tunnel.buffer(&[1, 127, 0, 0, 1, 0, 80]);
+            let mut far = EncryptedStream::from_parts(
+                far,
+                crate::aead::Encoder::response(&key, tunnel.salt()),
+                crate::aead::Decoder::new(&key),
+                bytes::BytesMut::new(),
+            );
+            let relay = tokio::spawn(async move {
+                let r = relay_tunnel(&mut a, &mut tunnel, Duration::from_secs(5)).await;
+                (r, tunnel.get_ref().calls)
+            });
+            let up: Vec<u8> = (0..300_000u32).map(|i| (i % 247) as u8).collect();
+            let send = up.clone();
+            let writer = tokio::spawn(async move {
+                client.write_all(&send).await.expect("write");
+                client.shutdown().await.expect("half-close");
+                let mut back = Vec::new();
+                client.read_to_end(&mut back).await.expect("answer");
+                back
+            });
+            let mut q = Vec::new();
+            far.read_to_end(&mut q).await.expect("far end reads to EOF");
+            let want = [&[1u8, 127, 0, 0, 1, 0, 80][..], &up].concat();
+            assert!(q == want, "{method}/{max}: upload differs");
+            far.write_all(b"done").await.expect("answer");
+            far.shutdown().await.expect("close");
+            assert_eq!(writer.await.expect("join"), b"done");
+            let ((moved, r), calls) = relay.await.expect("join");
+            r.expect("clean end");
+            assert_eq!(moved.a_to_b, 300_000);
+            assert!(calls > 0, "{method}/{max}: no vectored write");
+        }
     }
 
     #[tokio::test(start_paused = true)]

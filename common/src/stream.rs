@@ -7,7 +7,7 @@
 //! hand it to the socket in one call. Buffers are released whenever they run empty, so an
 //! idle tunnel holds no buffer memory.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -17,7 +17,7 @@ use tokio_util::io::poll_read_buf;
 
 use std::sync::Arc;
 
-use crate::aead::{AeadError, Decoder, Encoder, MasterKey, MAX_CHUNK};
+use crate::aead::{AeadError, Decoder, Encoder, MasterKey, CHUNK_OVERHEAD, MAX_CHUNK, TAG_LEN};
 use crate::readsize::{ReadSize, MIN_READ};
 use crate::replay::ReplayFilter;
 
@@ -45,8 +45,17 @@ pub struct EncryptedStream<S> {
     /// Plaintext that came with a header (SIP022 address and first payload), handed out
     /// before `rbuf`'s.
     plain: BytesMut,
-    /// Sealed bytes not yet written.
+    /// Sealed bytes not yet written. During a sealed run (`run > 0`): `[..pre]` sealed
+    /// before it, then `run` bytes of payload sealed where they were read.
     wbuf: BytesMut,
+    /// A sealed run's chunk lengths and tags (see `Encoder::seal_run`).
+    side: Vec<u8>,
+    pre: usize,
+    run: usize,
+    /// How much of the sealed run has been written.
+    written: usize,
+    /// How much the next read of plaintext into a sealed run asks for.
+    wsize: ReadSize,
     /// How much the next read of ciphertext asks for.
     rsize: ReadSize,
     read_eof: bool,
@@ -77,6 +86,11 @@ impl<S> EncryptedStream<S> {
             unopened: 0,
             plain: BytesMut::new(),
             wbuf: BytesMut::new(),
+            side: Vec::new(),
+            pre: 0,
+            run: 0,
+            written: 0,
+            wsize: ReadSize::new(WRITE_BATCH),
             rsize: ReadSize::new(READ_SIZE),
             read_eof: false,
             failed: None,
@@ -274,7 +288,79 @@ impl<S: AsyncRead + Unpin> AsyncRead for EncryptedStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> EncryptedStream<S> {
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// True when [`poll_seal_from`](Self::poll_seal_from) can seal in place: the headers
+    /// are out and the socket takes vectored writes.
+    pub fn seals_in_place(&self) -> bool {
+        self.enc.streaming() && self.io.is_write_vectored()
+    }
+
+    /// Reads plaintext from `src` straight into the write buffer, seals it there, and
+    /// starts writing it with one vectored call (lengths and tags from a side buffer):
+    /// nothing is copied. `Ready(Ok(0))` at `src`'s EOF. Call only when
+    /// [`seals_in_place`](Self::seals_in_place) and [`poll_drain`](Self::poll_drain) is
+    /// done.
+    pub fn poll_seal_from<R: AsyncRead + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: Pin<&mut R>,
+    ) -> Poll<io::Result<usize>> {
+        debug_assert!(self.run == 0 && self.seals_in_place());
+        let pre = self.wbuf.len();
+        self.wsize.reserve(&mut self.wbuf, MIN_READ);
+        let room = self.wbuf.capacity() - pre;
+        let n = match poll_read_buf(src, cx, &mut self.wbuf) {
+            Poll::Pending => {
+                // Nothing to send: start on what is sealed already, keep no buffer else.
+                self.side = Vec::new();
+                if pre == 0 {
+                    self.wbuf = BytesMut::new();
+                } else {
+                    let _ = self.poll_drain(cx)?;
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(r) => r?,
+        };
+        if n == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        self.wsize.record(n, room);
+        self.enc.seal_run(&mut self.wbuf[pre..], &mut self.side);
+        (self.pre, self.run, self.written) = (pre, n, 0);
+        if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes whatever is sealed and not yet written.
+    pub fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.run > 0 {
+            let total = self.pre + self.run + self.side.len();
+            let n = {
+                let max = self.enc.max_payload();
+                let slices = run_slices(
+                    &self.wbuf,
+                    &self.side,
+                    self.pre,
+                    self.run,
+                    max,
+                    self.written,
+                );
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+            if self.written >= total {
+                // Done: the buffer stays for the next run (freed when the source idles).
+                (self.pre, self.run, self.written) = (0, 0, 0);
+                self.wbuf.clear();
+                self.side.clear();
+                return Poll::Ready(Ok(()));
+            }
+        }
         while !self.wbuf.is_empty() {
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf))?;
             if n == 0 {
@@ -285,6 +371,35 @@ impl<S: AsyncWrite + Unpin> EncryptedStream<S> {
         self.wbuf = BytesMut::new();
         Poll::Ready(Ok(()))
     }
+}
+
+/// The unwritten part of a sealed run, in wire order: `wbuf[..pre]`, then for each chunk
+/// its sealed length and its tag (from `side`) around its payload; `written` bytes skipped.
+fn run_slices<'a>(
+    wbuf: &'a [u8],
+    side: &'a [u8],
+    pre: usize,
+    run: usize,
+    max: usize,
+    written: usize,
+) -> Vec<IoSlice<'a>> {
+    let mut out = Vec::with_capacity(1 + 3 * run.div_ceil(max));
+    out.push(&wbuf[..pre]);
+    for (piece, side) in wbuf[pre..pre + run]
+        .chunks(max)
+        .zip(side.chunks(CHUNK_OVERHEAD))
+    {
+        let (len, tag) = side.split_at(2 + TAG_LEN);
+        out.extend([len, piece, tag]);
+    }
+    let mut skip = written;
+    out.into_iter()
+        .filter_map(|s| {
+            let keep = &s[skip.min(s.len())..];
+            skip -= skip.min(s.len());
+            (!keep.is_empty()).then(|| IoSlice::new(keep))
+        })
+        .collect()
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for EncryptedStream<S> {

@@ -214,7 +214,7 @@ async fn connect(req: Request<Incoming>, s: Arc<Settings>) -> Response<Body> {
         async move {
             match hyper::upgrade::on(req).await {
                 Ok(up) => {
-                    let (moved, r) = relay_tunnel(&mut TokioIo::new(up), &mut tunnel, idle).await;
+                    let (moved, r) = relay_tunnel(&mut TokioIo::new(up), &mut *tunnel, idle).await;
                     info!(
                         up = moved.a_to_b,
                         down = moved.b_to_a,

@@ -58,7 +58,7 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     // Whatever the client sent early (after its request, before our reply) goes first.
     let early = Bytes::copy_from_slice(client.buffer());
     let mut client = Prefixed::new(early, client.into_inner());
-    let (moved, result) = relay_tunnel(&mut client, &mut tunnel, s.idle_timeout).await;
+    let (moved, result) = relay_tunnel(&mut client, &mut *tunnel, s.idle_timeout).await;
     let secs = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed"),

@@ -113,6 +113,12 @@ macro_rules! delegate_io {
             fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
                 match self.get_mut() { $( $ty::$variant(s) => Pin::new(s).poll_write(cx, buf), )+ }
             }
+            fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+                match self.get_mut() { $( $ty::$variant(s) => Pin::new(s).poll_write_vectored(cx, bufs), )+ }
+            }
+            fn is_write_vectored(&self) -> bool {
+                match self { $( $ty::$variant(s) => s.is_write_vectored(), )+ }
+            }
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() { $( $ty::$variant(s) => Pin::new(s).poll_flush(cx), )+ }
             }
