@@ -15,22 +15,29 @@ pub const MIN_READ: usize = 4 * 1024;
 /// The size of the next read buffer for one direction of a stream.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadSize {
-    next: usize,
-    max: usize,
+    // u32: a tunnel holds two of these per direction pair, and sizes stay far below 4 GiB.
+    next: u32,
+    max: u32,
 }
 
 impl ReadSize {
     /// Starts at [`MIN_READ`] and grows up to `max`.
     pub const fn new(max: usize) -> Self {
+        let max = if max < u32::MAX as usize {
+            max as u32
+        } else {
+            u32::MAX
+        };
+        let min = MIN_READ as u32;
         ReadSize {
-            next: if MIN_READ < max { MIN_READ } else { max },
+            next: if min < max { min } else { max },
             max,
         }
     }
 
     /// Makes room in `buf` for the next read of at least `at_least` bytes.
     pub fn reserve(&self, buf: &mut BytesMut, at_least: usize) {
-        let want = self.next.max(at_least);
+        let want = (self.next as usize).max(at_least);
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
@@ -39,10 +46,11 @@ impl ReadSize {
     /// Learns from a read that returned `n` bytes into `room` bytes of space: a full buffer
     /// asks for a bigger one, a read that used little of it for a smaller one.
     pub fn record(&mut self, n: usize, room: usize) {
+        let next = self.next as usize;
         if n >= room {
-            self.next = (self.next * 4).min(self.max);
-        } else if n < self.next / 8 {
-            self.next = (self.next / 2).max(MIN_READ.min(self.max));
+            self.next = self.next.saturating_mul(4).min(self.max);
+        } else if n < next / 8 {
+            self.next = (self.next / 2).max((MIN_READ as u32).min(self.max));
         }
     }
 }
@@ -54,18 +62,18 @@ mod tests {
     #[test]
     fn grows_on_full_reads_and_shrinks_on_small_ones() {
         let mut r = ReadSize::new(256 * 1024);
-        assert_eq!(r.next, MIN_READ);
+        assert_eq!(r.next as usize, MIN_READ);
         for want in [16 * 1024, 64 * 1024, 256 * 1024, 256 * 1024] {
-            r.record(r.next, r.next);
-            assert_eq!(r.next, want);
+            r.record(r.next as usize, r.next as usize);
+            assert_eq!(r.next as usize, want);
         }
         // A half-full read keeps the size; tiny reads halve it down to the floor.
         r.record(100 * 1024, 256 * 1024);
-        assert_eq!(r.next, 256 * 1024);
+        assert_eq!(r.next as usize, 256 * 1024);
         for _ in 0..20 {
             r.record(10, 256 * 1024);
         }
-        assert_eq!(r.next, MIN_READ);
+        assert_eq!(r.next as usize, MIN_READ);
     }
 
     #[test]

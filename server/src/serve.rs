@@ -156,8 +156,9 @@ mod tests {
     use super::*;
 
     /// Every tunnel's task holds this future for its whole life: the handshake, the dial
-    /// and the refusal paths are boxed, the request too. A regression here is memory per
-    /// idle tunnel.
+    /// and the refusal paths are boxed, the request too (the stream itself carries the
+    /// offsets of a run sealed in place, ~50 bytes). A regression here is memory per idle
+    /// tunnel.
     #[tokio::test]
     async fn a_tunnel_task_stays_small() {
         use clap::Parser;
@@ -176,6 +177,6 @@ mod tests {
             .expect("connect");
         let f = serve(shared, c);
         let size = std::mem::size_of_val(&f);
-        assert!(size <= 2304, "serve() future is {size} bytes");
+        assert!(size <= 2352, "serve() future is {size} bytes");
     }
 }
