@@ -26,6 +26,17 @@ fn seal(c: &mut Criterion) {
                     enc.encode(&plain, &mut out);
                 })
             });
+            // What the relay does: the run sealed where it lies, lengths and tags aside.
+            let mut run_enc = Encoder::new(&key);
+            run_enc.encode(&[], &mut BytesMut::new());
+            let mut run = vec![0x5au8; n];
+            let mut side = Vec::with_capacity(4096);
+            g.bench_function(format!("burrow-in-place/{n}"), |b| {
+                b.iter(|| {
+                    side.clear();
+                    run_enc.seal_run(&mut run, &mut side);
+                })
+            });
             let alg = match method {
                 Method::Aes256Gcm => &ring::aead::AES_256_GCM,
                 _ => &ring::aead::CHACHA20_POLY1305,
@@ -71,6 +82,24 @@ fn open(c: &mut Criterion) {
                 b.iter_batched(
                     || (Decoder::new(&key), wire.clone()),
                     |(mut dec, mut w)| while dec.decode(&mut w).expect("opens").is_some() {},
+                    BatchSize::SmallInput,
+                )
+            });
+            // What the relay does: chunks opened into one contiguous run.
+            g.bench_function(format!("burrow-run/{n}"), |b| {
+                b.iter_batched(
+                    || {
+                        let mut dec = Decoder::new(&key);
+                        let mut w = wire.clone();
+                        let mut salt = w.split_to(method.salt_len());
+                        dec.decode(&mut salt).expect("salt");
+                        (dec, w)
+                    },
+                    |(mut dec, mut w)| {
+                        let (mut from, mut to) = (0, 0);
+                        dec.open_run(&mut w, &mut from, &mut to).expect("opens");
+                        assert_eq!(to, n);
+                    },
                     BatchSize::SmallInput,
                 )
             });

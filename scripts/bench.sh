@@ -60,21 +60,31 @@ run() { # label socks-or-empty pid... -- mode args
   $B/burrow-bench --label "$label" "${extra[@]}" "$@"
 }
 out="$tmp/results"
+# Who goes first changes every round: the run right after the bulk runs, or after another
+# proxy's, meets a busier machine (the kernel still freeing socket memory, caches cold).
+order() { # round -> the three labels, rotated
+  local all=(burrow ssrust direct) i=$((($1 - 1) % 3))
+  echo "${all[@]:$i}" "${all[@]:0:$i}"
+}
+one() { # who mode args...
+  local who=$1; shift
+  case $who in
+    burrow) run burrow "$burrow_socks" --pid $bl --pid $bs "$@" ;;
+    ssrust) run ssrust "$ss_socks" --pid $sl --pid $ss "$@" ;;
+    direct) [ "$1" = idle ] || run direct "" "$@" ;;
+  esac | tee -a "$out"
+}
 for r in $(seq "$ROUNDS"); do
   for dir in down up; do
     for streams in 1 4; do
-      run burrow "$burrow_socks" --pid $bl --pid $bs bulk --mb "$MB" --dir $dir --streams $streams | tee -a "$out"
-      run ssrust "$ss_socks" --pid $sl --pid $ss bulk --mb "$MB" --dir $dir --streams $streams | tee -a "$out"
-      run direct "" bulk --mb "$MB" --dir $dir --streams $streams | tee -a "$out"
+      for who in $(order "$r"); do one $who bulk --mb "$MB" --dir $dir --streams $streams; done
     done
   done
-  for who in burrow ssrust direct; do
-    case $who in burrow) s=$burrow_socks;; ssrust) s=$ss_socks;; direct) s="";; esac
-    run $who "$s" rr --count "$RR" | tee -a "$out"
-    run $who "$s" connect --count "$COUNT" | tee -a "$out"
+  for who in $(order "$r"); do
+    one $who rr --count "$RR"
+    one $who connect --count "$COUNT"
   done
-  run burrow "$burrow_socks" --pid $bl --pid $bs idle --count "$IDLE" | tee -a "$out"
-  run ssrust "$ss_socks" --pid $sl --pid $ss idle --count "$IDLE" | tee -a "$out"
+  for who in $(order "$r"); do one $who idle --count "$IDLE"; done
 done
 echo "after load RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
 

@@ -11,7 +11,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
@@ -307,8 +307,9 @@ impl<S: AsyncWrite + Unpin> EncryptedStream<S> {
         debug_assert!(self.run == 0 && self.seals_in_place());
         let pre = self.wbuf.len();
         self.wsize.reserve(&mut self.wbuf, MIN_READ);
-        let room = self.wbuf.capacity() - pre;
-        let n = match poll_read_buf(src, cx, &mut self.wbuf) {
+        // At most one batch: its slices must stay within what one writev takes.
+        let room = (self.wbuf.capacity() - pre).min(WRITE_BATCH);
+        let n = match poll_read_buf(src, cx, &mut (&mut self.wbuf).limit(room)) {
             Poll::Pending => {
                 // Nothing to send: start on what is sealed already, keep no buffer else.
                 self.side = Vec::new();
