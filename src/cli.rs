@@ -39,24 +39,37 @@ pub fn usage_error(name: &str, msg: &str) -> ExitCode {
     ExitCode::from(USAGE)
 }
 
-/// Logs to stderr: `RUST_LOG` if set, else info (`-v` debug, `-vv` trace); text or JSON.
+/// Logs to stderr: `RUST_LOG` if set (`level` or `target=level,…`), else info (`-v` debug,
+/// `-vv` trace); text or JSON. (Per-target levels only: no span or field filters, which
+/// would pull a regex engine into every start.)
 pub fn init_tracing(verbose: u8, format: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+        0 => LevelFilter::INFO,
+        1 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let filter = match from_env.map(|v| (v.parse::<Targets>(), v)) {
+        Some((Ok(t), _)) => t,
+        Some((Err(e), v)) => {
+            eprintln!("RUST_LOG={v:?} ignored ({e}); logging at {default}");
+            Targets::new().with_default(default)
+        }
+        None => Targets::new().with_default(default),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().init();
+        builder.json().finish().with(filter).init();
     } else {
-        builder.init();
+        builder.finish().with(filter).init();
     }
 }
 
