@@ -92,6 +92,19 @@ impl Squid {
     fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
+
+    /// The access log once it holds `count` lines containing `needle`. squid writes a
+    /// CONNECT's line when the tunnel closes, which can come after the app is done.
+    async fn access_log_with(&self, needle: &str, count: usize) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = self.access_log();
+            if log.matches(needle).count() >= count || tokio::time::Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 fn set_mode(p: &Path, mode: u32) {
@@ -125,11 +138,9 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
     let (code, out, err) = fetch(local_addr, target, 1_000_000).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(sha256_hex(&out), sha256_hex(&pattern(1_000_000, 1_000_000)));
-    let log = squid.access_log();
-    assert!(
-        log.contains(&format!("CONNECT {server_addr} alice")),
-        "squid saw the CONNECT:\n{log}"
-    );
+    let connect = format!("CONNECT {server_addr} alice");
+    let log = squid.access_log_with(&connect, 1).await;
+    assert!(log.contains(&connect), "squid saw the CONNECT:\n{log}");
 
     // The same from the environment, no flag.
     let env_proxy = Proc::spawn(
@@ -146,13 +157,8 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
     );
     let (code, _, err) = fetch(env_proxy.listening(), target, 1000).await;
     assert_eq!(code, 0, "HTTPS_PROXY: {err}");
-    assert_eq!(
-        squid
-            .access_log()
-            .matches(&format!("CONNECT {server_addr} alice"))
-            .count(),
-        2
-    );
+    let log = squid.access_log_with(&connect, 2).await;
+    assert_eq!(log.matches(&connect).count(), 2, "{log}");
 
     // Wrong password: the app gets a failure, the log says why, once.
     let wrong = format!("http://alice:nope@{}", squid.addr);
@@ -345,9 +351,9 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
         sha256_hex(&pattern(n, n as u64)),
         "20 MB byte-exact"
     );
-    assert!(squid
-        .access_log()
-        .contains(&format!("CONNECT localhost:{} alice", nginx.addr.port())));
+    let connect = format!("CONNECT localhost:{} alice", nginx.addr.port());
+    let log = squid.access_log_with(&connect, 1).await;
+    assert!(log.contains(&connect), "{log}");
 
     // An idle tunnel across nginx's 2 s read timeout: pings keep it open.
     let target2 = kit::half_close_target().await;
