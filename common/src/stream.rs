@@ -2,10 +2,13 @@
 //!
 //! Reads pull ciphertext in large reads and open every whole chunk in one pass, each
 //! chunk's plaintext written down next to the previous one's, so a relay writes the
-//! plaintext of many chunks on with one call and nothing is copied (`AsyncBufRead`);
-//! writes seal a whole caller buffer (several chunks) into one output buffer and
-//! hand it to the socket in one call. Buffers are released whenever they run empty, so an
-//! idle tunnel holds no buffer memory.
+//! plaintext of many chunks on with one call and nothing is copied (`AsyncBufRead`).
+//! Writes either read the plaintext straight into the write buffer and seal it there, the
+//! chunk lengths and tags going out from a side buffer in the same vectored write
+//! (`poll_seal_from`, what the relay uses), or seal a caller's buffer (several chunks)
+//! into the write buffer (`AsyncWrite`); either way one call hands it to the socket.
+//! Buffers are released whenever their source runs dry, so an idle tunnel holds no buffer
+//! memory.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
