@@ -79,15 +79,7 @@ impl Half {
                 self.size.reserve(&mut self.buf, 1);
                 let room = self.buf.capacity() - self.buf.len();
                 match poll_read_buf(r.as_mut(), cx, &mut self.buf) {
-                    Poll::Pending => {
-                        if self.need_flush {
-                            ready!(w.as_mut().poll_flush(cx))?;
-                            self.need_flush = false;
-                        }
-                        // Nothing to read: give the buffer back while the tunnel idles.
-                        self.buf = BytesMut::new();
-                        return Poll::Pending;
-                    }
+                    Poll::Pending => return self.poll_idle(cx, w),
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Ready(Ok(0)) => self.read_done = true,
                     Poll::Ready(Ok(n)) => {
@@ -106,13 +98,37 @@ impl Half {
                 self.need_flush = true;
             }
             if self.read_done {
-                ready!(w.as_mut().poll_flush(cx))?;
-                ready!(w.as_mut().poll_shutdown(cx))?;
-                self.done = true;
-                self.buf = BytesMut::new();
-                return Poll::Ready(Ok(()));
+                return self.poll_finish(cx, w);
             }
         }
+    }
+
+    /// The source has nothing now: flush what was written since the last flush, give the
+    /// buffer back while the tunnel idles, and wait.
+    fn poll_idle<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: Pin<&mut W>,
+    ) -> Poll<io::Result<()>> {
+        if self.need_flush {
+            ready!(w.poll_flush(cx))?;
+            self.need_flush = false;
+        }
+        self.buf = BytesMut::new();
+        Poll::Pending
+    }
+
+    /// The source is done and all of it written: flush and shut `w` down.
+    fn poll_finish<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut w: Pin<&mut W>,
+    ) -> Poll<io::Result<()>> {
+        ready!(w.as_mut().poll_flush(cx))?;
+        ready!(w.poll_shutdown(cx))?;
+        self.done = true;
+        self.buf = BytesMut::new();
+        Poll::Ready(Ok(()))
     }
 
     /// `poll_copy` into a tunnel that seals what it reads where it lies (when it can; else
@@ -134,16 +150,10 @@ impl Half {
             }
             ready!(w.poll_drain(cx))?;
             if self.read_done {
-                return self.poll_copy(cx, r, Pin::new(w), active);
+                return self.poll_finish(cx, Pin::new(w));
             }
             match w.poll_seal_from(cx, r.as_mut()) {
-                Poll::Pending => {
-                    if self.need_flush {
-                        ready!(Pin::new(&mut *w).poll_flush(cx))?;
-                        self.need_flush = false;
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return self.poll_idle(cx, Pin::new(w)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(0)) => self.read_done = true,
                 Poll::Ready(Ok(n)) => {
@@ -173,13 +183,7 @@ impl Half {
         }
         while !self.read_done {
             let data = match r.as_mut().poll_fill_buf(cx) {
-                Poll::Pending => {
-                    if self.need_flush {
-                        ready!(w.as_mut().poll_flush(cx))?;
-                        self.need_flush = false;
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return self.poll_idle(cx, w),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(data)) => data,
             };
@@ -196,10 +200,7 @@ impl Half {
             self.need_flush = true;
             *active = true;
         }
-        ready!(w.as_mut().poll_flush(cx))?;
-        ready!(w.as_mut().poll_shutdown(cx))?;
-        self.done = true;
-        Poll::Ready(Ok(()))
+        self.poll_finish(cx, w)
     }
 }
 

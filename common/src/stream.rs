@@ -387,23 +387,23 @@ fn run_slices<'a>(
     max: usize,
     written: usize,
 ) -> Vec<IoSlice<'a>> {
-    let mut out = Vec::with_capacity(1 + 3 * run.div_ceil(max));
-    out.push(&wbuf[..pre]);
-    for (piece, side) in wbuf[pre..pre + run]
+    let pieces = wbuf[pre..pre + run]
         .chunks(max)
-        .zip(side.chunks(CHUNK_OVERHEAD))
-    {
+        .zip(side.chunks(CHUNK_OVERHEAD));
+    let segments = std::iter::once(&wbuf[..pre]).chain(pieces.flat_map(|(piece, side)| {
         let (len, tag) = side.split_at(2 + TAG_LEN);
-        out.extend([len, piece, tag]);
-    }
+        [len, piece, tag]
+    }));
+    let mut out = Vec::with_capacity(1 + 3 * run.div_ceil(max));
     let mut skip = written;
-    out.into_iter()
-        .filter_map(|s| {
-            let keep = &s[skip.min(s.len())..];
-            skip -= skip.min(s.len());
-            (!keep.is_empty()).then(|| IoSlice::new(keep))
-        })
-        .collect()
+    for s in segments {
+        let keep = &s[skip.min(s.len())..];
+        skip -= s.len() - keep.len();
+        if !keep.is_empty() {
+            out.push(IoSlice::new(keep));
+        }
+    }
+    out
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for EncryptedStream<S> {
