@@ -5,6 +5,8 @@
 # Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A one-off run gains nothing from incremental caches (hundreds of MB); set it to 1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
