@@ -17,6 +17,8 @@ pub mod relay;
 pub mod replay;
 pub mod shutdown;
 pub mod stream;
+#[cfg(test)]
+mod test_util;
 pub mod timeout;
 pub mod tls;
 

@@ -379,7 +379,7 @@ mod tests {
             (Method::ChaCha20IetfPoly1305, 1 << 20, false),
         ] {
             let key = MasterKey::from_password(method, "pw");
-            let (mut client, mut a) = duplex(1 << 16);
+            let (client, mut a) = duplex(1 << 16);
             let (b, far) = duplex(1 << 16);
             let io = Vectored {
                 io: b,
@@ -403,14 +403,7 @@ mod tests {
             });
             let up: Vec<u8> = (0..300_000u32).map(|i| (i % 247) as u8).collect();
             let down: Vec<u8> = (0..700_000u32).map(|i| (i % 241) as u8).collect();
-            let send = up.clone();
-            let writer = tokio::spawn(async move {
-                client.write_all(&send).await.expect("write");
-                client.shutdown().await.expect("half-close");
-                let mut back = Vec::new();
-                client.read_to_end(&mut back).await.expect("answer");
-                back
-            });
+            let writer = crate::test_util::spawn_app(client, up.clone());
             let mut q = Vec::new();
             far.read_to_end(&mut q).await.expect("far end reads to EOF");
             let want = [&[1u8, 127, 0, 0, 1, 0, 80][..], &up].concat();

@@ -451,17 +451,10 @@ mod tests {
         let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
         // A 7-byte pipe forces partial reads and writes everywhere.
         let (a, b) = duplex(7);
-        let mut a = EncryptedStream::new(a, &key);
+        let a = EncryptedStream::new(a, &key);
         let mut b = EncryptedStream::new(b, &key);
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let send = data.clone();
-        let writer = tokio::spawn(async move {
-            a.write_all(&send).await.expect("write");
-            a.shutdown().await.expect("shutdown");
-            let mut back = Vec::new();
-            a.read_to_end(&mut back).await.expect("read answer");
-            back
-        });
+        let writer = crate::test_util::spawn_app(a, data.clone());
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.expect("read");
         assert_eq!(got, data);
