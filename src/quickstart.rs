@@ -30,11 +30,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         key: key.clone(),
         // Only the demo origin is allowed among private addresses; the internet is open.
         policy: Policy {
-            allow_private: false,
-            allow: vec![format!("{}/32", demo.ip())
-                .parse()
-                .map_err(anyhow::Error::msg)?],
+            allow_exact: vec![demo],
             own: Some(server_addr),
+            ..Policy::default()
         },
         handshake_timeout: Duration::from_secs(60),
         connect_timeout: Duration::from_secs(10),

@@ -244,8 +244,8 @@ fn address_len(plain: &[u8]) -> Option<usize> {
 #[derive(Clone, Copy)]
 enum Expect {
     Sip004,
-    Request { now: u64 },
-    Response { now: u64, request_salt: [u8; 32] },
+    Request,
+    Response { request_salt: [u8; 32] },
 }
 
 #[derive(Clone, Copy)]
@@ -266,20 +266,49 @@ pub struct Decoder {
     salt: [u8; 32],
     state: State,
     expect: Expect,
+    clock: Clock,
     max: usize,
     confirm: bool,
 }
 
+/// Where a SIP022 decoder reads the time when a header arrives.
+#[derive(Clone, Copy)]
+pub enum Clock {
+    /// This machine's clock, read when the header is opened: a connection held open for a
+    /// while cannot stretch the window in which a recorded header is accepted.
+    System,
+    /// A function of the caller's (tests pin or step the time with it).
+    Fn(fn() -> u64),
+    /// A fixed time (known-answer tests).
+    Pinned(u64),
+}
+
+impl Clock {
+    fn now(self) -> u64 {
+        match self {
+            Clock::System => unix_now(),
+            Clock::Fn(f) => f(),
+            Clock::Pinned(t) => t,
+        }
+    }
+}
+
 impl Decoder {
-    /// A server's decoder for a request (SIP022 checks its timestamp against `unix_now`).
+    /// A server's decoder for a request (SIP022 checks its timestamp against this machine's
+    /// clock when the header arrives).
     pub fn new(key: &MasterKey) -> Self {
-        Self::request_at(key, unix_now())
+        Self::request_with(key, Clock::System)
     }
 
     /// A request decoder with a pinned clock (tests).
     pub fn request_at(key: &MasterKey, now: u64) -> Self {
+        Self::request_with(key, Clock::Pinned(now))
+    }
+
+    /// A request decoder reading the time from `clock`.
+    pub fn request_with(key: &MasterKey, clock: Clock) -> Self {
         let expect = if key.method().is_2022() {
-            Expect::Request { now }
+            Expect::Request
         } else {
             Expect::Sip004
         };
@@ -289,6 +318,7 @@ impl Decoder {
             salt: [0u8; 32],
             state: State::Salt,
             expect,
+            clock,
             max: key.method().max_payload(),
             confirm: false,
         }
@@ -296,20 +326,22 @@ impl Decoder {
 
     /// A client's decoder for the response to the request sent with `request_salt`.
     pub fn response(key: &MasterKey, request_salt: &[u8]) -> Self {
-        Self::response_at(key, request_salt, unix_now())
+        Self::response_with(key, request_salt, Clock::System)
     }
 
     /// A response decoder with a pinned clock (tests).
     pub fn response_at(key: &MasterKey, request_salt: &[u8], now: u64) -> Self {
-        let mut d = Self::request_at(key, now);
+        Self::response_with(key, request_salt, Clock::Pinned(now))
+    }
+
+    /// A response decoder reading the time from `clock`.
+    pub fn response_with(key: &MasterKey, request_salt: &[u8], clock: Clock) -> Self {
+        let mut d = Self::request_with(key, clock);
         if key.method().is_2022() {
             let mut s = [0u8; 32];
             s[..request_salt.len().min(32)]
                 .copy_from_slice(&request_salt[..request_salt.len().min(32)]);
-            d.expect = Expect::Response {
-                now,
-                request_salt: s,
-            };
+            d.expect = Expect::Response { request_salt: s };
         }
         d
     }
@@ -434,7 +466,7 @@ impl Decoder {
                     self.cipher = Some(Cipher::new(&self.key, &salt));
                     self.state = match self.expect {
                         Expect::Sip004 => State::Length,
-                        Expect::Request { .. } => State::RequestFixed,
+                        Expect::Request => State::RequestFixed,
                         Expect::Response { .. } => State::ResponseFixed,
                     };
                 }
@@ -442,10 +474,7 @@ impl Decoder {
                     let Some(h) = self.open(buf, FIXED_REQUEST, AeadError::LengthTag)? else {
                         return Ok(None);
                     };
-                    let Expect::Request { now } = self.expect else {
-                        unreachable!()
-                    };
-                    check_header(h[0], REQUEST, &h[1..9], now)?;
+                    check_header(h[0], REQUEST, &h[1..9], self.clock.now())?;
                     let var = u16::from_be_bytes([h[9], h[10]]) as usize;
                     self.state = State::RequestVar(var);
                 }
@@ -475,10 +504,10 @@ impl Decoder {
                     let Some(h) = self.open(buf, FIXED_RESPONSE, AeadError::LengthTag)? else {
                         return Ok(None);
                     };
-                    let Expect::Response { now, request_salt } = self.expect else {
-                        unreachable!()
+                    let Expect::Response { request_salt } = self.expect else {
+                        return Err(AeadError::BadHeader("stream type"));
                     };
-                    check_header(h[0], RESPONSE, &h[1..9], now)?;
+                    check_header(h[0], RESPONSE, &h[1..9], self.clock.now())?;
                     if !crate::config::ct_eq(&h[9..41], &request_salt) {
                         return Err(AeadError::BadHeader("response is for another request"));
                     }
@@ -512,8 +541,10 @@ fn check_header(kind: u8, want: u8, ts: &[u8], now: u64) -> Result<(), AeadError
     }
     let mut b = [0u8; 8];
     b.copy_from_slice(ts);
-    let skew = u64::from_be_bytes(b) as i64 - now as i64;
-    if skew.abs() > MAX_SKEW {
+    // In i128 any two u64 differ without overflow; the error carries it clamped.
+    let skew = i128::from(u64::from_be_bytes(b)) - i128::from(now);
+    if skew.abs() > i128::from(MAX_SKEW) {
+        let skew = skew.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
         return Err(AeadError::Clock { skew });
     }
     Ok(())

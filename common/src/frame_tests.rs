@@ -141,6 +141,43 @@ fn clock_skew_beyond_30_s_is_refused_and_measured() {
     }
 }
 
+/// A clock the test steps by hand.
+static STEPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(TS);
+
+fn stepped() -> u64 {
+    STEPPED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn the_clock_is_read_when_the_header_arrives_not_when_the_decoder_is_made() {
+    // A connection opened at TS, then held 3 s before a flight stamped 28 s before the
+    // opening arrives: 31 s old when it is read, so refused.
+    STEPPED.store(TS, std::sync::atomic::Ordering::SeqCst);
+    let mut dec = Decoder::request_with(&psk(), Clock::Fn(stepped));
+    let mut enc = Encoder::with_salt(&psk(), &client_salt(), TS - 28);
+    let mut wire = BytesMut::new();
+    enc.encode(&request_plain(), &mut wire);
+    let (salt, rest) = wire.split_at(32);
+    assert_eq!(dec.decode(&mut BytesMut::from(salt)), Ok(None));
+    STEPPED.store(TS + 3, std::sync::atomic::Ordering::SeqCst);
+    let r = dec.decode(&mut BytesMut::from(rest));
+    assert_eq!(r, Err(AeadError::Clock { skew: -31 }));
+}
+
+#[test]
+fn timestamps_at_the_ends_of_u64_do_not_overflow() {
+    for (stamp, now) in [(u64::MAX, 0), (0, u64::MAX), (1 << 63, 5), (5, 1 << 63)] {
+        let mut enc = Encoder::with_salt(&psk(), &client_salt(), stamp);
+        let mut wire = BytesMut::new();
+        enc.encode(&request_plain(), &mut wire);
+        let r = Decoder::request_at(&psk(), now).decode(&mut wire);
+        let Err(AeadError::Clock { skew }) = r else {
+            panic!("{stamp} at {now}: {r:?}")
+        };
+        assert_eq!(skew.signum(), if stamp > now { 1 } else { -1 });
+    }
+}
+
 #[test]
 fn address_only_requests_are_padded_and_round_trip() {
     let addr = h("030b6578616d706c652e636f6d01bb");

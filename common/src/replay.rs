@@ -10,6 +10,10 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How long SIP022 salts are kept: the whole span in which a header stamped at one time
+/// can pass the clock check, with a margin.
+pub const SIP022_WINDOW: Duration = Duration::from_secs(2 * crate::frame::MAX_SKEW as u64 + 5);
+
 /// Salts seen recently (the first 16 bytes of each: ample to tell random salts apart).
 pub struct ReplayFilter {
     inner: Mutex<Inner>,
@@ -56,7 +60,16 @@ impl ReplayFilter {
         }
     }
 
-    /// SIP022: every salt of the last `window`, no more, no less.
+    /// SIP022: every salt for as long as a header carrying it could still be accepted. A
+    /// header stamped `t` passes the clock check while this machine's clock reads within
+    /// `t ± MAX_SKEW`, a span of `2 × MAX_SKEW` (plus a second for whole-second stamps):
+    /// salts are kept that long and a little more, so a replay is refused by one rule or
+    /// the other at any moment.
+    pub fn sip022() -> Self {
+        Self::window(SIP022_WINDOW)
+    }
+
+    /// Every salt of the last `window`, no more, no less.
     pub fn window(window: Duration) -> Self {
         let inner = Inner::Window {
             seen: HashSet::new(),
@@ -135,7 +148,20 @@ mod tests {
     }
 
     #[test]
-    fn the_2022_window_is_exactly_60_seconds() {
+    fn sip022_salts_outlive_every_header_that_could_carry_them() {
+        // A header stamped t passes while the clock reads t - 30 ..= t + 30 (and a
+        // fraction): the salt recorded at the earliest moment must still be there at
+        // the latest.
+        let f = ReplayFilter::sip022();
+        let t0 = Instant::now();
+        assert!(f.check_and_insert_at(&[7; 32], t0));
+        let latest = Duration::from_secs(2 * crate::frame::MAX_SKEW as u64 + 1);
+        assert!(!f.check_and_insert_at(&[7; 32], t0 + latest));
+        assert!(SIP022_WINDOW > latest);
+    }
+
+    #[test]
+    fn a_window_forgets_exactly_at_its_end() {
         let f = ReplayFilter::window(Duration::from_secs(60));
         let t0 = Instant::now();
         assert!(f.check_and_insert_at(&[1; 32], t0));

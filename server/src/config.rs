@@ -171,6 +171,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             allow_private: cli.allow_private || file.allow_private.unwrap_or(false),
             allow,
             own: Some(listen).filter(|a| !a.ip().is_unspecified()),
+            ..Policy::default()
         },
         handshake_timeout: file
             .handshake_timeout

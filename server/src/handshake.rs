@@ -79,7 +79,9 @@ async fn read_request_inner<S: AsyncRead + Unpin>(
     replay: Option<&ReplayFilter>,
 ) -> Result<Request, BadRequest> {
     let mut dec = Decoder::new(key);
-    let mut rbuf = BytesMut::with_capacity(MAX_CHUNK + 64);
+    // Only what the next step needs is allocated: a silent connection holds a salt's
+    // worth of buffer, a slow one no more than the chunk it is sending.
+    let mut rbuf = BytesMut::new();
     let mut plain = BytesMut::new();
     let mut first = true;
     loop {
@@ -102,9 +104,8 @@ async fn read_request_inner<S: AsyncRead + Unpin>(
                 });
             }
         }
-        if rbuf.capacity() - rbuf.len() < dec.needed(rbuf.len()) {
-            rbuf.reserve(MAX_CHUNK);
-        }
+        let want = dec.needed(rbuf.len()).clamp(1, MAX_CHUNK);
+        rbuf.reserve(want);
         if io.read_buf(&mut rbuf).await? == 0 {
             return Err(BadRequest::Closed);
         }

@@ -54,6 +54,9 @@ pub struct Settings {
     pub ws_ping: Duration,
 }
 
+/// How often the host's interface addresses are read again.
+const HOST_ADDRS_REFRESH: Duration = Duration::from_secs(30);
+
 /// State shared by every connection.
 pub struct Shared {
     /// The settings.
@@ -74,6 +77,26 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    // The host's own addresses, now and every 30 s while serving.
+    let host = settings.policy.host.clone();
+    if let Err(e) = host.refresh() {
+        tracing::warn!("cannot list this host's addresses (they are not refused as targets): {e}");
+    }
+    let refresh = {
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(HOST_ADDRS_REFRESH) => {
+                        if let Err(e) = host.refresh() {
+                            tracing::debug!("listing this host's addresses: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    };
     let endpoint = {
         let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
         async move {
@@ -89,14 +112,13 @@ pub async fn run(
         inbound: Some("tunnel"),
     };
     let shared = Arc::new(Shared {
-        replay: settings.replay_filter.then(|| {
-            if settings.key.method().is_2022() {
-                // SIP022: the exact set of the last 60 s (timestamps refuse anything older).
-                ReplayFilter::window(std::time::Duration::from_secs(60))
-            } else {
-                ReplayFilter::new(1 << 16)
-            }
-        }),
+        // SIP022 requires its salt set whatever the config says; `replay_filter = false`
+        // switches off the SIP004 filter only.
+        replay: if settings.key.method().is_2022() {
+            Some(ReplayFilter::sip022())
+        } else {
+            settings.replay_filter.then(|| ReplayFilter::new(1 << 16))
+        },
         settings,
         metrics: metrics.clone(),
     });
@@ -125,6 +147,6 @@ pub async fn run(
         })
         .await
     };
-    tokio::join!(tcp, ws, endpoint);
+    tokio::join!(tcp, ws, endpoint, refresh);
     Ok(())
 }

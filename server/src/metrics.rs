@@ -101,9 +101,9 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
     loop {
         let conn = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = listener.accept() => c,
+            c = burrow_common::net::accept_with_backoff(&listener) => c,
         };
-        let Ok((conn, _)) = conn else { continue };
+        let (conn, _) = conn;
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {

@@ -2,8 +2,9 @@
 //!
 //! Checked on every address actually dialled (after resolution), so a name that resolves
 //! to 127.0.0.1 is refused like the literal (no DNS-rebinding gap). IPv6 forms that carry
-//! an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/48,
-//! 6to4 2002::/16) are judged by the IPv4 address inside.
+//! an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16,
+//! Teredo 2001::/32) are judged by the IPv4 address inside; the local-use NAT64 prefix
+//! 64:ff9b:1::/48 is refused whole. The host's own addresses are refused on every port.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -101,8 +102,21 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
         return classify_v4(v4(12));
     }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[..3] == [0x64, 0xff9b, 1]) {
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return classify_v4(v4(12));
+    }
+    if s[..3] == [0x64, 0xff9b, 1] {
+        // RFC 8215: a network's own NAT64 prefix, of any length from /48 on, so where
+        // the IPv4 address sits is not known: never a public destination.
+        return Some("local-use NAT64 (64:ff9b:1::/48)");
+    }
+    if s[..2] == [0x2001, 0] {
+        // Teredo (RFC 4380): the relay's IPv4 address in bits 32..64, the client's,
+        // inverted, in the last 32; either one private makes it a way inside.
+        let client = Ipv4Addr::new(!o[12], !o[13], !o[14], !o[15]);
+        return classify_v4(v4(4))
+            .or(classify_v4(client))
+            .map(|_| "Teredo to a private address");
     }
     if s[0] == 0x2002 {
         return classify_v4(v4(2));
@@ -119,27 +133,100 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
 /// The server's egress rules.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
-    /// Dial private and special addresses too.
+    /// Dial private and special addresses too (the host's own addresses included).
     pub allow_private: bool,
-    /// Blocks allowed even though they are private.
+    /// Blocks allowed even though they are private (or the host's own).
     pub allow: Vec<Cidr>,
+    /// Single host:port destinations allowed whatever else says (quickstart's demo origin).
+    pub allow_exact: Vec<SocketAddr>,
     /// The server's own listen address: never a target.
     pub own: Option<SocketAddr>,
+    /// Every address of the host's interfaces: never a target, on any port, unless allowed.
+    pub host: HostAddrs,
 }
 
 impl Policy {
     /// `Ok` if `addr` may be dialled, else the reason.
     pub fn check(&self, addr: SocketAddr) -> Result<(), &'static str> {
-        if self.own == Some(addr) {
+        let ip = unwrap_v4(addr.ip());
+        if self
+            .own
+            .is_some_and(|o| unwrap_v4(o.ip()) == ip && o.port() == addr.port())
+        {
             return Err("the server's own listen address");
         }
-        if self.allow_private || self.allow.iter().any(|c| c.contains(addr.ip())) {
+        if self
+            .allow_exact
+            .iter()
+            .any(|a| unwrap_v4(a.ip()) == ip && a.port() == addr.port())
+        {
             return Ok(());
         }
-        match classify(addr.ip()) {
+        if self.allow_private || self.allow.iter().any(|c| c.contains(ip)) {
+            return Ok(());
+        }
+        if self.host.contains(ip) {
+            return Err("one of the server's own addresses");
+        }
+        match classify(ip) {
             Some(why) => Err(why),
             None => Ok(()),
         }
+    }
+}
+
+/// An IPv6 form that only wraps an IPv4 address (mapped `::ffff:a.b.c.d`, compatible
+/// `::a.b.c.d`) as that IPv4 address; anything else as it is.
+pub fn unwrap_v4(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            if s[..5] == [0; 5]
+                && (s[5] == 0xffff || s[5] == 0)
+                && !v6.is_loopback()
+                && !v6.is_unspecified()
+            {
+                let o = v6.octets();
+                IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+            } else {
+                ip
+            }
+        }
+        v4 => v4,
+    }
+}
+
+/// The addresses of this host's interfaces, shared by every connection and refreshed in
+/// the background (interfaces come and go: DHCP, a VPN, a new IPv6 prefix).
+#[derive(Clone, Debug, Default)]
+pub struct HostAddrs(std::sync::Arc<std::sync::RwLock<Vec<IpAddr>>>);
+
+impl HostAddrs {
+    /// Reads the interfaces now; on failure the previous set is kept and the error returned.
+    pub fn refresh(&self) -> std::io::Result<()> {
+        let mut now: Vec<IpAddr> = if_addrs::get_if_addrs()?
+            .into_iter()
+            .map(|i| unwrap_v4(i.ip()))
+            .collect();
+        now.sort();
+        now.dedup();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = now;
+        Ok(())
+    }
+
+    /// A set with exactly these addresses (tests).
+    pub fn fixed(ips: &[IpAddr]) -> Self {
+        HostAddrs(std::sync::Arc::new(std::sync::RwLock::new(
+            ips.iter().map(|i| unwrap_v4(*i)).collect(),
+        )))
+    }
+
+    /// True if `ip` (already unwrapped) is one of this host's addresses.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&ip)
     }
 }
 
@@ -184,6 +271,10 @@ mod tests {
             "64:ff9b::7f00:1",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b:1::a00:1",
+            "64:ff9b:1:7f00:1::",
+            "64:ff9b:1:808:8:800::",
+            "2001:0:7f00:1::",
+            "2001:0:808:808::f5ff:fffe",
             "2002:7f00:1::",
             "2002:c0a8:101::1",
         ] {
@@ -207,6 +298,7 @@ mod tests {
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
             "2002:808:808::1",
+            "2001:0:808:808::f7f7:f7f7",
         ] {
             assert!(!refused(ip), "{ip} must be allowed");
         }
@@ -222,6 +314,7 @@ mod tests {
                 "10.1.0.0/16".parse().expect("cidr"),
             ],
             own: Some(own),
+            ..Policy::default()
         };
         assert!(p.check("127.0.0.1:80".parse().expect("a")).is_ok());
         assert!(p.check("127.0.0.2:80".parse().expect("a")).is_err());
@@ -233,6 +326,43 @@ mod tests {
             ..Policy::default()
         };
         assert!(open.check("169.254.169.254:80".parse().expect("a")).is_ok());
+    }
+
+    #[test]
+    fn the_hosts_own_addresses_are_refused_on_every_port_and_in_every_form() {
+        let public: IpAddr = "203.0.113.5".parse().expect("ip");
+        let p = Policy {
+            host: HostAddrs::fixed(&[public]),
+            allow_exact: vec!["127.0.0.1:8080".parse().expect("a")],
+            ..Policy::default()
+        };
+        for a in [
+            "203.0.113.5:22",
+            "203.0.113.5:9100",
+            "[::ffff:203.0.113.5]:22",
+            "[::203.0.113.5]:80",
+        ] {
+            assert_eq!(
+                p.check(a.parse().expect("a")),
+                Err("one of the server's own addresses"),
+                "{a}"
+            );
+        }
+        assert!(p.check("203.0.113.6:22".parse().expect("a")).is_ok());
+        assert!(
+            p.check("127.0.0.1:8080".parse().expect("a")).is_ok(),
+            "the one exact allowance"
+        );
+        assert!(
+            p.check("127.0.0.1:8081".parse().expect("a")).is_err(),
+            "not the rest of loopback"
+        );
+        let real = HostAddrs::default();
+        real.refresh().expect("interfaces");
+        assert!(
+            real.contains("127.0.0.1".parse().expect("ip")),
+            "loopback is an interface address"
+        );
     }
 
     #[test]

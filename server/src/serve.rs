@@ -1,6 +1,6 @@
 //! One connection, top to bottom: handshake → dial → relay, each under its own timeout.
 
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use burrow_common::aead::{AeadError, Decoder, Encoder};
@@ -69,8 +69,13 @@ where
         Ok(Err(bad)) => {
             shared.metrics.rejected(bad.kind());
             if let BadRequest::Aead(AeadError::Clock { .. }) = bad {
-                // The header authenticated: a real client whose clock is off. Say so.
-                warn!("refused a request: {bad}");
+                // The header authenticated: a real client whose clock is off, or a
+                // recorded flight replayed. Say so, but not once per replay.
+                if clock_warning_due() {
+                    warn!("refused a request: {bad} (said at most every 10 s)");
+                } else {
+                    debug!("refused a request: {bad}");
+                }
             } else {
                 debug!(reason = %bad, "not a valid request: draining silently");
             }
@@ -140,6 +145,14 @@ where
             Err(e) => info!(up, down, secs, "closed: {e}"),
         }
     }
+}
+
+/// True at most once every 10 s: a replay loop must not flood the log.
+fn clock_warning_due() -> bool {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = burrow_common::frame::unix_now();
+    let last = LAST.load(Relaxed);
+    now.saturating_sub(last) >= 10 && LAST.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
 }
 
 /// Keeps the open-connections gauge right however `serve` ends.

@@ -1,7 +1,10 @@
 //! The WebSocket transport: the encrypted stream rides binary WebSocket messages, so the
 //! hop to the server looks like any wss:// connection to proxies, nginx and CDNs.
 //!
-//! One `poll_write` is one binary message (the stream seals several chunks per write).
+//! One `poll_write` is one binary message of at most [`MAX_MESSAGE`] bytes (the stream
+//! seals several chunks per write; a longer write is taken in part). Both ends refuse
+//! frames and messages above that size as soon as a frame header announces one, so a
+//! peer that has not authenticated cannot make us hold more than one message's worth.
 //! WebSocket has no half-close, so ours is carried as an empty binary message: the reader
 //! returns EOF, the other direction keeps flowing. Pings go out while the tunnel is idle,
 //! so intermediaries with idle cut-offs keep it open.
@@ -17,8 +20,25 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+/// The largest message either end sends or takes: four whole chunks, so a message always
+/// carries whole chunks when writes are this size, and an unauthenticated peer can make
+/// the server buffer no more than this (plus the read buffer) per connection.
+pub const MAX_MESSAGE: usize = 4 * crate::aead::MAX_CHUNK;
+
+/// Limits for both ends: bounded frames and messages, a small eager read buffer (the
+/// frame's own length is reserved when its header arrives), writes sent as they come.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * MAX_MESSAGE)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
 
 fn io_err(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
     use tokio_tungstenite::tungstenite::Error;
@@ -75,7 +95,7 @@ where
                 format!("WebSocket request: {e}"),
             )
         })?;
-    let (ws, _) = tokio_tungstenite::client_async(req, io)
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, io, Some(config()))
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) => io::Error::new(
@@ -106,7 +126,7 @@ where
             Err(refusal)
         }
     };
-    let ws = tokio_tungstenite::accept_hdr_async(io, check)
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(io, check, Some(config()))
         .await
         .map_err(|e| {
             io::Error::new(
@@ -180,6 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        let buf = &buf[..buf.len().min(MAX_MESSAGE)];
         let mut ws = Pin::new(&mut self.get_mut().ws);
         match ws.as_mut().poll_ready(cx) {
             Poll::Ready(Ok(())) => {}

@@ -1,0 +1,166 @@
+//! What an attacker who has read the code tries: headers held back past their window,
+//! oversized WebSocket frames before any authentication, and the like. Each case drives
+//! the real server over real sockets and checks what the target and the prober saw.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use burrow::kit::{rss_kib, Proc, Recorder};
+use burrow_common::{MasterKey, Method, TargetAddr};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PSK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A server allowed to dial loopback, with `extra` config lines; the listeners in the
+/// order the binary reports them.
+fn server_with(method: &str, secret: &str, extra: &str) -> (Proc, Vec<SocketAddr>, usize) {
+    let dir = temp_dir("hard");
+    let cfg = dir.join("server.toml");
+    std::fs::write(&cfg, format!("allow_private = true\n{extra}")).expect("config");
+    let cfg = cfg.to_str().expect("utf8").to_owned();
+    let args = ["-s", "127.0.0.1:0", "-m", method, "-k", secret, "-c", &cfg];
+    let p = Proc::spawn(SERVER, &args, &[]);
+    let n = 1 + extra.matches("listen").count() + extra.matches("metrics").count();
+    let addrs = (0..n).map(|_| p.listening()).collect();
+    (p, addrs, n)
+}
+
+/// A SIP022 first flight stamped `age` seconds ago.
+fn stale_flight(key: &MasterKey, target: SocketAddr, age: u64, payload: &[u8]) -> Vec<u8> {
+    let mut salt = [0u8; 32];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut salt[..]);
+    let stamp = burrow_common::frame::unix_now() - age;
+    let mut enc = burrow_common::aead::Encoder::with_salt(key, &salt, stamp);
+    let mut plain = bytes::BytesMut::new();
+    TargetAddr::Ip(target).encode(&mut plain);
+    plain.extend_from_slice(payload);
+    let mut wire = bytes::BytesMut::new();
+    enc.encode(&plain, &mut wire);
+    wire.to_vec()
+}
+
+/// Sends `flight` on `c` and reads until the server closes: the bytes it answered.
+async fn answer_to(mut c: TcpStream, flight: &[u8]) -> Vec<u8> {
+    c.write_all(flight).await.expect("send");
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(60), c.read_to_end(&mut got)).await;
+    assert!(r.is_ok(), "the server closes in time");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip022_header_held_back_past_its_window_is_refused() {
+    let (s, addrs, _) = server_with(
+        "2022-blake3-chacha20-poly1305",
+        PSK,
+        "handshake_timeout = \"8s\"\n",
+    );
+    let key = MasterKey::from_secret(Method::Blake3ChaCha20Poly1305, PSK).expect("psk");
+    let target = Recorder::start("127.0.0.1:0", b"answer").await;
+
+    // A flight recorded 28 s ago: still inside the window when the connection opens.
+    let flight = stale_flight(&key, target.addr, 28, b"GET / again");
+    let held = TcpStream::connect(addrs[0]).await.expect("connect");
+    // The prober holds the connection open; 3 s later the header is 31 s old.
+    tokio::time::sleep(Duration::from_secs(3)).await; // the stall is the case under test
+    let got = answer_to(held, &flight).await;
+    assert!(got.is_empty(), "the prober got {} bytes", got.len());
+
+    // The same held-open replay of a flight that was served once: no second dial.
+    let served = stale_flight(&key, target.addr, 27, b"first");
+    let mut c = TcpStream::connect(addrs[0]).await.expect("connect");
+    c.write_all(&served).await.expect("send");
+    let mut one = [0u8; 1];
+    c.read_exact(&mut one)
+        .await
+        .expect("the original is served");
+    let held = TcpStream::connect(addrs[0]).await.expect("connect");
+    tokio::time::sleep(Duration::from_secs(4)).await; // the stall is the case under test
+    let got = answer_to(held, &served).await;
+    assert!(got.is_empty(), "the replay got {} bytes", got.len());
+    assert_eq!(target.wait_count(1), 1, "the target was dialled once");
+    assert_eq!(target.received(0), b"first");
+    s.wait_for("timestamp -3");
+}
+
+/// A client's WebSocket upgrade on `addr`, answered with 101.
+async fn ws_upgraded(addr: SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET /tunnel HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    c.write_all(req.as_bytes()).await.expect("upgrade");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut b).await.expect("answer"),
+            1,
+            "closed mid-answer"
+        );
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    c
+}
+
+/// A masked client frame header: `fin`, `opcode`, a 64-bit length.
+fn frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut h = vec![(u8::from(fin) << 7) | opcode, 0x80 | 127];
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&[1, 2, 3, 4]);
+    h
+}
+
+/// Writes what the server takes of `bytes`; a server that hangs up is fine.
+async fn push(c: &mut TcpStream, bytes: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(20), c.write_all(bytes)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_websocket_frames_and_messages_are_not_buffered() {
+    let (s, addrs, _) = server_with(
+        "chacha20-ietf-poly1305",
+        "pw",
+        "handshake_timeout = \"60s\"\nws_listen = \"127.0.0.1:0\"\n",
+    );
+    let ws = addrs[1];
+    let payload = vec![0x5au8; 15 << 20];
+    let before = rss_kib(s.pid());
+    // One 16 MiB frame of which 15 MiB arrive, on eight connections, then a stall.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut c = ws_upgraded(ws).await;
+        push(&mut c, &frame_header(true, 2, 16 << 20)).await;
+        push(&mut c, &payload).await;
+        held.push(c);
+    }
+    let during = rss_kib(s.pid());
+    assert!(
+        during < before + 8 * 1024,
+        "RSS grew from {before} KiB to {during} KiB on 8 oversized frames"
+    );
+    // One message in 60 KiB fragments, 15 MiB in all, on eight more.
+    let piece = vec![0x5au8; 60 << 10];
+    for _ in 0..8 {
+        let mut c = ws_upgraded(ws).await;
+        let mut wire = frame_header(false, 2, piece.len() as u64);
+        wire.extend_from_slice(&piece);
+        for _ in 0..(15 << 20) / piece.len() {
+            push(&mut c, &wire).await;
+            wire[0] = 0; // continuation frames from here on
+        }
+        held.push(c);
+    }
+    let after = rss_kib(s.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB on 8 fragmented messages"
+    );
+    drop(held);
+}
