@@ -75,8 +75,24 @@ async fn burrow_local_to_ssserver() {
         );
         ssserver.wait_for("listening on");
         let server_addr = format!("127.0.0.1:{sport}").parse().expect("addr");
-        // shadowsocks-rust sends nothing before the target does: no dial confirmation.
-        let (_local, local_addr) = local(server_addr, method, secret, &["--no-confirm"]);
+        // With the defaults: shadowsocks-rust sends nothing before the target does, and
+        // burrow-local must learn that by itself.
+        let (local, local_addr) = local(server_addr, method, secret, &[]);
         fetch_through(local_addr, target).await;
+        local.wait_for("never answers first");
+        // The HTTP proxy too: CONNECT and plain forwarding.
+        for extra in [&["--proxytunnel"][..], &[]] {
+            let proxy = format!("http://{local_addr}");
+            let mut args = vec!["-x", &proxy];
+            args.extend_from_slice(extra);
+            let url = format!("http://{target}/");
+            args.push(&url);
+            let (code, out, err) = curl(&args).await;
+            assert_eq!(
+                (code, out.as_slice()),
+                (0, &b"hello from burrow\n"[..]),
+                "{extra:?}: {err}"
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ use burrow_common::TargetAddr;
 use burrow_common::outbound::proxy::{self, ProxyUrl};
 use burrow_common::outbound::{Outbound, WsTransport};
 
+use crate::dial::Confirm;
 use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
 use crate::tls::TlsTarget;
 use crate::Settings;
@@ -68,6 +69,29 @@ pub struct Cli {
     pub no_confirm: bool,
 }
 
+/// `confirm_connect` as written: a boolean or a word.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum ConfirmSetting {
+    /// `true`: always wait; `false`: never.
+    Bool(bool),
+    /// `"auto"`.
+    Word(String),
+}
+
+impl ConfirmSetting {
+    fn resolve(&self) -> Result<Confirm, String> {
+        match self {
+            ConfirmSetting::Bool(true) => Ok(Confirm::Always),
+            ConfirmSetting::Bool(false) => Ok(Confirm::Never),
+            ConfirmSetting::Word(w) if w.eq_ignore_ascii_case("auto") => Ok(Confirm::Auto),
+            ConfirmSetting::Word(w) => Err(format!(
+                "confirm_connect = {w:?}: expected \"auto\", true or false"
+            )),
+        }
+    }
+}
+
 /// The config file; every field optional, unknown fields refused.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +107,8 @@ pub struct RawConfig {
     pub listen: Option<Vec<String>>,
     pub proxy_username: Option<String>,
     pub proxy_password: Option<Secret>,
-    pub confirm_connect: Option<bool>,
+    /// `"auto"` (learn what the server does), `true` (always wait), `false` (never).
+    pub confirm_connect: Option<ConfirmSetting>,
     #[serde(default, deserialize_with = "de_duration")]
     pub handshake_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
@@ -231,11 +256,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let settings = Settings {
         routes,
         outbound,
-        response_salts: key.method().is_2022().then(|| {
-            Arc::new(burrow_common::replay::ReplayFilter::window(
-                std::time::Duration::from_secs(60),
-            ))
-        }),
+        response_salts: key
+            .method()
+            .is_2022()
+            .then(|| Arc::new(burrow_common::replay::ReplayFilter::sip022())),
         server_host,
         server_port,
         key,
@@ -245,7 +269,12 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT),
         connect_timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
         idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
-        confirm_connect: !cli.no_confirm && file.confirm_connect.unwrap_or(true),
+        confirm: match (&file.confirm_connect, cli.no_confirm) {
+            (_, true) => Confirm::Never,
+            (Some(c), false) => c.resolve()?,
+            (None, false) => Confirm::Auto,
+        },
+        learned: Default::default(),
         max_connections: file
             .max_connections
             .unwrap_or_else(burrow_common::net::connection_budget)

@@ -1,11 +1,15 @@
-//! The hop to the server: connect, send the request header, learn whether the server
-//! reached the target.
+//! The hop to the server: connect, seal the request header, and — when that is the
+//! plan — learn whether the server reached the target.
 //!
 //! The Shadowsocks protocol carries no dial result. burrow-server sends its salt as soon
-//! as the target is connected and closes without a byte when it is not, so with
-//! `confirm_connect` burrow-local waits for that first byte before telling the app the
-//! connection is up: the app gets a real failure instead of an empty stream. Other
-//! servers send nothing until the target speaks, so for them `confirm_connect = false`.
+//! as the target is connected (asked for in SIP022 padding) and closes without a byte
+//! when it is not; other servers send nothing until the target speaks. With the default
+//! `confirm_connect = "auto"` burrow-local learns which kind it talks to: the first
+//! tunnel waits a few round trips for the word; a server that gives it is asked again
+//! for targets not reached lately (a dead target then still gets a real error), and
+//! tunnels to targets reached lately start at once; a server that stays silent is
+//! never waited for again. A tunnel that does not wait keeps its header back so that
+//! it leaves in one write with the app's first bytes.
 
 use std::io;
 use std::time::Duration;
@@ -15,12 +19,99 @@ use burrow_common::timeout::with_timeout;
 use burrow_common::{EncryptedStream, TargetAddr};
 use bytes::BytesMut;
 use fast_socks5::ReplyError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 use crate::Settings;
 
 /// Extra time the server gets, on top of its own connect timeout, to answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long a target counts as reached lately.
+const REACHED_FOR: Duration = Duration::from_secs(600);
+
+/// Targets remembered at most.
+const REACHED_MAX: usize = 4096;
+
+/// Whether a new tunnel waits for the server's word that the target is connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// Learn what the server does (the default).
+    Auto,
+    /// Always wait (burrow-server only: other servers never answer first).
+    Always,
+    /// Never wait.
+    Never,
+}
+
+/// What burrow-local has learned of its server, shared by every tunnel.
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// `UNKNOWN`, `CONFIRMS` or `SILENT`.
+    server: AtomicU8,
+    /// Targets the server reached lately, and when.
+    reached: Mutex<HashMap<TargetAddr, Instant>>,
+}
+
+const UNKNOWN: u8 = 0;
+const CONFIRMS: u8 = 1;
+const SILENT: u8 = 2;
+
+impl Learned {
+    fn reached_lately(&self, target: &TargetAddr) -> bool {
+        let map = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(target).is_some_and(|t| t.elapsed() < REACHED_FOR)
+    }
+
+    fn mark_reached(&self, target: &TargetAddr) {
+        let mut map = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= REACHED_MAX {
+            map.retain(|_, t| t.elapsed() < REACHED_FOR);
+            if map.len() >= REACHED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(target.clone(), Instant::now());
+    }
+
+    fn forget(&self, target: &TargetAddr) {
+        let mut map = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(target);
+    }
+}
+
+/// How a new tunnel starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Send the request and wait for the server's word before the app hears back.
+    /// `learning`: the server's kind is not known yet; silence past a few round trips
+    /// means a server that never answers first, and the tunnel goes ahead.
+    Wait {
+        /// Still learning what the server does.
+        learning: bool,
+    },
+    /// Go at once: the header waits for the app's first bytes.
+    Go,
+}
+
+impl Plan {
+    /// The plan for a tunnel to `target`.
+    pub fn for_target(target: &TargetAddr, s: &Settings) -> Plan {
+        match s.confirm {
+            Confirm::Never => Plan::Go,
+            Confirm::Always => Plan::Wait { learning: false },
+            Confirm::Auto => match s.learned.server.load(Relaxed) {
+                SILENT => Plan::Go,
+                CONFIRMS if s.learned.reached_lately(target) => Plan::Go,
+                CONFIRMS => Plan::Wait { learning: false },
+                _ => Plan::Wait { learning: true },
+            },
+        }
+    }
+}
 
 /// Why no tunnel could be opened.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +133,7 @@ pub enum TunnelError {
     /// The server did not answer in time.
     #[error(
         "the server did not answer within {0:?} (a wrong password or method gets silence; \
-             a server other than burrow-server needs confirm_connect = false)"
+             a server other than burrow-server needs confirm_connect = \"auto\" or false)"
     )]
     NoAnswer(Duration),
 }
@@ -78,12 +169,20 @@ impl TunnelError {
     }
 }
 
-/// Opens an encrypted tunnel to `target` through the server and sends the request. With
-/// `confirm_connect` the server has also answered, so the target is connected.
-pub async fn open_tunnel(target: &TargetAddr, s: &Settings) -> Result<Tunnel, TunnelError> {
+/// Opens an encrypted tunnel to `target` through the server as `plan` says. After a
+/// `Wait` the request is out and the server has answered (the target is connected), or
+/// it is a server that never answers first; after `Go` the request header is sealed and
+/// leaves with the first bytes written.
+pub async fn open_tunnel(
+    target: &TargetAddr,
+    s: &Settings,
+    plan: Plan,
+) -> Result<Tunnel, TunnelError> {
     // Boxed: the dial's state (proxy, TLS, WebSocket handshakes) lives on the heap only
     // while dialling, not in every tunnel's task for its whole life.
-    Box::pin(open_tunnel_inner(target, s)).await.map(Box::new)
+    Box::pin(open_tunnel_inner(target, s, plan))
+        .await
+        .map(Box::new)
 }
 
 /// An open tunnel. Boxed: a stream held inline would be laid out more than once in the
@@ -93,11 +192,13 @@ pub type Tunnel = Box<EncryptedStream<ServerIo>>;
 async fn open_tunnel_inner(
     target: &TargetAddr,
     s: &Settings,
+    plan: Plan,
 ) -> Result<EncryptedStream<ServerIo>, TunnelError> {
     let server_err = |source| TunnelError::Server {
         server: format!("{}:{}", s.server_host, s.server_port),
         source,
     };
+    let started = Instant::now();
     let conn = outbound::connect(
         &s.outbound,
         &s.server_host,
@@ -107,8 +208,10 @@ async fn open_tunnel_inner(
     )
     .await
     .map_err(server_err)?;
+    let connect_time = started.elapsed();
     let mut tunnel = EncryptedStream::new(conn, &s.key);
-    if s.confirm_connect {
+    if s.confirm != Confirm::Never {
+        // Harmless to other servers: SIP022 padding they skip; SIP004 has no field.
         tunnel.ask_confirmation();
     }
     if let Some(filter) = &s.response_salts {
@@ -117,20 +220,57 @@ async fn open_tunnel_inner(
     let mut header = BytesMut::with_capacity(target.encoded_len());
     target.encode(&mut header);
     tunnel.buffer(&header);
+    let Plan::Wait { learning } = plan else {
+        return Ok(tunnel);
+    };
     with_timeout("sending the request", s.connect_timeout, tunnel.flush())
         .await
         .map_err(server_err)?;
-    if !s.confirm_connect {
-        return Ok(tunnel);
-    }
-    let wait = s.connect_timeout + ANSWER_MARGIN;
-    match tokio::time::timeout(wait, tunnel.peer_answered()).await {
-        Ok(Ok(true)) => Ok(tunnel),
-        Ok(Ok(false)) => Err(TunnelError::Target(target.clone())),
+    let full = s.connect_timeout + ANSWER_MARGIN;
+    // Learning: burrow-server answers one round trip after the request (plus its dial of
+    // a target beside it); five connect times, at least a second, is ample.
+    let wait = if learning {
+        (connect_time * 5).clamp(Duration::from_secs(1), full)
+    } else {
+        full
+    };
+    let answered = tokio::time::timeout(wait, tunnel.peer_answered()).await;
+    let learned = &s.learned;
+    match answered {
+        Ok(Ok(true)) => {
+            if s.confirm == Confirm::Auto {
+                if learned.server.swap(CONFIRMS, Relaxed) == UNKNOWN {
+                    tracing::debug!(
+                        "the server confirms connections: targets reached lately start at once"
+                    );
+                }
+                learned.mark_reached(target);
+            }
+            Ok(tunnel)
+        }
+        Ok(Ok(false)) => {
+            learned.forget(target);
+            Err(TunnelError::Target(target.clone()))
+        }
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+            learned.forget(target);
             Err(TunnelError::Target(target.clone()))
         }
         Ok(Err(e)) => Err(server_err(e)),
+        Err(_) if learning => {
+            if learned
+                .server
+                .compare_exchange(UNKNOWN, SILENT, Relaxed, Relaxed)
+                .is_ok()
+            {
+                tracing::info!(
+                    "the server did not confirm the first connection within {wait:?}: taking it \
+                     for a server that never answers first (not burrow-server), and no longer \
+                     waiting; if nothing comes back, check the password and method"
+                );
+            }
+            Ok(tunnel)
+        }
         Err(_) => Err(TunnelError::NoAnswer(wait)),
     }
 }

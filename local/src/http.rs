@@ -20,8 +20,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::{debug, info, Instrument, Span};
 
-use crate::dial::open_tunnel;
-use crate::hop::is_websocket_upgrade;
+use crate::dial::{open_tunnel, Plan};
+use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
 use crate::origin::{self, Cache, Origin, Upgrade};
 use crate::route::{self, Route};
 use crate::{reverse, Settings};
@@ -202,28 +202,39 @@ async fn connect(req: Request<Incoming>, s: Arc<Settings>) -> Response<Body> {
         );
     };
     Span::current().record("target", tracing::field::display(&target));
-    let mut tunnel = match open_tunnel(&target, &s).await {
-        Ok(t) => t,
-        Err(e) => {
-            crate::dial::report(&e);
-            return text(e.http_status(), format!("burrow-local: {e}"));
+    let plan = Plan::for_target(&target, &s);
+    // Without a wait the app hears 200 now and its first bytes leave with the header.
+    let mut early = None;
+    if plan != Plan::Go {
+        match open_tunnel(&target, &s, plan).await {
+            Ok(t) => early = Some(t),
+            Err(e) => {
+                crate::dial::report(&e);
+                return text(e.http_status(), format!("burrow-local: {e}"));
+            }
         }
-    };
+    }
     let idle = s.idle_timeout;
     tokio::spawn(
         async move {
-            match hyper::upgrade::on(req).await {
-                Ok(up) => {
-                    let (moved, r) = relay_tunnel(&mut TokioIo::new(up), &mut *tunnel, idle).await;
-                    info!(
-                        up = moved.a_to_b,
-                        down = moved.b_to_a,
-                        "CONNECT closed{}",
-                        r.err().map(|e| format!(": {e}")).unwrap_or_default()
-                    );
-                }
-                Err(e) => debug!("CONNECT upgrade: {e}"),
-            }
+            let up = match hyper::upgrade::on(req).await {
+                Ok(up) => up,
+                Err(e) => return debug!("CONNECT upgrade: {e}"),
+            };
+            let mut tunnel = match early {
+                Some(t) => t,
+                None => match open_tunnel(&target, &s, plan).await {
+                    Ok(t) => t,
+                    Err(e) => return crate::dial::report(&e),
+                },
+            };
+            let (moved, r) = relay_tunnel(&mut TokioIo::new(up), &mut *tunnel, idle).await;
+            info!(
+                up = moved.a_to_b,
+                down = moved.b_to_a,
+                "CONNECT closed{}",
+                r.err().map(|e| format!(": {e}")).unwrap_or_default()
+            );
         }
         .instrument(Span::current()),
     );
@@ -235,10 +246,14 @@ async fn forward(req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) -> Res
         return text(StatusCode::BAD_REQUEST, "burrow-local: bad request target");
     };
     Span::current().record("target", tracing::field::display(&target));
+    // host[:port] only: user:pass@ in an absolute URI is never forwarded.
     let authority = req
         .uri()
         .authority()
-        .map(|a| a.as_str().to_owned())
+        .map(|a| match a.port() {
+            Some(p) => format!("{}:{p}", a.host()),
+            None => a.host().to_owned(),
+        })
         .unwrap_or_default();
     let Ok(host) = HeaderValue::from_str(&authority) else {
         return text(StatusCode::BAD_REQUEST, "burrow-local: bad host");
@@ -249,6 +264,9 @@ async fn forward(req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) -> Res
         Upgrade::No
     };
     let (mut parts, body) = req.into_parts();
+    // The client's hop-by-hop headers go before ours are added: its `Connection` must not
+    // name and so delete Host or X-Forwarded-For.
+    strip_hop_by_hop(&mut parts.headers, !matches!(upgrade, Upgrade::No));
     let path = parts
         .uri
         .path_and_query()
@@ -284,6 +302,7 @@ async fn reverse(
         Err(refusal) => return refusal.response(),
     };
     let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, !matches!(upgrade, Upgrade::No));
     let path = route::upstream_path(route, parts.uri.path(), parts.uri.query());
     parts.uri = match path.parse() {
         Ok(u) => u,

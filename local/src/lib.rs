@@ -52,8 +52,10 @@ pub struct Settings {
     pub outbound: burrow_common::outbound::Outbound,
     /// SIP022: the servers' salts of the last 60 s; a repeated one is refused.
     pub response_salts: Option<Arc<burrow_common::replay::ReplayFilter>>,
-    /// Wait for the server to confirm the target before replying to the app.
-    pub confirm_connect: bool,
+    /// Whether new tunnels wait for the server to confirm the target.
+    pub confirm: dial::Confirm,
+    /// What has been learned of the server (does it confirm; targets reached lately).
+    pub learned: Arc<dial::Learned>,
     /// Open connections at most.
     pub max_connections: usize,
     /// How long open tunnels may drain after SIGTERM/SIGINT.

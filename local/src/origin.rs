@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, Instrument, Span};
 
-use crate::dial::open_tunnel;
+use crate::dial::{open_tunnel, Plan};
 use crate::hop::strip_hop_by_hop;
 use crate::http::{text, Body};
 use crate::tls::TlsTarget;
@@ -75,16 +75,26 @@ pub async fn send(
 
     let key = origin.key();
     let cached = cache.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let mut sender = match cached {
-        Some((k, sender)) if k == key && sender.is_ready() => sender,
+    let (mut sender, fresh) = match cached {
+        Some((k, sender)) if k == key && sender.is_ready() => (sender, false),
         _ => match connect(origin, s).await {
-            Ok(sender) => sender,
+            Ok(sender) => (sender, true),
             Err(resp) => return resp,
         },
     };
     let method = req.method().clone();
     let mut resp = match sender.send_request(req).await {
         Ok(r) => r,
+        Err(e) if fresh && e.is_incomplete_message() => {
+            let msg = format!(
+                "burrow-local: the tunnel to {} closed without an answer: the server could not \
+                 open it (refused by its egress policy, or unreachable from it), or it does not \
+                 take our key",
+                origin.target
+            );
+            info!("{msg}");
+            return text(StatusCode::BAD_GATEWAY, msg);
+        }
         Err(e) => {
             return text(
                 StatusCode::BAD_GATEWAY,
@@ -146,7 +156,8 @@ fn accept_matches(resp: &Response<Incoming>, want: &str) -> bool {
 /// A new HTTP/1 client connection to the origin: tunnel, then TLS if asked.
 async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>, Response<Body>> {
     let target = &origin.target;
-    let tunnel = open_tunnel(target, s).await.map_err(|e| {
+    // No wait for the server's word: the origin's answer (or its absence) says it all.
+    let tunnel = open_tunnel(target, s, Plan::Go).await.map_err(|e| {
         crate::dial::report(&e);
         text(e.http_status(), format!("burrow-local: {e}"))
     })?;

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 use tracing::{debug, info, Span};
 
-use crate::dial::open_tunnel;
+use crate::dial::{open_tunnel, Plan};
 use crate::Settings;
 
 /// Room for a whole greeting or request (a request is at most 262 bytes).
@@ -40,20 +40,35 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     };
     Span::current().record("target", tracing::field::display(&target));
 
-    let mut tunnel = match open_tunnel(&target, s).await {
-        Ok(t) => t,
-        Err(e) => {
-            crate::dial::report(&e);
-            let code = e.socks_reply();
-            let reply = proto.reply_error(&code);
-            let _ = tokio::time::timeout(s.handshake_timeout, reply).await;
-            return;
-        }
-    };
     let bound = SocketAddr::from(([0, 0, 0, 0], 0));
-    let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
-    let Ok(Ok(client)) = reply.await else {
-        return debug!("client left before the SOCKS5 reply");
+    let plan = Plan::for_target(&target, s);
+    let (client, mut tunnel) = if plan == Plan::Go {
+        // The app hears "connected" now and sends its first bytes while the hop to the
+        // server is made; they leave together with the request header.
+        let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
+        let Ok(Ok(client)) = reply.await else {
+            return debug!("client left before the SOCKS5 reply");
+        };
+        match open_tunnel(&target, s, plan).await {
+            Ok(t) => (client, t),
+            Err(e) => return crate::dial::report(&e),
+        }
+    } else {
+        let tunnel = match open_tunnel(&target, s, plan).await {
+            Ok(t) => t,
+            Err(e) => {
+                crate::dial::report(&e);
+                let code = e.socks_reply();
+                let reply = proto.reply_error(&code);
+                let _ = tokio::time::timeout(s.handshake_timeout, reply).await;
+                return;
+            }
+        };
+        let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
+        let Ok(Ok(client)) = reply.await else {
+            return debug!("client left before the SOCKS5 reply");
+        };
+        (client, tunnel)
     };
     // Whatever the client sent early (after its request, before our reply) goes first.
     let early = Bytes::copy_from_slice(client.buffer());
