@@ -50,6 +50,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         key,
         proxy_auth: None,
         routes: Vec::new(),
+        host_names: Vec::new(),
         outbound: Default::default(),
         response_salts: Some(std::sync::Arc::new(
             burrow_common::replay::ReplayFilter::window(Duration::from_secs(60)),

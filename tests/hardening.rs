@@ -164,3 +164,114 @@ async fn oversized_websocket_frames_and_messages_are_not_buffered() {
     );
     drop(held);
 }
+
+/// Sends one raw request with `Connection: close` semantics and reads the whole answer.
+async fn raw_http(addr: SocketAddr, req: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
+    let (origin, seen) = burrow::origins::hyper_origin().await;
+    let secret = secret_for("chacha20-ietf-poly1305");
+    let (_srv, server_addr) = server("chacha20-ietf-poly1305", secret, &["--allow-private"]);
+    let dir = temp_dir("hosts");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host_names = [\"Burrow.test\"]\n\
+             [[route]]\npath = \"/app\"\nupstream = \"http://{origin}/base\"\n\
+             [[route]]\npath = \"/h\"\nupstream = \"http://{origin}\"\n\
+             [[route]]\npath = \"/strict\"\nupstream = \"http://{origin}/strict\"\n\
+             origins = [\"https://ok.example\"]\n"
+        ),
+    )
+    .expect("config");
+    let (_local, l) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        secret,
+        &["-c", cfg.to_str().expect("utf8")],
+    );
+    let get = |path: &str, host: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+    };
+    let port = l.port();
+    // Host: the listener, localhost, a configured name — anything else is 421.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "burrow.test".into(),
+    ] {
+        let out = raw_http(l, &get("/app/x", &host, "")).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{host}: {out}");
+    }
+    for (path, host) in [
+        ("/app/rebound", "attacker.example".to_string()),
+        ("/proxy.pac", format!("attacker.example:{port}")),
+        (
+            "/app/rebound",
+            format!("127.0.0.1:{}", port.wrapping_add(1)),
+        ),
+    ] {
+        let out = raw_http(l, &get(path, &host, "")).await;
+        assert!(out.starts_with("HTTP/1.1 421"), "{path} {host}: {out}");
+    }
+    // Dot segments in any spelling never leave the route's prefix.
+    for path in [
+        "/app/../admin",
+        "/app/%2e%2e/admin",
+        "/app/.%2E/admin",
+        "/app/%252e%252e/admin",
+    ] {
+        let out = raw_http(l, &get(path, "localhost", "")).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{path}: {out}");
+    }
+    // The route's Origin allow-list.
+    let out = raw_http(
+        l,
+        &get("/strict/x", "localhost", "Origin: https://evil.example\r\n"),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    let out = raw_http(
+        l,
+        &get("/strict/x", "localhost", "Origin: https://ok.example\r\n"),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let lines = seen.lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("admin") && !l.contains("rebound")),
+        "{lines:?}"
+    );
+    // The client's Connection header cannot delete what burrow adds; userinfo never
+    // reaches the origin's Host.
+    let out = raw_http(
+        l,
+        &get(
+            "/h/headers",
+            "localhost",
+            "Connection: x-forwarded-for, host\r\n",
+        ),
+    )
+    .await;
+    assert!(out.contains("x-forwarded-for: 127.0.0.1"), "{out}");
+    let out = raw_http(
+        l,
+        &format!(
+            "GET http://user:secret@{origin}/headers HTTP/1.1\r\nHost: {origin}\r\n\
+             Connection: close, host\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(out.contains(&format!("host: {origin}\n")), "{out}");
+    assert!(!out.contains("secret"), "{out}");
+}

@@ -124,6 +124,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub route: Vec<RawRoute>,
     pub outbound_proxy: Option<String>,
+    /// Names by which apps reach burrow-local's own pages (routes, /proxy.pac), besides
+    /// its listen address and localhost.
+    #[serde(default)]
+    pub host_names: Vec<String>,
     pub transport: Option<String>,
     pub websocket: Option<RawWebSocket>,
 }
@@ -153,6 +157,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub insecure_skip_verify: bool,
     pub ca_file: Option<PathBuf>,
+    /// Browser origins allowed on this route (`Origin` header); any when absent.
+    pub origins: Option<Vec<String>>,
 }
 
 /// Defaults, all in one place.
@@ -255,6 +261,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let routes = routes(cli, &file.route)?;
     let settings = Settings {
         routes,
+        host_names: file
+            .host_names
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
         outbound,
         response_salts: key
             .method()
@@ -359,6 +370,7 @@ fn build_route(r: &RawRoute) -> Result<Route, String> {
         },
         preserve_host: r.preserve_host,
         insecure: r.insecure_skip_verify,
+        origins: r.origins.clone(),
     })
 }
 

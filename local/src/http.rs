@@ -91,7 +91,23 @@ async fn handle(
     if req.method() != Method::CONNECT && req.uri().scheme().is_none() {
         let path = req.uri().path().to_owned();
         let upgrade = req.headers().contains_key(header::UPGRADE);
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
         let mut resp = match route::find(&s.routes, &path) {
+            _ if !host_is_ours(&req, local, &s) => text(
+                StatusCode::MISDIRECTED_REQUEST,
+                "burrow-local: this Host is not one of burrow-local's names (host_names)",
+            ),
+            _ if route::check_path(&path).is_err() => text(
+                StatusCode::BAD_REQUEST,
+                "burrow-local: dot segments and encoded slashes are not allowed in paths",
+            ),
+            Some(r) if !route::origin_allowed(r, origin) => text(
+                StatusCode::FORBIDDEN,
+                "burrow-local: origin not allowed on this route",
+            ),
             Some(r) => {
                 let r = r.clone();
                 reverse(req, &r, s, st).await
@@ -126,6 +142,31 @@ async fn handle(
             ),
         ),
     }
+}
+
+/// True if the request's `Host` names this listener: its address, localhost or a loopback
+/// literal (with its port or none), or one of `host_names`. A web page that rebinds its
+/// own name to 127.0.0.1 sends its own name, and is refused.
+fn host_is_ours(req: &Request<Incoming>, local: SocketAddr, s: &Settings) -> bool {
+    let Some(host) = req.headers().get(header::HOST) else {
+        return true; // HTTP/1.0 without Host: not a browser
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let host = host.trim().to_ascii_lowercase();
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if !p.contains(']') => (n, p.parse::<u16>().ok()),
+        _ => (host.as_str(), None),
+    };
+    if port.is_some_and(|p| p != local.port()) {
+        return false;
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let literal = name.parse::<std::net::IpAddr>().ok();
+    name == "localhost"
+        || literal.is_some_and(|ip| ip.is_loopback() || ip == local.ip())
+        || s.host_names.iter().any(|n| n == name)
 }
 
 fn check_auth(req: &Request<Incoming>, s: &Settings) -> Option<Response<Body>> {

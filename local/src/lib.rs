@@ -40,6 +40,8 @@ pub struct Settings {
     pub key: MasterKey,
     /// Reverse routes, served on every listener.
     pub routes: Vec<route::Route>,
+    /// Extra names accepted in `Host` for routes and /proxy.pac (lower case).
+    pub host_names: Vec<String>,
     /// Username/password apps must give (SOCKS5 RFC 1929, HTTP Basic), if any.
     pub proxy_auth: Option<(String, Secret)>,
     /// An app must finish its SOCKS5 handshake within this.
@@ -82,6 +84,16 @@ pub async fn run(
             r.path,
             r.upstream.url
         );
+    }
+    for l in &listeners {
+        let open = l.local_addr().is_ok_and(|a| !a.ip().is_loopback());
+        if open && settings.proxy_auth.is_none() {
+            tracing::warn!(
+                "listening on {} without proxy_username/proxy_password: anyone who can reach \
+                 it can use the tunnel",
+                l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
+        }
     }
     let settings = Arc::new(settings);
     let loops = listeners.into_iter().map(|listener| {

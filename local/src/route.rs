@@ -23,6 +23,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// TLS verification is off for this route (warned about at start).
     pub insecure: bool,
+    /// If set, a request with an `Origin` header must name one of these.
+    pub origins: Option<Vec<String>>,
 }
 
 /// An upstream: host, port, TLS or not, and a path prefix.
@@ -107,6 +109,36 @@ pub fn upstream_host_url(value: &str) -> Result<String, String> {
     })
 }
 
+/// Refuses a request path that could climb out of a route's prefix at the upstream:
+/// `.` or `..` segments, in plain or percent-encoded form, encoded slashes and
+/// backslashes (which some upstreams decode into separators).
+pub fn check_path(path: &str) -> Result<(), &'static str> {
+    // Double encodings (`%252e`) are undone first: an upstream may decode twice.
+    let mut lower = path.to_ascii_lowercase();
+    while lower.contains("%25") {
+        lower = lower.replace("%25", "%");
+    }
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return Err("an encoded slash or a backslash in the path");
+    }
+    let dots = lower.split('/').any(|seg| {
+        let decoded = seg.replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    if dots {
+        return Err("a dot segment in the path");
+    }
+    Ok(())
+}
+
+/// True if `origin` may use `route`: no allow-list, no `Origin` header, or a listed one.
+pub fn origin_allowed(route: &Route, origin: Option<&str>) -> bool {
+    match (&route.origins, origin) {
+        (Some(list), Some(o)) => list.iter().any(|a| a.eq_ignore_ascii_case(o.trim())),
+        _ => true,
+    }
+}
+
 /// The route for `path`: the longest prefix that matches whole segments.
 pub fn find<'a>(routes: &'a [Route], path: &str) -> Option<&'a Route> {
     routes
@@ -156,7 +188,42 @@ mod tests {
             },
             preserve_host: false,
             insecure: false,
+            origins: None,
         }
+    }
+
+    #[test]
+    fn dot_segments_in_any_spelling_are_refused() {
+        for bad in [
+            "/chat/../admin",
+            "/chat/%2e%2e/admin",
+            "/chat/%2E%2e/admin",
+            "/chat/.%2e/admin",
+            "/chat/./x",
+            "/chat/%2e/x",
+            "/chat%2f..%2fadmin",
+            "/chat/..",
+            "/chat/%252e%252e/admin",
+            "/chat\\..\\admin",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for good in ["/chat", "/chat/room.1", "/chat/..x", "/chat/a...b", "/"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn origin_allow_list() {
+        let mut r = route("/chat", "ws://b");
+        assert!(origin_allowed(&r, Some("https://evil.example")));
+        r.origins = Some(vec!["https://app.example".into()]);
+        assert!(origin_allowed(&r, Some("https://app.example")));
+        assert!(!origin_allowed(&r, Some("https://evil.example")));
+        assert!(
+            origin_allowed(&r, None),
+            "non-browser clients send no Origin"
+        );
     }
 
     #[test]
