@@ -275,3 +275,84 @@ async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
     assert!(out.contains(&format!("host: {origin}\n")), "{out}");
     assert!(!out.contains("secret"), "{out}");
 }
+
+/// Opens a CONNECT tunnel through the HTTP proxy at `proxy` to `target`.
+async fn http_connect(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(proxy).await.expect("connect");
+    let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    c.write_all(req.as_bytes()).await.expect("CONNECT");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut b).await.expect("answer"),
+            1,
+            "closed mid-answer"
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_connect_and_socks_tunnels_and_max_connections_counts_them() {
+    let target = burrow::kit::http_target().await;
+    let secret = secret_for("chacha20-ietf-poly1305");
+    let (_srv, server_addr) = server("chacha20-ietf-poly1305", secret, &["--allow-private"]);
+    let dir = temp_dir("drain");
+    let cfg = dir.join("local.toml");
+    std::fs::write(&cfg, "shutdown_grace = \"30s\"\nmax_connections = 2\n").expect("config");
+    let (mut local, l) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        secret,
+        &["-c", cfg.to_str().expect("utf8")],
+    );
+    let mut tunnel = http_connect(l, target).await;
+    let (mut socks, reply) = burrow::kit::socks5_connect(l, "127.0.0.1", target.port())
+        .await
+        .expect("socks");
+    assert_eq!(reply, 0);
+    // Both permits are held by open tunnels: a third connection waits in the backlog.
+    let mut third = TcpStream::connect(l).await.expect("backlog");
+    third.write_all(b"\x05\x01\x00").await.expect("greeting");
+    let mut two = [0u8; 2];
+    let waited = tokio::time::timeout(Duration::from_millis(500), third.read(&mut two)).await;
+    assert!(
+        waited.is_err(),
+        "a third connection was served past max_connections"
+    );
+    drop(third);
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &local.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    local.wait_for("stopped accepting");
+    // Both tunnels still carry a whole exchange after SIGTERM.
+    for c in [&mut tunnel, &mut socks] {
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .expect("request");
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.expect("answer");
+        assert!(
+            got.ends_with(b"hello from burrow\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    drop((tunnel, socks));
+    assert_eq!(local.wait_exit(), Some(0), "{}", local.output());
+    assert!(
+        local.output().contains("all connections closed"),
+        "{}",
+        local.output()
+    );
+}

@@ -64,6 +64,7 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         peer,
         cache: Cache::default(),
     });
+    let relays = state.cache.tasks.clone();
     let header_timeout = settings.handshake_timeout;
     let svc = service_fn(move |req| {
         let (s, st) = (settings.clone(), state.clone());
@@ -79,6 +80,10 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     if let Err(e) = served.await {
         debug!("http connection: {e}");
     }
+    // CONNECT tunnels and upgraded WebSockets outlive the HTTP connection that started
+    // them; this task (and its connection permit) lasts until they end.
+    relays.close();
+    relays.wait().await;
 }
 
 async fn handle(
@@ -130,7 +135,7 @@ async fn handle(
         return denied;
     }
     if req.method() == Method::CONNECT {
-        return connect(req, s).await;
+        return connect(req, s, &st.cache.tasks).await;
     }
     match req.uri().scheme_str() {
         Some("http") => forward(req, s, st).await,
@@ -235,7 +240,11 @@ fn bracket(host: &str) -> String {
     }
 }
 
-async fn connect(req: Request<Incoming>, s: Arc<Settings>) -> Response<Body> {
+async fn connect(
+    req: Request<Incoming>,
+    s: Arc<Settings>,
+    tasks: &tokio_util::task::TaskTracker,
+) -> Response<Body> {
     let Some(target) = target_of(req.uri(), 443).filter(|_| req.uri().port_u16().is_some()) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -256,7 +265,7 @@ async fn connect(req: Request<Incoming>, s: Arc<Settings>) -> Response<Body> {
         }
     }
     let idle = s.idle_timeout;
-    tokio::spawn(
+    tasks.spawn(
         async move {
             let up = match hyper::upgrade::on(req).await {
                 Ok(up) => up,

@@ -50,9 +50,15 @@ pub enum Upgrade {
     Checked(String),
 }
 
-/// The origin connection of a client connection's last request.
+/// Per client connection: the origin connection of its last request, and the relays it
+/// started (upgraded WebSockets, CONNECT tunnels), which the connection's task waits for
+/// so that they count against max_connections and drain on shutdown like any tunnel.
 #[derive(Default)]
-pub struct Cache(Mutex<Option<(String, SendRequest<Incoming>)>>);
+pub struct Cache {
+    last: Mutex<Option<(String, SendRequest<Incoming>)>>,
+    /// Relays started on behalf of this client connection.
+    pub tasks: tokio_util::task::TaskTracker,
+}
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
@@ -74,7 +80,7 @@ pub async fn send(
     *req.version_mut() = http::Version::HTTP_11;
 
     let key = origin.key();
-    let cached = cache.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let cached = cache.last.lock().unwrap_or_else(|p| p.into_inner()).take();
     let (mut sender, fresh) = match cached {
         Some((k, sender)) if k == key && sender.is_ready() => (sender, false),
         _ => match connect(origin, s).await {
@@ -114,7 +120,7 @@ pub async fn send(
         (_, Some(client_upgrade)) if switching => {
             let origin_upgrade = hyper::upgrade::on(&mut resp);
             let idle = s.idle_timeout;
-            tokio::spawn(
+            cache.tasks.spawn(
                 async move {
                     match tokio::try_join!(client_upgrade, origin_upgrade) {
                         Ok((c, o)) => {
@@ -139,7 +145,7 @@ pub async fn send(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return Response::from_parts(parts, body.boxed());
         }
-        _ => *cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, sender)),
+        _ => *cache.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, sender)),
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, switching);
