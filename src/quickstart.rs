@@ -38,6 +38,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),
         max_connections: 1024,
+        max_handshakes: 512,
         shutdown_grace: Duration::from_secs(2),
         replay_filter: true,
         ws_path: "/tunnel".into(),

@@ -356,3 +356,107 @@ async fn sigterm_drains_connect_and_socks_tunnels_and_max_connections_counts_the
         local.output()
     );
 }
+
+/// Connections accepted so far, from the metrics endpoint.
+async fn accepted(metrics: SocketAddr) -> u64 {
+    let (code, out, err) = curl(&[&format!("http://{metrics}/metrics")]).await;
+    assert_eq!(code, 0, "{err}");
+    String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("burrow_connections_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_silent_connections_cost_little_each() {
+    const N: usize = 10_000;
+    burrow_common::net::raise_descriptor_limit();
+    let (s, addrs, _) = server_with(
+        "chacha20-ietf-poly1305",
+        "pw",
+        "handshake_timeout = \"120s\"\nmax_connections = 12000\nmax_handshakes = 11000\n\
+         metrics = \"127.0.0.1:0\"\n",
+    );
+    let (tcp, metrics) = (addrs[0], addrs[1]);
+    // One connection first, so the runtime's own first-use allocations are in the baseline.
+    let warm = TcpStream::connect(tcp).await.expect("warm-up");
+    while accepted(metrics).await < 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = rss_kib(s.pid());
+    let mut held = Vec::with_capacity(N);
+    for _ in 0..N {
+        held.push(TcpStream::connect(tcp).await.expect("connect"));
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while accepted(metrics).await < N as u64 + 1 && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted(metrics).await, N as u64 + 1, "all accepted");
+    let after = rss_kib(s.pid());
+    let each = (after.saturating_sub(before)) * 1024 / N as u64;
+    eprintln!("{each} bytes per silent connection ({before} → {after} KiB)");
+    assert!(
+        each < 4096,
+        "{each} bytes per silent connection ({before} → {after} KiB)"
+    );
+    drop((held, warm));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listener_flooded_at_a_small_descriptor_limit_stays_cheap_and_recovers() {
+    let dir = temp_dir("flood");
+    let cfg = dir.join("server.toml");
+    let toml = "handshake_timeout = \"30s\"\nallow_private = true\nmax_connections = 1000\n\
+                ws_listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n";
+    std::fs::write(&cfg, toml).expect("config");
+    let cfg = cfg.to_str().expect("utf8").to_owned();
+    let args = [
+        "--nofile=64:64",
+        SERVER,
+        "-s",
+        "127.0.0.1:0",
+        "-k",
+        "pw",
+        "-c",
+        &cfg,
+    ];
+    let p = Proc::spawn("prlimit", &args, &[]);
+    let listeners: Vec<SocketAddr> = (0..3).map(|_| p.listening()).collect();
+    let mut held = Vec::new();
+    for l in &listeners {
+        for _ in 0..60 {
+            held.push(
+                TcpStream::connect(l)
+                    .await
+                    .expect("connect (the backlog takes it)"),
+            );
+        }
+    }
+    p.wait_for("accept: ");
+    let cpu0 = burrow::kit::cpu_seconds(p.pid());
+    tokio::time::sleep(Duration::from_secs(2)).await; // the window over which CPU is measured
+    let spent = burrow::kit::cpu_seconds(p.pid()) - cpu0;
+    assert!(spent < 0.5, "accept loops spun: {spent:.2} CPU-s in 2 s");
+    drop(held);
+    let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
+    let target = Recorder::start("127.0.0.1:0", b"").await;
+    let f = flight(&key, &TargetAddr::Ip(target.addr), b"recovered");
+    let mut served = false;
+    for _ in 0..30 {
+        let Ok(mut c) = TcpStream::connect(listeners[0]).await else {
+            continue;
+        };
+        let _ = c.write_all(&f).await;
+        let mut salt = [0u8; 32];
+        let answer = tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut salt));
+        if let Ok(Ok(_)) = answer.await {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "service recovered\n{}", p.output());
+    let (code, _, err) = curl(&["-m", "20", &format!("http://{}/metrics", listeners[2])]).await;
+    assert_eq!(code, 0, "metrics recovered: {err}");
+}

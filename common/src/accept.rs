@@ -16,10 +16,12 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::net::{accept_with_backoff, configure_socket, SocketOpts};
 
 /// How a listener accepts.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AcceptOpts {
-    /// Connections served at once; more wait in the listen backlog.
-    pub max_connections: usize,
+    /// Connections served at once, one permit each, shared by every listener of the
+    /// process (so that together they stay within the descriptor budget); more wait in
+    /// the listen backlog.
+    pub limit: Arc<Semaphore>,
     /// How long open connections may finish after shutdown is asked.
     pub shutdown_grace: Duration,
     /// Options for every accepted socket.
@@ -43,7 +45,7 @@ pub async fn accept_loop<F, Fut>(
     // Set once on the listener: Linux copies Nagle and keepalive settings into every
     // socket it accepts, which saves five system calls per connection.
     configure_socket(SockRef::from(&listener), &opts.socket);
-    let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let limit = opts.limit.clone();
     let tracker = TaskTracker::new();
     let mut next_id = 0u64;
     loop {

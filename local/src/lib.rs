@@ -72,8 +72,9 @@ pub async fn run(
     listeners: Vec<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // One budget shared by every listener.
     let opts = AcceptOpts {
-        max_connections: settings.max_connections,
+        limit: Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1))),
         shutdown_grace: settings.shutdown_grace,
         socket: settings.socket,
         inbound: None,
@@ -98,7 +99,7 @@ pub async fn run(
     let settings = Arc::new(settings);
     let loops = listeners.into_iter().map(|listener| {
         let settings = settings.clone();
-        accept_loop(listener, opts, shutdown.clone(), move |conn| {
+        accept_loop(listener, opts.clone(), shutdown.clone(), move |conn| {
             serve::serve(settings.clone(), conn)
         })
     });

@@ -82,6 +82,8 @@ pub struct RawConfig {
     #[serde(default, deserialize_with = "de_duration")]
     pub keepalive: Option<Duration>,
     pub max_connections: Option<usize>,
+    /// Connections in their handshake at most (default: half of max_connections).
+    pub max_handshakes: Option<usize>,
     pub replay_filter: Option<bool>,
     pub no_delay: Option<bool>,
     pub ws_listen: Option<String>,
@@ -179,6 +181,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         connect_timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
         idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
         max_connections,
+        max_handshakes: file
+            .max_handshakes
+            .unwrap_or(max_connections / 2)
+            .clamp(1, max_connections),
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         replay_filter: file.replay_filter.unwrap_or(true),
         ws_path: file.ws_path.clone().unwrap_or_else(|| "/tunnel".into()),

@@ -112,6 +112,16 @@ async fn read_request_inner<S: AsyncRead + Unpin>(
     }
 }
 
+/// Waits until `io` has something to read (or has closed), taking nothing: a read into
+/// no room at all. A connection that stays silent has nothing allocated for it.
+pub async fn readable<S: AsyncRead + Unpin>(io: &mut S) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| {
+        let mut none = tokio::io::ReadBuf::new(&mut []);
+        std::pin::Pin::new(&mut *io).poll_read(cx, &mut none)
+    })
+    .await
+}
+
 /// A deadline `base` ± 10 % from now, so close times do not fingerprint the server.
 pub fn jittered_deadline(base: Duration) -> Instant {
     let f: f64 = rand::Rng::gen_range(&mut rand::thread_rng(), 0.9..1.1);
@@ -184,7 +194,7 @@ mod tests {
                 _: &mut std::task::Context<'_>,
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                if self.1 < self.0.len() {
+                if self.1 < self.0.len() && buf.remaining() > 0 {
                     let b = self.0[self.1];
                     buf.put_slice(&[b]);
                     self.1 += 1;

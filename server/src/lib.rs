@@ -40,8 +40,12 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// A tunnel with no traffic either way for this long is closed.
     pub idle_timeout: Duration,
-    /// Open connections at most; further ones wait in the listen backlog.
+    /// Open connections at most, all listeners together; further ones wait in the listen
+    /// backlog.
     pub max_connections: usize,
+    /// Connections still in their handshake at most (within `max_connections`); one
+    /// past it is closed at once.
+    pub max_handshakes: usize,
     /// How long open tunnels may drain after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// SIP004 replay filter (salts remembered).
@@ -65,6 +69,8 @@ pub struct Shared {
     pub replay: Option<ReplayFilter>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Permits for connections still in their handshake.
+    pub handshakes: tokio::sync::Semaphore,
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
@@ -105,8 +111,9 @@ pub async fn run(
             }
         }
     };
+    // One budget for every listener; handshakes have their own, smaller cap within it.
     let opts = AcceptOpts {
-        max_connections: settings.max_connections,
+        limit: Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1))),
         shutdown_grace: settings.shutdown_grace,
         socket: settings.socket,
         inbound: Some("tunnel"),
@@ -119,26 +126,32 @@ pub async fn run(
         } else {
             settings.replay_filter.then(|| ReplayFilter::new(1 << 16))
         },
+        handshakes: tokio::sync::Semaphore::new(settings.max_handshakes.max(1)),
         settings,
         metrics: metrics.clone(),
     });
-    let tcp = accept_loop(listener, opts, shutdown.clone(), |conn| {
+    let tcp = accept_loop(listener, opts.clone(), shutdown.clone(), |conn| {
         serve::serve(shared.clone(), conn)
     });
     let ws = async {
         let Some(listener) = ws_listener else { return };
         let opts = AcceptOpts {
             inbound: Some("websocket"),
-            ..opts
+            ..opts.clone()
         };
         accept_loop(listener, opts, shutdown, |conn| {
             let shared = shared.clone();
             async move {
                 let s = &shared.settings;
+                let Some(handshaking) = serve::start_handshake(&shared) else {
+                    return;
+                };
                 let ping = Some(s.ws_ping);
                 let accepted =
                     tokio::time::timeout(s.handshake_timeout, ws::accept(conn, &s.ws_path, ping));
-                match accepted.await {
+                let accepted = accepted.await;
+                drop(handshaking);
+                match accepted {
                     Ok(Ok(io)) => serve::serve(shared.clone(), io).await,
                     Ok(Err(e)) => tracing::debug!("{e}"),
                     Err(_) => tracing::debug!("WebSocket handshake timed out"),

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub replays: AtomicU64,
     /// No whole request before the handshake deadline.
     pub handshake_timeouts: AtomicU64,
+    /// Closed at once: too many connections were in their handshake.
+    pub busy: AtomicU64,
     /// Targets refused by the egress policy.
     pub dial_refused: AtomicU64,
     /// Targets that could not be resolved or connected.
@@ -37,12 +39,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts a refused first flight by kind (`probe`, `replay`, `timeout`, `closed`).
+    /// Counts a refused first flight by kind (`probe`, `replay`, `timeout`, `busy`, `closed`).
     pub fn rejected(&self, kind: &str) {
         match kind {
             "probe" => &self.probes,
             "replay" => &self.replays,
             "timeout" => &self.handshake_timeouts,
+            "busy" => &self.busy,
             _ => return,
         }
         .fetch_add(1, Relaxed);
@@ -77,6 +80,7 @@ impl Metrics {
                 ("{kind=\"probe\"}", self.probes.load(Relaxed)),
                 ("{kind=\"replay\"}", self.replays.load(Relaxed)),
                 ("{kind=\"timeout\"}", self.handshake_timeouts.load(Relaxed)),
+                ("{kind=\"busy\"}", self.busy.load(Relaxed)),
             ],
         );
         counter(

@@ -10,31 +10,46 @@ use burrow_common::EncryptedStream;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{debug, info, warn, Span};
 
 use crate::dial::{dial, DialError};
 use crate::handshake::{
-    close_quietly, drain_silently, jittered_deadline, read_request, BadRequest, Request,
+    close_quietly, drain_silently, jittered_deadline, read_request, readable, BadRequest, Request,
 };
 use crate::Shared;
 
 /// Serves one accepted connection until its tunnel ends.
 ///
-/// This future lives as long as the tunnel, so it is kept small: the handshake's state is
+/// A connection's task holds only what a silent connection needs (a boxed wait for its
+/// first bytes) until bytes arrive; the rest of its story is boxed from then on. That
+/// future lives as long as the tunnel, so it is kept small: the handshake's state is
 /// boxed while it runs, the rare refusal paths are boxed, and the relay phase holds only
 /// what it uses.
 pub async fn serve<S>(shared: Arc<Shared>, mut conn: S)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = std::time::Instant::now();
     let m = &shared.metrics;
     m.connections.fetch_add(1, Relaxed);
     m.open.fetch_add(1, Relaxed);
     let _open = OpenGuard(&m.open);
-    let Some(req) = handshake(&shared, &mut conn).await else {
+    let Some(deadline) = Box::pin(first_bytes(&shared, &mut conn)).await else {
         return;
     };
+    let Some(req) = Box::pin(handshake(&shared, &mut conn, deadline)).await else {
+        return;
+    };
+    Box::pin(serve_request(&shared, conn, req)).await;
+}
+
+/// Dial → tunnel, for a request that authenticated (the tunnel's time counted from then).
+async fn serve_request<S>(shared: &Shared, mut conn: S, req: Box<Request>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = std::time::Instant::now();
+    let m = &shared.metrics;
     Span::current().record("target", tracing::field::display(&req.target));
     let target = match dial(&req.target, &shared.settings).await {
         Ok(t) => t,
@@ -52,17 +67,49 @@ where
     let Request {
         dec, rbuf, payload, ..
     } = *req;
-    tunnel(&shared, conn, dec, rbuf, payload, target, started).await;
+    tunnel(shared, conn, dec, rbuf, payload, target, started).await;
+}
+
+/// A handshake permit, or `None` (counted) when as many connections as allowed are
+/// still in their handshake: the connection is then closed at once, before anything is
+/// allocated for it, so a flood of silent connections cannot hold the whole budget.
+pub fn start_handshake(shared: &Shared) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    let permit = shared.handshakes.try_acquire().ok();
+    if permit.is_none() {
+        shared.metrics.rejected("busy");
+        debug!("too many connections in their handshake: closed");
+    }
+    permit
+}
+
+/// Waits for the connection's first bytes under the jittered handshake deadline, which it
+/// returns; `None`: nothing came (the connection is closed). Nothing is allocated for a
+/// connection that stays silent but this wait.
+async fn first_bytes<S>(shared: &Shared, conn: &mut S) -> Option<Instant>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = jittered_deadline(shared.settings.handshake_timeout);
+    if tokio::time::timeout_at(deadline, readable(conn))
+        .await
+        .is_ok()
+    {
+        return Some(deadline);
+    }
+    shared.metrics.rejected("timeout");
+    debug!("nothing before the handshake deadline");
+    close_quietly(conn).await;
+    None
 }
 
 /// Reads the first flight under the jittered deadline. `None`: refused (already drained
 /// silently or closed).
-async fn handshake<S>(shared: &Shared, conn: &mut S) -> Option<Box<Request>>
+async fn handshake<S>(shared: &Shared, conn: &mut S, deadline: Instant) -> Option<Box<Request>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let _handshaking = start_handshake(shared)?;
     let s = &shared.settings;
-    let deadline = jittered_deadline(s.handshake_timeout);
     let replay = shared.replay.as_ref();
     match tokio::time::timeout_at(deadline, read_request(conn, &s.key, replay)).await {
         Ok(Ok(req)) => Some(req),
@@ -168,7 +215,7 @@ impl Drop for OpenGuard<'_> {
 mod tests {
     use super::*;
 
-    /// Every tunnel's task holds this future for its whole life: the handshake, the dial
+    /// Every tunnel holds these futures for its whole life: the handshake, the dial
     /// and the refusal paths are boxed, the request too (the stream itself carries the
     /// offsets of a run sealed in place, ~50 bytes). A regression here is memory per idle
     /// tunnel.
@@ -178,6 +225,7 @@ mod tests {
         let cli = crate::config::Cli::try_parse_from(["x", "-k", "p"]).expect("cli");
         let settings = crate::config::load(&cli).expect("load").settings;
         let shared = Arc::new(Shared {
+            handshakes: tokio::sync::Semaphore::new(1),
             settings,
             replay: None,
             metrics: Default::default(),
@@ -188,8 +236,21 @@ mod tests {
         let c = TcpStream::connect(l.local_addr().expect("addr"))
             .await
             .expect("connect");
-        let f = serve(shared, c);
+        let req = Box::new(Request {
+            target: burrow_common::TargetAddr::Domain("example.com".into(), 80),
+            dec: Decoder::new(&shared.settings.key),
+            rbuf: BytesMut::new(),
+            payload: BytesMut::new(),
+        });
+        let f = serve_request(&shared, c, req);
         let size = std::mem::size_of_val(&f);
-        assert!(size <= 2352, "serve() future is {size} bytes");
+        assert!(size <= 2352, "serve_request() future is {size} bytes");
+        drop(f);
+        let c = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let f = serve(shared.clone(), c);
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 128, "serve() future is {size} bytes");
     }
 }
