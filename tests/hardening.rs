@@ -460,3 +460,48 @@ async fn every_listener_flooded_at_a_small_descriptor_limit_stays_cheap_and_reco
     let (code, _, err) = curl(&["-m", "20", &format!("http://{}/metrics", listeners[2])]).await;
     assert_eq!(code, 0, "metrics recovered: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_sip004_server_stream_played_back_to_local_is_refused() {
+    let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
+    // One server stream, recorded: salt and a chunk saying "recorded answer".
+    let mut answer = bytes::BytesMut::new();
+    burrow_common::aead::Encoder::new(&key).encode(b"recorded answer", &mut answer);
+    let answer = answer.to_vec();
+    // A fake server that plays it back to every connection after the request arrives.
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let fake_addr = fake.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = fake.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut req = [0u8; 64];
+                let _ = c.read(&mut req).await;
+                let _ = c.write_all(&answer).await;
+                let mut rest = Vec::new();
+                let _ = c.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    let (_local, l) = local(fake_addr, "chacha20-ietf-poly1305", "pw", &[]);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (mut c, reply) = burrow::kit::socks5_connect(l, "example.com", 80)
+            .await
+            .expect("socks");
+        assert_eq!(reply, 0);
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .expect("request");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(20), c.read(&mut buf))
+            .await
+            .expect("an answer or a close")
+            .unwrap_or(0);
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got[0], b"recorded answer", "the first time it is new");
+    assert!(got[1].is_empty(), "the replay was passed on: {:?}", got[1]);
+}

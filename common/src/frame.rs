@@ -269,6 +269,8 @@ pub struct Decoder {
     clock: Clock,
     max: usize,
     confirm: bool,
+    /// Something keyed by the peer's salt has opened: the salt is the peer's own.
+    authenticated: bool,
 }
 
 /// Where a SIP022 decoder reads the time when a header arrives.
@@ -321,6 +323,7 @@ impl Decoder {
             clock,
             max: key.method().max_payload(),
             confirm: false,
+            authenticated: false,
         }
     }
 
@@ -358,6 +361,11 @@ impl Decoder {
             .map(|_| &self.salt[..self.key.method().salt_len()])
     }
 
+    /// True once a piece sealed under the peer's salt has opened.
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
     /// True between chunks (or before the salt): an EOF here is a clean end.
     pub fn at_boundary(&self) -> bool {
         matches!(self.state, State::Salt | State::Length)
@@ -391,6 +399,7 @@ impl Decoder {
         if !cipher.open(&mut sealed) {
             return Err(err);
         }
+        self.authenticated = true;
         sealed.truncate(len);
         Ok(Some(sealed))
     }
@@ -426,6 +435,7 @@ impl Decoder {
                     if !cipher.open(sealed) {
                         return Err(AeadError::LengthTag);
                     }
+                    self.authenticated = true;
                     let len = u16::from_be_bytes([sealed[0], sealed[1]]) as usize;
                     if len > self.max {
                         return Err(AeadError::Oversize(len));

@@ -174,6 +174,9 @@ impl<S> EncryptedStream<S> {
                 (self.unopened, self.opened) = (from, to);
                 if let Err(e) = r {
                     self.failed = Some(e);
+                } else if !self.salt_is_fresh() {
+                    (self.unopened, self.opened) = (0, 0);
+                    continue;
                 }
                 if from > 0 || self.failed.is_some() {
                     continue;
@@ -181,13 +184,8 @@ impl<S> EncryptedStream<S> {
                 return Ok(false);
             }
             let decoded = self.dec.decode(&mut self.rbuf);
-            if let (Some(filter), Some(salt)) = (&self.salt_filter, self.dec.salt()) {
-                // The peer's salt, checked once against the last 60 s (SIP022).
-                if !filter.check_and_insert(salt) {
-                    self.failed = Some(AeadError::BadHeader("replayed salt"));
-                    continue;
-                }
-                self.salt_filter = None;
+            if decoded.is_ok() && !self.salt_is_fresh() {
+                continue;
             }
             match decoded {
                 Ok(Some(chunk)) => self.plain = chunk,
@@ -196,6 +194,24 @@ impl<S> EncryptedStream<S> {
                 Err(e) => self.failed = Some(e),
             }
         }
+    }
+
+    /// Checks the peer's salt against the filter once something it keys has
+    /// authenticated (junk never enters the filter); `false` (and the stream failed) if
+    /// it was seen before.
+    fn salt_is_fresh(&mut self) -> bool {
+        let Some(filter) = &self.salt_filter else {
+            return true;
+        };
+        let Some(salt) = self.dec.salt().filter(|_| self.dec.authenticated()) else {
+            return true;
+        };
+        if !filter.check_and_insert(salt) {
+            self.failed = Some(AeadError::BadHeader("replayed salt"));
+            return false;
+        }
+        self.salt_filter = None;
+        true
     }
 
     /// The plaintext ready to hand out (after `open_buffered` said there is some).

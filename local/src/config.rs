@@ -267,10 +267,14 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         outbound,
-        response_salts: key
-            .method()
-            .is_2022()
-            .then(|| Arc::new(burrow_common::replay::ReplayFilter::sip022())),
+        // The server's salts are checked too: a recorded server stream played back at
+        // us is refused (SIP022 by time; SIP004 the last 64 Ki to 128 Ki salts, 460 KB
+        // at most).
+        response_salts: Some(Arc::new(if key.method().is_2022() {
+            burrow_common::replay::ReplayFilter::sip022()
+        } else {
+            burrow_common::replay::ReplayFilter::new(1 << 16)
+        })),
         server_host,
         server_port,
         key,

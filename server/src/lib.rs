@@ -58,6 +58,9 @@ pub struct Settings {
     pub ws_ping: Duration,
 }
 
+/// SIP004 salts remembered (per generation of the replay filter; 3.6 MB each at most).
+const SIP004_SALTS: usize = 1 << 20;
+
 /// How often the host's interface addresses are read again.
 const HOST_ADDRS_REFRESH: Duration = Duration::from_secs(30);
 
@@ -124,7 +127,9 @@ pub async fn run(
         replay: if settings.key.method().is_2022() {
             Some(ReplayFilter::sip022())
         } else {
-            settings.replay_filter.then(|| ReplayFilter::new(1 << 16))
+            settings
+                .replay_filter
+                .then(|| ReplayFilter::new(SIP004_SALTS))
         },
         handshakes: tokio::sync::Semaphore::new(settings.max_handshakes.max(1)),
         settings,
