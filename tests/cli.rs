@@ -130,3 +130,49 @@ fn genkey_prints_a_key_and_a_url_that_local_accepts() {
     assert_eq!(loaded.settings.server_port, 443);
     assert_eq!(loaded.settings.key.method().name(), "aes-256-gcm");
 }
+
+#[test]
+fn weak_settings_are_warned_about_at_start() {
+    // A short SIP004 password: a warning (the key is one MD5 chain of it).
+    let p = burrow::kit::Proc::spawn(SERVER, &["-s", "127.0.0.1:0", "-k", "pw"], &[]);
+    p.wait_for("shorter than 16 characters");
+    // A long one, and a SIP022 key: no warning.
+    let long = "a-long-enough-password";
+    let p = burrow::kit::Proc::spawn(SERVER, &["-s", "127.0.0.1:0", "-k", long], &[]);
+    p.listening();
+    let key = [
+        "-m",
+        "2022-blake3-chacha20-poly1305",
+        "-k",
+        common::secret_for("2022-"),
+    ];
+    let q = burrow::kit::Proc::spawn(SERVER, &[&["-s", "127.0.0.1:0"][..], &key].concat(), &[]);
+    q.listening();
+    // burrow-local: an unverified wss hop, and an open listener without auth.
+    let dir = temp_dir("warn");
+    let cfg = dir.join("local.toml");
+    let toml = "transport = \"wss\"\n[websocket]\ninsecure_skip_verify = true\n";
+    std::fs::write(&cfg, toml).expect("config");
+    let cfg = cfg.to_str().expect("utf8");
+    let args = [
+        "-b",
+        "0.0.0.0:0",
+        "-s",
+        "127.0.0.1:1",
+        "-k",
+        long,
+        "-c",
+        cfg,
+    ];
+    let l = burrow::kit::Proc::spawn(LOCAL, &args, &[]);
+    l.wait_for("insecure_skip_verify is on");
+    l.wait_for("without proxy_username/proxy_password");
+    // Stopped, so that everything they would ever say at start has been said.
+    for mut quiet in [p, q] {
+        let pid = quiet.pid().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(killed.is_ok_and(|s| s.success()));
+        assert_eq!(quiet.wait_exit(), Some(0));
+        assert!(!quiet.output().contains("WARN"), "{}", quiet.output());
+    }
+}

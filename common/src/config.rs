@@ -201,6 +201,23 @@ pub fn master_key(
     }
 }
 
+/// Shortest SIP004 password not warned about.
+const SHORT_PASSWORD: usize = 16;
+
+/// A warning for a SIP004 password short enough to guess offline from one recorded
+/// stream (the key is one MD5 chain of it), or `None`.
+pub fn weak_password(method: &str, password: Option<&Secret>) -> Option<String> {
+    let p = password?;
+    let sip004 = method.parse::<Method>().is_ok_and(|m| !m.is_2022());
+    (sip004 && p.expose().chars().count() < SHORT_PASSWORD).then(|| {
+        format!(
+            "the password is shorter than {SHORT_PASSWORD} characters: anyone who records one \
+             tunnel can try guesses offline, fast; use `burrow-server genkey` or a long \
+             random password"
+        )
+    })
+}
+
 /// One line for a TOML error: `path:line:col: message`.
 pub fn toml_error(path: &std::path::Path, text: &str, err: &toml::de::Error) -> String {
     let msg = err.message().trim().replace('\n', " ");

@@ -109,10 +109,22 @@ pub async fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec
     if let Ok(ip) = host.parse() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    let addrs: Vec<SocketAddr> = with_timeout("DNS lookup", timeout, async {
-        Ok(tokio::net::lookup_host((host, port)).await?.collect())
-    })
-    .await?;
+    // The system resolver blocks a thread per lookup, and a lookup that times out here
+    // goes on in its thread: a bounded number at once (the permit lives in the thread),
+    // so slow names cannot take every blocking thread.
+    static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
+    let lookup = async {
+        let permit = LOOKUPS.acquire().await.map_err(io::Error::other)?;
+        let name = host.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let _held = permit;
+            std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+                .map(|a| a.collect::<Vec<_>>())
+        })
+        .await
+        .map_err(io::Error::other)?
+    };
+    let addrs: Vec<SocketAddr> = with_timeout("DNS lookup", timeout, lookup).await?;
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -121,6 +133,9 @@ pub async fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec
     }
     Ok(addrs)
 }
+
+/// System resolver lookups at once, per process.
+const MAX_LOOKUPS: usize = 32;
 
 /// RFC 8305 §4: alternate the families, starting with the family of the first answer.
 pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
@@ -144,6 +159,15 @@ pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 /// Connects to the first of `addrs` that answers: attempts start `ATTEMPT_DELAY` apart
 /// (at once when the previous one fails), each under its own `timeout`.
 pub async fn connect_any(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    opts: &SocketOpts,
+) -> io::Result<TcpStream> {
+    // However many addresses, the whole attempt ends within `timeout`.
+    with_timeout("connect", timeout, connect_each(addrs, timeout, opts)).await
+}
+
+async fn connect_each(
     addrs: &[SocketAddr],
     timeout: Duration,
     opts: &SocketOpts,

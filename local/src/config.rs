@@ -180,6 +180,8 @@ pub mod defaults {
 pub struct Loaded {
     pub listen: Vec<SocketAddr>,
     pub settings: Settings,
+    /// Said once logging is up: settings that work but weaken what burrow promises.
+    pub warnings: Vec<String>,
 }
 
 /// Merges CLI, environment (through clap) and file; every error is one line.
@@ -244,6 +246,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, None, None) => (file.password.clone(), file.key.clone()),
     };
     let key = master_key(&method, password.as_ref(), key.as_ref())?;
+    let mut warnings: Vec<String> =
+        burrow_common::config::weak_password(&method, password.as_ref())
+            .into_iter()
+            .collect();
 
     let outbound = outbound(cli, &file, &server_host)?;
     let proxy_auth = match (file.proxy_username, file.proxy_password) {
@@ -305,7 +311,22 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         ("connect_timeout", settings.connect_timeout),
         ("idle_timeout", settings.idle_timeout),
     ])?;
-    Ok(Loaded { listen, settings })
+    if file
+        .websocket
+        .as_ref()
+        .is_some_and(|w| w.insecure_skip_verify)
+    {
+        warnings.push(
+            "[websocket] insecure_skip_verify is on: the wss hop's certificate is NOT checked, \
+             so anyone on the path can stand in for the server's TLS"
+                .into(),
+        );
+    }
+    Ok(Loaded {
+        listen,
+        settings,
+        warnings,
+    })
 }
 
 /// Routes from the file, then the command line (same path: the command line wins), then

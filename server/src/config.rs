@@ -111,6 +111,8 @@ pub struct Loaded {
     pub ws_listen: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
     pub settings: Settings,
+    /// Said once logging is up: settings that work but weaken what burrow promises.
+    pub warnings: Vec<String>,
 }
 
 /// Merges CLI, environment (through clap) and file; every error is one line.
@@ -147,6 +149,9 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, None) => (password, key),
     };
     let key = master_key(&method, password.as_ref(), key.as_ref())?;
+    let warnings: Vec<String> = burrow_common::config::weak_password(&method, password.as_ref())
+        .into_iter()
+        .collect();
 
     let allow = file
         .allow
@@ -213,6 +218,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         ws_listen,
         metrics,
         settings,
+        warnings,
     })
 }
 

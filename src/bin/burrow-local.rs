@@ -16,6 +16,11 @@ fn main() -> ExitCode {
         &loaded.listen,
         args.shared.verbose,
         &args.shared.log_format,
-        |listener, shutdown| burrow_local::run(loaded.settings, listener, shutdown),
+        |listener, shutdown| {
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            burrow_local::run(loaded.settings, listener, shutdown)
+        },
     )
 }

@@ -26,6 +26,9 @@ fn main() -> ExitCode {
     listen.extend(loaded.metrics);
     let (has_ws, has_metrics) = (loaded.ws_listen.is_some(), loaded.metrics.is_some());
     let run = move |listeners: Vec<tokio::net::TcpListener>, shutdown| async move {
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
         let mut it = listeners.into_iter();
         let Some(tcp) = it.next() else { return Ok(()) };
         let ws = if has_ws { it.next() } else { None };

@@ -104,9 +104,11 @@ impl ProxyUrl {
     }
 }
 
+/// The URL with any userinfo replaced by `***`, with or without a scheme.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+    let start = url.find("://").map_or(0, |s| s + 3);
+    match url.rfind('@') {
+        Some(at) if at >= start => format!("{}***@{}", &url[..start], &url[at + 1..]),
         _ => url.to_owned(),
     }
 }

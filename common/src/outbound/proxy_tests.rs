@@ -150,6 +150,11 @@ fn proxy_urls() {
     assert!(ProxyUrl::parse("https://p:1").is_err());
     let err = ProxyUrl::parse("gopher://u:secret@p:1").expect_err("scheme");
     assert!(!err.contains("secret"), "{err}");
+    // Without a scheme too (taken as http, as curl does).
+    for bad in ["u:secret@", "u:secret@p:99999", "u:secret@p q:1"] {
+        let err = ProxyUrl::parse(bad).expect_err(bad);
+        assert!(!err.contains("secret"), "{err}");
+    }
 }
 
 /// A scripted proxy: reads the request head, answers `reply` in one write, then echoes.

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::prefixed::Prefixed;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -110,23 +111,37 @@ where
     Ok(WsIo::new(ws, ping))
 }
 
-/// Accepts a WebSocket on `io` if its path is `path` (anything else gets a 404).
-// The callback's error type is tungstenite's `ErrorResponse`, large by its nature.
-#[allow(clippy::result_large_err)]
-pub async fn accept<S>(io: S, path: &str, ping: Option<Duration>) -> io::Result<WsIo<S>>
+/// The largest request head taken before a WebSocket upgrade.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// What an ordinary web server says to a request for a page it does not have.
+const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\
+Content-Length: 144\r\nConnection: close\r\n\r\n\
+<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n\
+<center><h1>404 Not Found</h1></center>\r\n<hr><center>web</center>\r\n</body>\r\n</html>\r\n";
+
+/// Accepts a WebSocket on `io` if its request is an upgrade for `path`; anything else (a
+/// plain GET, another path, a head that is not HTTP) gets the 404 page any web server
+/// would give, and an error. The caller bounds the time this takes.
+pub async fn accept<S>(
+    mut io: S,
+    path: &str,
+    ping: Option<Duration>,
+) -> io::Result<WsIo<Prefixed<S>>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == path {
-            Ok(resp)
-        } else {
-            let mut refusal = ErrorResponse::new(Some("not found".into()));
-            *refusal.status_mut() = http::StatusCode::NOT_FOUND;
-            Err(refusal)
-        }
-    };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(io, check, Some(config()))
+    let head = read_head(&mut io).await?;
+    if !is_upgrade_for(&head, path) {
+        let _ = io.write_all(NOT_FOUND).await;
+        let _ = io.shutdown().await;
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a WebSocket upgrade for the tunnel path: answered 404",
+        ));
+    }
+    let io = Prefixed::new(Bytes::from(head), io);
+    let ws = tokio_tungstenite::accept_async_with_config(io, Some(config()))
         .await
         .map_err(|e| {
             io::Error::new(
@@ -135,6 +150,46 @@ where
             )
         })?;
     Ok(WsIo::new(ws, ping))
+}
+
+/// Reads up to the end of the request head (at most [`MAX_HEAD`] bytes).
+async fn read_head<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() >= MAX_HEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too long",
+            ));
+        }
+        let n = io
+            .read(&mut chunk[..(MAX_HEAD - head.len()).min(1024)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    Ok(head)
+}
+
+/// True if `head` is `GET path` with `Upgrade: websocket`.
+fn is_upgrade_for(head: &[u8], path: &str) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return false;
+    }
+    let target = req.path.unwrap_or("");
+    let own_path = target.split('?').next() == Some(path);
+    let upgrade = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade")
+            && String::from_utf8_lossy(h.value)
+                .trim()
+                .eq_ignore_ascii_case("websocket")
+    });
+    req.method == Some("GET") && own_path && upgrade
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
@@ -243,7 +298,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_plain_get_gets_a_web_servers_404() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (c, _) = l.accept().await.expect("accept");
+                assert!(accept(c, "/tunnel", None).await.is_err());
+            }
+        });
+        for req in [
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /tunnel HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            c.write_all(req.as_bytes()).await.expect("send");
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).await.expect("answer");
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+            let (head, body) = text.split_once("\r\n\r\n").expect("head");
+            assert!(
+                head.contains(&format!("Content-Length: {}", body.len())),
+                "{text}"
+            );
+        }
+        server.await.expect("server");
+    }
 
     #[tokio::test]
     async fn bytes_half_close_and_wrong_path() {
