@@ -505,3 +505,116 @@ async fn a_recorded_sip004_server_stream_played_back_to_local_is_refused() {
     assert_eq!(got[0], b"recorded answer", "the first time it is new");
     assert!(got[1].is_empty(), "the replay was passed on: {:?}", got[1]);
 }
+
+/// Threads of process `pid` now.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The host's own addresses, tested where a bug cannot send a packet anywhere: a network
+/// namespace with a public-looking address on its loopback and services bound to it.
+#[test]
+fn the_servers_own_addresses_are_refused_in_every_form_and_slow_names_stay_bounded() {
+    let ns = burrow::kit::NetNs::new("own");
+    let own = "203.0.113.5";
+    assert!(
+        ns.run("ip", &["addr", "add", &format!("{own}/32"), "dev", "lo"])
+            .0
+    );
+    let counter = ns.spawn(
+        "python3",
+        &["-c", "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('::',9100))\ns.listen(64)\nprint('listening on 127.0.0.1:9100',flush=True)\nwhile True:\n c,a=s.accept()\n print('ACCEPTED',a,flush=True)\n c.close()\n"],
+        &[],
+    );
+    counter.listening();
+    // A DNS server that never answers, and a name for the host's own address.
+    let dns = ns.spawn(
+        "python3",
+        &["-c", "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('127.0.0.53',53))\nprint('listening on 127.0.0.53:53',flush=True)\nwhile True:\n s.recvfrom(512)\n"],
+        &[],
+    );
+    dns.listening();
+    let etc = std::path::PathBuf::from(format!("/etc/netns/burrow-own-{}", std::process::id()));
+    std::fs::create_dir_all(&etc).expect("netns etc");
+    std::fs::write(
+        etc.join("hosts"),
+        format!("127.0.0.1 localhost\n{own} vps.example\n"),
+    )
+    .expect("hosts");
+    std::fs::write(
+        etc.join("resolv.conf"),
+        "nameserver 127.0.0.53\noptions timeout:5 attempts:2\n",
+    )
+    .expect("resolv.conf");
+    // Listening on every address, with the default egress policy.
+    let server = ns.spawn(SERVER, &["-s", "0.0.0.0:0", "-k", "own-address-pw"], &[]);
+    let server_port = server.listening().port();
+    let s = format!("127.0.0.1:{server_port}");
+    let local = ns.spawn(
+        LOCAL,
+        &["-b", "127.0.0.1:0", "-s", &s, "-k", "own-address-pw"],
+        &[],
+    );
+    let proxy = local.listening().to_string();
+    let targets = [
+        format!("{own}:9100"),
+        format!("[::ffff:{own}]:9100"),
+        "vps.example:9100".to_string(),
+        format!("{own}:{server_port}"),
+    ];
+    for t in &targets {
+        let url = format!("http://{t}/");
+        let (ok, out) = ns.run(
+            "curl",
+            &["-sS", "--max-time", "20", "--socks5-hostname", &proxy, &url],
+        );
+        assert!(!ok, "{t} must be refused: {out}");
+    }
+    assert!(
+        !counter.output().contains("ACCEPTED"),
+        "dialled:\n{}",
+        counter.output()
+    );
+    let refused = server
+        .output()
+        .matches("one of the server's own addresses")
+        .count();
+    assert_eq!(refused, targets.len() - 1, "{}", server.output());
+    assert!(
+        server.output().contains("the server's own listen address"),
+        "{}",
+        server.output()
+    );
+
+    // 100 tunnels to names the resolver never answers: lookups are bounded, so are threads.
+    let before = threads(server.pid());
+    let host = proxy.split(':').next().unwrap_or("127.0.0.1").to_string();
+    let port = proxy.rsplit(':').next().unwrap_or("0").to_string();
+    let script = format!(
+        "import socket\nheld=[]\nfor i in range(100):\n c=socket.create_connection(('{host}',{port}))\n \
+         c.sendall(b'\\x05\\x01\\x00')\n c.recv(2)\n n=('slow%d.example'%i).encode()\n \
+         c.sendall(b'\\x05\\x01\\x00\\x03'+bytes([len(n)])+n+b'\\x00\\x50')\n held.append(c)\n\
+         print('sent 100',flush=True)\nimport time\ntime.sleep(60)\n"
+    );
+    let clients = ns.spawn("python3", &["-c", &script], &[]);
+    clients.wait_for("sent 100");
+    let mut most = 0;
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        most = most.max(threads(server.pid()));
+        std::thread::sleep(Duration::from_millis(50)); // sampling the thread count
+    }
+    eprintln!("{before} threads at rest, {most} with 100 slow lookups");
+    assert!(
+        most <= before + 40,
+        "{before} threads at rest, {most} with 100 slow lookups"
+    );
+    let _ = std::fs::remove_dir_all(&etc);
+}

@@ -177,7 +177,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         policy: Policy {
             allow_private: cli.allow_private || file.allow_private.unwrap_or(false),
             allow,
-            own: Some(listen).filter(|a| !a.ip().is_unspecified()),
+            own: Some(listen),
             ..Policy::default()
         },
         handshake_timeout: file

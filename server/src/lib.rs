@@ -79,12 +79,16 @@ pub struct Shared {
 /// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
 /// `shutdown_grace` and returns.
 pub async fn run(
-    settings: Settings,
+    mut settings: Settings,
     listener: TcpListener,
     ws_listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The address as bound (a port of 0 is chosen now) is the one never to dial.
+    if let Ok(bound) = listener.local_addr() {
+        settings.policy.own = Some(bound);
+    }
     let metrics = Arc::new(Metrics::default());
     // The host's own addresses, now and every 30 s while serving.
     let host = settings.policy.host.clone();

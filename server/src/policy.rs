@@ -139,7 +139,8 @@ pub struct Policy {
     pub allow: Vec<Cidr>,
     /// Single host:port destinations allowed whatever else says (quickstart's demo origin).
     pub allow_exact: Vec<SocketAddr>,
-    /// The server's own listen address: never a target.
+    /// The server's own listen address (any of the host's with that port, for an
+    /// unspecified one): never a target, even with allow_private.
     pub own: Option<SocketAddr>,
     /// Every address of the host's interfaces: never a target, on any port, unless allowed.
     pub host: HostAddrs,
@@ -149,11 +150,17 @@ impl Policy {
     /// `Ok` if `addr` may be dialled, else the reason.
     pub fn check(&self, addr: SocketAddr) -> Result<(), &'static str> {
         let ip = unwrap_v4(addr.ip());
-        if self
-            .own
-            .is_some_and(|o| unwrap_v4(o.ip()) == ip && o.port() == addr.port())
-        {
-            return Err("the server's own listen address");
+        if let Some(own) = self.own.filter(|o| o.port() == addr.port()) {
+            // Listening on every address: any of the host's, loopback included, is it.
+            let me = match unwrap_v4(own.ip()) {
+                any if any.is_unspecified() => {
+                    ip.is_loopback() || ip.is_unspecified() || self.host.contains(ip)
+                }
+                one => one == ip,
+            };
+            if me {
+                return Err("the server's own listen address");
+            }
         }
         if self
             .allow_exact
@@ -357,6 +364,24 @@ mod tests {
             p.check("127.0.0.1:8081".parse().expect("a")).is_err(),
             "not the rest of loopback"
         );
+        let everywhere = Policy {
+            allow_private: true,
+            own: Some("0.0.0.0:8388".parse().expect("a")),
+            host: HostAddrs::fixed(&[public]),
+            ..Policy::default()
+        };
+        for a in [
+            "127.0.0.1:8388",
+            "203.0.113.5:8388",
+            "[::ffff:127.0.0.1]:8388",
+            "[::1]:8388",
+        ] {
+            let r = everywhere.check(a.parse().expect("a"));
+            assert_eq!(r, Err("the server's own listen address"), "{a}");
+        }
+        assert!(everywhere
+            .check("127.0.0.1:8389".parse().expect("a"))
+            .is_ok());
         let real = HostAddrs::default();
         real.refresh().expect("interfaces");
         assert!(
