@@ -6,4 +6,5 @@
 pub mod cli;
 pub mod kit;
 pub mod origins;
+pub mod peers;
 pub mod quickstart;

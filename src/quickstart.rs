@@ -54,8 +54,22 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         host_names: Vec::new(),
         outbound: Default::default(),
         response_salts: Some(std::sync::Arc::new(
-            burrow_common::replay::ReplayFilter::window(Duration::from_secs(60)),
+            burrow_common::replay::ReplayFilter::sip022(),
         )),
+        pool: burrow_local::pool::Pool::new(
+            burrow_local::pool::Dial {
+                outbound: Default::default(),
+                host: server_addr.ip().to_string(),
+                port: server_addr.port(),
+                timeout: Duration::from_secs(10),
+                socket: SocketOpts::default(),
+            },
+            burrow_local::pool::PoolConfig {
+                max: 4,
+                max_age: Duration::from_secs(20),
+                idle_after: Duration::from_secs(180),
+            },
+        ),
         handshake_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),

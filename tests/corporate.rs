@@ -5,112 +5,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burrow::kit::{self, free_port, pattern, sha256_hex, wait_for_port, Proc};
 use burrow::origins;
+use burrow::peers::Squid;
 use common::*;
-
-struct Squid {
-    _proc: Proc,
-    addr: SocketAddr,
-    dir: PathBuf,
-    service: String,
-}
-
-impl Drop for Squid {
-    fn drop(&mut self) {
-        // A killed squid leaves its shared-memory segments behind: remove them.
-        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
-            let prefix = format!("{}-", self.service);
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-    }
-}
-
-impl Squid {
-    /// squid on loopback with Basic auth (alice / s3cret), CONNECT only to `ports`.
-    fn start(ports: &[u16]) -> Squid {
-        let dir = temp_dir("squid");
-        set_mode(&dir, 0o777);
-        let out = std::process::Command::new("htpasswd")
-            .args([
-                "-bc",
-                dir.join("passwd").to_str().expect("utf8"),
-                "alice",
-                "s3cret",
-            ])
-            .output()
-            .expect("htpasswd (apache2-utils)");
-        assert!(out.status.success(), "{out:?}");
-        set_mode(&dir.join("passwd"), 0o644);
-        let port = free_port();
-        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        let d = dir.display();
-        let conf = format!(
-            "http_port 127.0.0.1:{port}\npid_filename {d}/squid.pid\naccess_log stdio:{d}/access.log\n\
-             cache_log {d}/cache.log\ncoredump_dir {d}\ncache deny all\ncache_mem 8 MB\n\
-             dns_nameservers 127.0.0.1\nhosts_file /etc/hosts\n\
-             auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/passwd\nauth_param basic realm corp\n\
-             acl authed proxy_auth REQUIRED\nacl SSL_ports port {}\nacl CONNECT method CONNECT\n\
-             http_access deny CONNECT !SSL_ports\nhttp_access allow authed\nhttp_access deny all\n\
-             shutdown_lifetime 1 seconds\n",
-            ports.join(" ")
-        );
-        std::fs::write(dir.join("squid.conf"), conf).expect("squid.conf");
-        // A service name of its own: squid names its shared-memory segments after it, and
-        // two squids of the same name (tests run in parallel) collide.
-        let service = format!("burrow{port}");
-        let conf_path = dir.join("squid.conf");
-        let proc = Proc::spawn(
-            "squid",
-            &[
-                "-N",
-                "-n",
-                &service,
-                "-d",
-                "1",
-                "-f",
-                conf_path.to_str().expect("utf8"),
-            ],
-            &[],
-        );
-
-        proc.wait_for("Accepting HTTP Socket connections");
-        Squid {
-            _proc: proc,
-            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
-            dir,
-            service,
-        }
-    }
-
-    fn access_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
-    }
-
-    /// The access log once it holds `count` lines containing `needle`. squid writes a
-    /// CONNECT's line when the tunnel closes, which can come after the app is done.
-    async fn access_log_with(&self, needle: &str, count: usize) -> String {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let log = self.access_log();
-            if log.matches(needle).count() >= count || tokio::time::Instant::now() > deadline {
-                return log;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
 
 async fn fetch(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>, String) {
     curl(&[
@@ -126,7 +26,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
     let target = kit::http_target().await;
     let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
     let (_other, other_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
-    let squid = Squid::start(&[server_addr.port()]);
+    let squid = Squid::start(temp_dir("squid"), &[server_addr.port()]);
 
     let proxy = format!("http://alice:s3cret@{}", squid.addr);
     let (_l, local_addr) = local(
@@ -319,7 +219,7 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
     let _tcp = server.listening();
     let ws_addr = server.listening();
     let nginx = nginx(&dir, &cert, &key, ws_addr);
-    let squid = Squid::start(&[nginx.addr.port()]);
+    let squid = Squid::start(temp_dir("squid"), &[nginx.addr.port()]);
 
     let lcfg = dir.join("local.toml");
     std::fs::write(

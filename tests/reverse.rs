@@ -80,7 +80,7 @@ async fn ws_and_wss_echo_through_routes() {
 async fn raw_ws_request(local: std::net::SocketAddr, path: &str, extra: &str) -> String {
     let mut s = TcpStream::connect(local).await.expect("connect");
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{extra}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {local}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{extra}\r\n"
     );
     s.write_all(req.as_bytes()).await.expect("send");
     let mut out = Vec::new();

@@ -20,6 +20,7 @@ use burrow_common::outbound::proxy::{self, ProxyUrl};
 use burrow_common::outbound::{Outbound, WsTransport};
 
 use crate::dial::Confirm;
+use crate::pool::{Dial, Pool, PoolConfig};
 use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
 use crate::tls::TlsTarget;
 use crate::Settings;
@@ -121,6 +122,14 @@ pub struct RawConfig {
     pub keepalive: Option<Duration>,
     pub max_connections: Option<usize>,
     pub no_delay: Option<bool>,
+    /// Connections to the server kept open ahead of use, at most (0: none).
+    pub warm_connections: Option<usize>,
+    /// A warm connection unused this long is closed (jittered down to 60 %).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub warm_max_age: Option<Duration>,
+    /// With no new tunnel for this long, no connection is kept warm.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub warm_idle_after: Option<Duration>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
     pub outbound_proxy: Option<String>,
@@ -173,6 +182,14 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     pub const WS_PING: Duration = Duration::from_secs(20);
+    /// Warm connections at most: the first tunnels of a burst start with their first
+    /// flight.
+    pub const WARM_CONNECTIONS: usize = 8;
+    /// Well below burrow-server's handshake deadline (60 s, jittered down to 54 s),
+    /// shadowsocks-libev's 60 s and common proxies' idle cut-offs.
+    pub const WARM_MAX_AGE: Duration = Duration::from_secs(20);
+    /// An idle laptop keeps no connection open.
+    pub const WARM_IDLE_AFTER: Duration = Duration::from_secs(180);
 }
 
 /// A validated local: where to listen and how to serve.
@@ -265,7 +282,25 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         })
         .unwrap_or_default();
     let routes = routes(cli, &file.route)?;
+    let connect_timeout = file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT);
+    let socket = SocketOpts {
+        nodelay: file.no_delay.unwrap_or(true),
+        keepalive: Some(keepalive),
+    };
+    let dial = Dial {
+        outbound: outbound.clone(),
+        host: server_host.clone(),
+        port: server_port,
+        timeout: connect_timeout,
+        socket,
+    };
+    let warm = PoolConfig {
+        max: file.warm_connections.unwrap_or(defaults::WARM_CONNECTIONS),
+        max_age: file.warm_max_age.unwrap_or(defaults::WARM_MAX_AGE),
+        idle_after: file.warm_idle_after.unwrap_or(defaults::WARM_IDLE_AFTER),
+    };
     let settings = Settings {
+        pool: Pool::new(dial, warm),
         routes,
         host_names: file
             .host_names
@@ -288,7 +323,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         handshake_timeout: file
             .handshake_timeout
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT),
-        connect_timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
+        connect_timeout,
         idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
         confirm: match (&file.confirm_connect, cli.no_confirm) {
             (_, true) => Confirm::Never,
@@ -301,10 +336,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .unwrap_or_else(burrow_common::net::connection_budget)
             .max(1),
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
-        socket: SocketOpts {
-            nodelay: file.no_delay.unwrap_or(true),
-            keepalive: Some(keepalive),
-        },
+        socket,
     };
     check_timeouts(&[
         ("handshake_timeout", settings.handshake_timeout),

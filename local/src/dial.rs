@@ -14,7 +14,7 @@
 use std::io;
 use std::time::Duration;
 
-use burrow_common::outbound::{self, ServerIo};
+use burrow_common::outbound::ServerIo;
 use burrow_common::timeout::with_timeout;
 use burrow_common::{EncryptedStream, TargetAddr};
 use bytes::BytesMut;
@@ -194,21 +194,44 @@ async fn open_tunnel_inner(
     s: &Settings,
     plan: Plan,
 ) -> Result<EncryptedStream<ServerIo>, TunnelError> {
-    let server_err = |source| TunnelError::Server {
+    if let Some(warm) = s.pool.take() {
+        match start(target, s, plan, warm, Duration::ZERO).await {
+            // The server or a proxy may have dropped the warm connection a moment ago
+            // (the request could not be sent): one more try on a fresh one before the
+            // app hears of a failure. A server that closes without a byte after reading
+            // the request has answered; that is not retried (it would dial twice).
+            Err(e @ TunnelError::Server { .. }) => {
+                tracing::debug!("on a warm connection: {e}; trying a fresh one");
+            }
+            done => return done,
+        }
+    }
+    let started = Instant::now();
+    let conn = s
+        .pool
+        .dial()
+        .connect()
+        .await
+        .map_err(|e| server_err(s, e))?;
+    start(target, s, plan, conn, started.elapsed()).await
+}
+
+fn server_err(s: &Settings, source: io::Error) -> TunnelError {
+    TunnelError::Server {
         server: format!("{}:{}", s.server_host, s.server_port),
         source,
-    };
-    let started = Instant::now();
-    let conn = outbound::connect(
-        &s.outbound,
-        &s.server_host,
-        s.server_port,
-        s.connect_timeout,
-        &s.socket,
-    )
-    .await
-    .map_err(server_err)?;
-    let connect_time = started.elapsed();
+    }
+}
+
+/// Sends the request on `conn` (made in `connect_time`) and follows `plan`.
+async fn start(
+    target: &TargetAddr,
+    s: &Settings,
+    plan: Plan,
+    conn: ServerIo,
+    connect_time: Duration,
+) -> Result<EncryptedStream<ServerIo>, TunnelError> {
+    let server_err = |e| server_err(s, e);
     let mut tunnel = EncryptedStream::new(conn, &s.key);
     if s.confirm != Confirm::Never {
         // Harmless to other servers: SIP022 padding they skip; SIP004 has no field.

@@ -13,6 +13,7 @@ pub mod dial;
 pub mod hop;
 pub mod http;
 pub mod origin;
+pub mod pool;
 pub mod reverse;
 pub mod route;
 pub mod serve;
@@ -58,6 +59,8 @@ pub struct Settings {
     pub confirm: dial::Confirm,
     /// What has been learned of the server (does it confirm; targets reached lately).
     pub learned: Arc<dial::Learned>,
+    /// Connections to the server opened ahead of use.
+    pub pool: Arc<pool::Pool>,
     /// Open connections at most.
     pub max_connections: usize,
     /// How long open tunnels may drain after SIGTERM/SIGINT.
@@ -97,6 +100,7 @@ pub async fn run(
         }
     }
     let settings = Arc::new(settings);
+    let warm = tokio::spawn(settings.pool.clone().keep(shutdown.clone()));
     let loops = listeners.into_iter().map(|listener| {
         let settings = settings.clone();
         accept_loop(listener, opts.clone(), shutdown.clone(), move |conn| {
@@ -104,5 +108,6 @@ pub async fn run(
         })
     });
     futures_util::future::join_all(loops).await;
+    let _ = warm.await;
     Ok(())
 }

@@ -93,9 +93,9 @@ pub async fn send(
         Ok(r) => r,
         Err(e) if fresh && e.is_incomplete_message() => {
             let msg = format!(
-                "burrow-local: the tunnel to {} closed without an answer: the server could not \
-                 open it (refused by its egress policy, or unreachable from it), or it does not \
-                 take our key",
+                "burrow-local: the server could not open {} (refused by its egress policy, or \
+                 unreachable from it: the tunnel closed without an answer), or it does not take \
+                 our key",
                 origin.target
             );
             info!("{msg}");

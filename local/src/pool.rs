@@ -1,0 +1,266 @@
+//! Warm connections: a few connections to the server opened ahead of use — through the
+//! corporate proxy, TLS done, WebSocket upgraded — so that a new tunnel starts with its
+//! first flight instead of paying for those round trips.
+//!
+//! Sized by demand: as many as tunnels were opened in the last few seconds (at most
+//! `max`), none once no tunnel has been opened for `idle_after` (an idle laptop sends
+//! nothing). Each is used once, is never older than its jittered `max_age` (kept well
+//! below the server's handshake deadline and a proxy's idle cut-off), and is checked
+//! before use: one the server or proxy has closed is dropped, never handed to an app.
+//! One task keeps the pool: it closes what expires and refills after each use, backing
+//! off after a failed connect. Pooled connections send nothing until used.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use burrow_common::net::SocketOpts;
+use burrow_common::outbound::{self, Outbound, ServerIo};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How a pool reaches the server (what a fresh connection needs).
+#[derive(Clone, Debug)]
+pub struct Dial {
+    /// Direct or through a proxy, raw or WebSocket.
+    pub outbound: Outbound,
+    /// The server's host.
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
+    /// Per connection attempt.
+    pub timeout: Duration,
+    /// Socket options.
+    pub socket: SocketOpts,
+}
+
+impl Dial {
+    /// A fresh connection to the server.
+    pub async fn connect(&self) -> std::io::Result<ServerIo> {
+        outbound::connect(
+            &self.outbound,
+            &self.host,
+            self.port,
+            self.timeout,
+            &self.socket,
+        )
+        .await
+    }
+}
+
+/// Pool sizes and ages.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolConfig {
+    /// Warm connections at most (0: no pool).
+    pub max: usize,
+    /// A warm connection is closed unused after this (jittered down to 60 %).
+    pub max_age: Duration,
+    /// With no tunnel opened for this long, the pool empties and stays empty.
+    pub idle_after: Duration,
+}
+
+/// Tunnels opened within this window count as the current demand.
+const DEMAND_WINDOW: Duration = Duration::from_secs(10);
+
+/// After a failed connect, no refill for this long.
+const BACKOFF: Duration = Duration::from_secs(5);
+
+struct Warm {
+    io: ServerIo,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Warm>,
+    /// Connects under way.
+    filling: usize,
+    /// When recent tunnels were opened (the demand), oldest first.
+    opened: VecDeque<Instant>,
+    /// No refill before this (after a failure).
+    quiet_until: Option<Instant>,
+    /// Connections made for the pool, in all (tests and metrics).
+    made: u64,
+}
+
+/// The warm connections of one server.
+pub struct Pool {
+    dial: Dial,
+    config: PoolConfig,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool(max {})", self.config.max)
+    }
+}
+
+impl Pool {
+    /// A pool for the server `dial` reaches; nothing is opened until tunnels are.
+    pub fn new(dial: Dial, config: PoolConfig) -> Arc<Pool> {
+        Arc::new(Pool {
+            dial,
+            config,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// How the pool's connections are made.
+    pub fn dial(&self) -> &Dial {
+        &self.dial
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A warm connection, if one is ready and alive; records the demand either way.
+    pub fn take(&self) -> Option<ServerIo> {
+        if self.config.max == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.opened.push_back(now);
+        let mut found = None;
+        while let Some(mut w) = st.ready.pop_front() {
+            if w.expires > now && still_open(&mut w.io) {
+                found = Some(w.io);
+                break;
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
+        found
+    }
+
+    /// Warm connections made so far.
+    pub fn made(&self) -> u64 {
+        self.lock().made
+    }
+
+    /// Warm connections held now.
+    pub fn held(&self) -> usize {
+        self.lock().ready.len()
+    }
+
+    /// How many the demand asks for now.
+    fn wanted(&self, st: &mut State, now: Instant) -> usize {
+        let idle_cut = now.checked_sub(self.config.idle_after);
+        let idle = match st.opened.back() {
+            None => true,
+            Some(last) => idle_cut.is_some_and(|cut| *last < cut),
+        };
+        if idle {
+            st.opened.clear();
+            return 0;
+        }
+        if let Some(cut) = now.checked_sub(DEMAND_WINDOW) {
+            while st.opened.len() > 1 && st.opened.front().is_some_and(|t| *t < cut) {
+                st.opened.pop_front();
+            }
+        }
+        let recent = st
+            .opened
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) < DEMAND_WINDOW)
+            .count();
+        recent.clamp(1, self.config.max)
+    }
+
+    /// Keeps the pool until `shutdown`: closes what expires, refills to the demand.
+    pub async fn keep(self: Arc<Self>, shutdown: CancellationToken) {
+        if self.config.max == 0 {
+            return;
+        }
+        loop {
+            let now = Instant::now();
+            let (missing, next) = {
+                let mut st = self.lock();
+                st.ready.retain(|w| w.expires > now);
+                let want = self.wanted(&mut st, now);
+                while st.ready.len() > want {
+                    st.ready.pop_back();
+                }
+                let quiet = st.quiet_until.is_some_and(|t| t > now);
+                let missing = if quiet {
+                    0
+                } else {
+                    want.saturating_sub(st.ready.len() + st.filling)
+                };
+                st.filling += missing;
+                // Wake for the next expiry, the end of a back-off or of the idle period.
+                let mut next = st.ready.iter().map(|w| w.expires).min();
+                if let Some(q) = st.quiet_until.filter(|_| quiet) {
+                    next = Some(next.map_or(q, |n| n.min(q)));
+                }
+                if let Some(last) = st.opened.back().filter(|_| want > 0) {
+                    let idle_end = *last + self.config.idle_after;
+                    next = Some(next.map_or(idle_end, |n| n.min(idle_end)));
+                }
+                (missing, next)
+            };
+            for _ in 0..missing {
+                tokio::spawn(self.clone().fill_one());
+            }
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = sleep => {}
+            }
+        }
+        self.lock().ready.clear();
+    }
+
+    async fn fill_one(self: Arc<Self>) {
+        let made = self.dial.connect().await;
+        let now = Instant::now();
+        {
+            let mut st = self.lock();
+            st.filling = st.filling.saturating_sub(1);
+            match made {
+                Ok(io) => {
+                    st.made += 1;
+                    let age = self.config.max_age.mul_f64(jitter());
+                    st.ready.push_back(Warm {
+                        io,
+                        expires: now + age,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("warm connection: {e}");
+                    st.quiet_until = Some(now + BACKOFF);
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// 0.6 to 1.0: warm connections do not all expire, or get replaced, in step.
+fn jitter() -> f64 {
+    rand::Rng::gen_range(&mut rand::thread_rng(), 0.6..1.0)
+}
+
+/// True if nothing has arrived on `io` and it has not closed: a server or proxy that
+/// hung up on a pooled connection shows as readable.
+fn still_open(io: &mut ServerIo) -> bool {
+    let waker = futures_util::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut one = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut one);
+    matches!(Pin::new(io).poll_read(&mut cx, &mut buf), Poll::Pending)
+}

@@ -1,0 +1,181 @@
+//! Warm connections: opened ahead of use through the corporate proxy, sized by demand,
+//! gone when the laptop idles, never stale, never dead when handed to an app.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use burrow::kit::{self, free_port, Proc};
+use burrow::peers::Squid;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const METHOD: &str = "chacha20-ietf-poly1305";
+const PW: &str = "warm-connections-pw";
+
+/// A server with metrics and `extra` config lines on `port` (0: any); its tunnel and
+/// metrics addresses.
+fn server_on(port: u16, extra: &str) -> (Proc, SocketAddr, SocketAddr) {
+    let dir = temp_dir("warm-srv");
+    let cfg = dir.join("server.toml");
+    let toml = format!("allow_private = true\nmetrics = \"127.0.0.1:0\"\n{extra}");
+    std::fs::write(&cfg, toml).expect("config");
+    let listen = format!("127.0.0.1:{port}");
+    let cfg = cfg.to_str().expect("utf8").to_owned();
+    let p = Proc::spawn(
+        SERVER,
+        &["-s", &listen, "-m", METHOD, "-k", PW, "-c", &cfg],
+        &[],
+    );
+    let (addr, metrics) = (p.listening(), p.listening());
+    (p, addr, metrics)
+}
+
+/// A local towards `server` with `toml` as its config.
+fn local_with(server: SocketAddr, toml: &str) -> (Proc, SocketAddr) {
+    let dir = temp_dir("warm-local");
+    let cfg = dir.join("local.toml");
+    std::fs::write(&cfg, toml).expect("config");
+    local(server, METHOD, PW, &["-c", cfg.to_str().expect("utf8")])
+}
+
+async fn metric(metrics: SocketAddr, name: &str) -> u64 {
+    let (code, out, err) = curl(&[&format!("http://{metrics}/metrics")]).await;
+    assert_eq!(code, 0, "{err}");
+    String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// One HTTP GET through the SOCKS5 listener at `local`; the answer's last line.
+async fn get(local: SocketAddr, target: SocketAddr) -> Vec<u8> {
+    let (mut c, reply) = kit::socks5_connect(local, "127.0.0.1", target.port())
+        .await
+        .expect("socks");
+    assert_eq!(reply, 0, "SOCKS reply");
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .expect("request");
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).await.expect("answer");
+    got
+}
+
+/// Waits (up to a minute) until `metric` reads at least `want`; returns the last reading.
+async fn until_at_least(metrics: SocketAddr, name: &str, want: u64) -> u64 {
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = metric(metrics, name).await;
+        if v >= want || std::time::Instant::now() > end {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (up to a minute) until `metric` reads `want`; returns the last reading.
+async fn until(metrics: SocketAddr, name: &str, want: u64) -> u64 {
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = metric(metrics, name).await;
+        if v == want || std::time::Instant::now() > end {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_squid_costs_at_most_the_burst_plus_the_pool_then_nothing() {
+    let target = kit::http_target().await;
+    let (_server, server_addr, metrics) = server_on(0, "");
+    let squid = Squid::start(temp_dir("squid"), &[server_addr.port()]);
+    let toml = format!(
+        "outbound_proxy = \"http://alice:s3cret@{}\"\nwarm_connections = 8\n\
+         warm_idle_after = \"3s\"\n",
+        squid.addr
+    );
+    let (mut local, l) = local_with(server_addr, &toml);
+    const BURST: u64 = 50;
+    let answers = futures_util::future::join_all((0..BURST).map(|_| get(l, target))).await;
+    for a in &answers {
+        assert!(
+            a.ends_with(b"hello from burrow\n"),
+            "{:?}",
+            String::from_utf8_lossy(a)
+        );
+    }
+    // Right after the burst, connections wait warm at the server with no tunnel open.
+    let warm = until_at_least(metrics, "burrow_open_connections ", 1).await;
+    assert!(warm >= 1, "no warm connection after a burst");
+    // The laptop idles: every warm connection is closed, and none is made again.
+    assert_eq!(
+        until(metrics, "burrow_open_connections ", 0).await,
+        0,
+        "pool emptied"
+    );
+    let made = metric(metrics, "burrow_connections_total ").await;
+    assert!(
+        made <= BURST + 8,
+        "{made} connections for a burst of {BURST}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // idle: nothing may be opened now
+    assert_eq!(
+        metric(metrics, "burrow_connections_total ").await,
+        made,
+        "traffic while idle"
+    );
+    let refused = metric(metrics, "burrow_rejected_total{kind=\"timeout\"} ").await;
+    assert_eq!(
+        refused, 0,
+        "a pooled connection reached the server's deadline"
+    );
+    // squid saw the same: one CONNECT per connection, no more.
+    let pid = local.pid().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(stopped.is_ok_and(|s| s.success()));
+    assert_eq!(local.wait_exit(), Some(0));
+    let connect = format!("CONNECT {server_addr}");
+    let log = squid.access_log_with(&connect, made as usize).await;
+    let seen = log.matches(&connect).count() as u64;
+    assert!(seen <= BURST + 8, "squid logged {seen} CONNECTs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_and_warm_connections_past_their_age_never_reach_an_app() {
+    let target = kit::http_target().await;
+    let port = free_port();
+    // The server's handshake deadline is 3 s; warm connections live at most 1 s.
+    let (server, server_addr, _) = server_on(port, "handshake_timeout = \"3s\"\n");
+    let (_local, l) = local_with(server_addr, "warm_max_age = \"1s\"\n");
+    assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
+    // Past the server's deadline: the first warm connections are long recycled.
+    tokio::time::sleep(Duration::from_secs(4)).await; // time passing is the case under test
+    assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
+    // The server restarts on the same port: the warm connections it held are dead.
+    drop(server);
+    let (_server, _, metrics) = server_on(port, "handshake_timeout = \"3s\"\n");
+    assert!(
+        get(l, target).await.ends_with(b"hello from burrow\n"),
+        "after restart"
+    );
+    // The pool refills from the new server; the next tunnels start on warm connections.
+    assert!(until_at_least(metrics, "burrow_open_connections ", 1).await >= 1);
+    for _ in 0..3 {
+        assert!(
+            get(l, target).await.ends_with(b"hello from burrow\n"),
+            "after restart"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await; // time passing is the case under test
+    assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
+    let timeouts = metric(metrics, "burrow_rejected_total{kind=\"timeout\"} ").await;
+    assert_eq!(
+        timeouts, 0,
+        "a warm connection reached the server's deadline"
+    );
+}
