@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod kit;
+pub mod link;
 pub mod origins;
 pub mod peers;
 pub mod quickstart;

@@ -1,9 +1,10 @@
-//! Real peers the tests and benchmarks start: a corporate proxy (squid).
+//! Real peers the tests and benchmarks start: a corporate proxy (squid), and nginx
+//! terminating TLS in front of burrow-server's WebSocket listener.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::kit::{free_port, Proc};
+use crate::kit::{free_port, wait_for_port, Proc};
 
 /// A squid on loopback: the corporate proxy of the tests and benchmarks.
 pub struct Squid {
@@ -108,4 +109,53 @@ impl Squid {
 pub fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// nginx in front of burrow-server, as on a VPS.
+pub struct Nginx {
+    _proc: Proc,
+    /// Where it listens (TLS).
+    pub addr: SocketAddr,
+}
+
+impl Nginx {
+    /// nginx terminating TLS on loopback and passing `/tunnel` to `backend` as a WebSocket,
+    /// with a short read timeout so only pings keep an idle tunnel open.
+    pub fn start(
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        backend: SocketAddr,
+        read_timeout_s: u32,
+    ) -> Nginx {
+        let port = free_port();
+        let d = dir.display();
+        std::fs::create_dir_all(dir.join("tmp")).expect("tmp");
+        let conf = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n\
+          fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
+          server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n\
+           location /tunnel {{\n   proxy_pass http://{backend};\n   proxy_http_version 1.1;\n\
+            proxy_set_header Upgrade $http_upgrade;\n   proxy_set_header Connection \"upgrade\";\n\
+            proxy_read_timeout {read_timeout_s}s;\n   proxy_send_timeout {read_timeout_s}s;\n   proxy_buffering off;\n  }}\n }}\n}}\n",
+        cert.display(),
+        key.display()
+    );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
+        let proc = Proc::spawn(
+            "nginx",
+            &[
+                "-c",
+                dir.join("nginx.conf").to_str().expect("utf8"),
+                "-p",
+                &d.to_string(),
+            ],
+            &[],
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        wait_for_port(addr);
+        Nginx { _proc: proc, addr }
+    }
 }

@@ -5,11 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use burrow::kit::{self, free_port, pattern, sha256_hex, wait_for_port, Proc};
 use burrow::origins;
-use burrow::peers::Squid;
+use burrow::peers::{Nginx, Squid};
 use common::*;
 
 async fn fetch(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>, String) {
@@ -153,45 +152,6 @@ async fn through_microsocks_with_username_and_password() {
     l.wait_for(&format!("proxy socks5://bob@{socks_addr}"));
 }
 
-struct Nginx {
-    _proc: Proc,
-    addr: SocketAddr,
-}
-
-/// nginx terminating TLS on loopback and passing `/tunnel` to `backend` as a WebSocket,
-/// with a short read timeout so only pings keep an idle tunnel open.
-fn nginx(dir: &Path, cert: &Path, key: &Path, backend: SocketAddr) -> Nginx {
-    let port = free_port();
-    let d = dir.display();
-    std::fs::create_dir_all(dir.join("tmp")).expect("tmp");
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
-         events {{ worker_connections 512; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n\
-          fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
-          server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n\
-           location /tunnel {{\n   proxy_pass http://{backend};\n   proxy_http_version 1.1;\n\
-            proxy_set_header Upgrade $http_upgrade;\n   proxy_set_header Connection \"upgrade\";\n\
-            proxy_read_timeout 2s;\n   proxy_send_timeout 2s;\n   proxy_buffering off;\n  }}\n }}\n}}\n",
-        cert.display(),
-        key.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
-    let proc = Proc::spawn(
-        "nginx",
-        &[
-            "-c",
-            dir.join("nginx.conf").to_str().expect("utf8"),
-            "-p",
-            &d.to_string(),
-        ],
-        &[],
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_for_port(addr);
-    Nginx { _proc: proc, addr }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cutoffs() {
     let target = kit::http_target().await;
@@ -218,7 +178,7 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
     );
     let _tcp = server.listening();
     let ws_addr = server.listening();
-    let nginx = nginx(&dir, &cert, &key, ws_addr);
+    let nginx = Nginx::start(&dir, &cert, &key, ws_addr, 2);
     let squid = Squid::start(temp_dir("squid"), &[nginx.addr.port()]);
 
     let lcfg = dir.join("local.toml");

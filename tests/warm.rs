@@ -179,3 +179,29 @@ async fn a_server_restart_and_warm_connections_past_their_age_never_reach_an_app
         "a warm connection reached the server's deadline"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_and_the_apps_first_bytes_leave_in_one_write() {
+    let target = kit::http_target().await;
+    let (_server, server_addr, _) = server_on(0, "");
+    // A recording link between local and server (20 ms round trip).
+    let link = burrow::link::Link::start("127.0.0.1:0", server_addr, Duration::from_millis(20))
+        .await
+        .expect("link");
+    let (_local, l) = local_with(link.addr, "");
+    // The first tunnel teaches local that the target is reachable; the next ones go at
+    // once, on warm connections, with the request header and the GET in one write.
+    for _ in 0..4 {
+        assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
+    }
+    let reads = link.client_reads.lock().expect("reads").clone();
+    // salt 32, a sealed header chunk (address of 7 bytes: 18 + 23), then the 18-byte GET
+    // sealed (18 + 34): one read holding all of it.
+    let together = 32 + 18 + 7 + 16 + 18 + 34;
+    let firsts: Vec<usize> = reads.iter().filter_map(|r| r.first().copied()).collect();
+    assert!(
+        firsts.iter().filter(|&&n| n >= together).count() >= 2,
+        "first reads per connection: {firsts:?} (header alone is {})",
+        32 + 18 + 7 + 16
+    );
+}

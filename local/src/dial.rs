@@ -17,13 +17,14 @@ use std::time::Duration;
 use burrow_common::outbound::ServerIo;
 use burrow_common::timeout::with_timeout;
 use burrow_common::{EncryptedStream, TargetAddr};
+use bytes::Bytes;
 use bytes::BytesMut;
 use fast_socks5::ReplyError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::Settings;
 
@@ -297,6 +298,35 @@ async fn start(
         Err(_) => Err(TunnelError::NoAnswer(wait)),
     }
 }
+
+/// How long a tunnel that does not wait gives the app to send its first bytes, so that
+/// they leave in one write with the request header. Apps on this machine send theirs
+/// within microseconds of the reply; a protocol where the server speaks first pays this
+/// once.
+const FIRST_BYTES_WAIT: Duration = Duration::from_millis(20);
+
+/// For a tunnel opened with [`Plan::Go`]: seals `early` (bytes the app sent with its
+/// request) or else the app's first bytes, if they come within a moment, behind the
+/// request header, so that both leave in one write.
+pub async fn add_first_bytes<R: AsyncRead + Unpin>(
+    tunnel: &mut Tunnel,
+    early: Bytes,
+    app: &mut R,
+) -> io::Result<()> {
+    if !early.is_empty() {
+        tunnel.buffer(&early);
+        return Ok(());
+    }
+    let mut first = vec![0u8; FIRST_BYTES_MAX];
+    if let Ok(read) = tokio::time::timeout(FIRST_BYTES_WAIT, app.read(&mut first)).await {
+        let n = read?;
+        tunnel.buffer(&first[..n]);
+    }
+    Ok(())
+}
+
+/// The most first bytes taken that way (the rest follow on the relay's path).
+const FIRST_BYTES_MAX: usize = 16 * 1024;
 
 /// Logs a failed tunnel. Trouble reaching the server (a proxy refusing, a timeout) is
 /// said once as a warning, not once per connection; repeats go to debug.

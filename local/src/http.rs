@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::{debug, info, Instrument, Span};
 
-use crate::dial::{open_tunnel, Plan};
+use crate::dial::{add_first_bytes, open_tunnel, Plan};
 use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
 use crate::origin::{self, Cache, Origin, Upgrade};
 use crate::route::{self, Route};
@@ -271,14 +271,20 @@ async fn connect(
                 Ok(up) => up,
                 Err(e) => return debug!("CONNECT upgrade: {e}"),
             };
+            let mut up = TokioIo::new(up);
             let mut tunnel = match early {
                 Some(t) => t,
                 None => match open_tunnel(&target, &s, plan).await {
-                    Ok(t) => t,
+                    Ok(mut t) => {
+                        if let Err(e) = add_first_bytes(&mut t, Bytes::new(), &mut up).await {
+                            return debug!("CONNECT client left: {e}");
+                        }
+                        t
+                    }
                     Err(e) => return crate::dial::report(&e),
                 },
             };
-            let (moved, r) = relay_tunnel(&mut TokioIo::new(up), &mut *tunnel, idle).await;
+            let (moved, r) = relay_tunnel(&mut up, &mut *tunnel, idle).await;
             info!(
                 up = moved.a_to_b,
                 down = moved.b_to_a,

@@ -3,8 +3,8 @@
 //! first flight instead of paying for those round trips.
 //!
 //! Sized by demand: as many as tunnels were opened in the last few seconds (at most
-//! `max`), none once no tunnel has been opened for `idle_after` (an idle laptop sends
-//! nothing). Each is used once, is never older than its jittered `max_age` (kept well
+//! `max`; one from the start), none once no tunnel has been opened for `idle_after` (an
+//! idle laptop sends nothing). Each is used once, is never older than its jittered `max_age` (kept well
 //! below the server's handshake deadline and a proxy's idle cut-off), and is checked
 //! before use: one the server or proxy has closed is dropped, never handed to an app.
 //! One task keeps the pool: it closes what expires and refills after each use, backing
@@ -102,12 +102,18 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool for the server `dial` reaches; nothing is opened until tunnels are.
+    /// A pool for the server `dial` reaches. Starting counts as demand for one: the first
+    /// tunnel after start finds a connection ready (and, with no tunnel for `idle_after`,
+    /// the pool empties like after any other use).
     pub fn new(dial: Dial, config: PoolConfig) -> Arc<Pool> {
+        let state = State {
+            opened: VecDeque::from([Instant::now()]),
+            ..State::default()
+        };
         Arc::new(Pool {
             dial,
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             wake: Notify::new(),
         })
     }

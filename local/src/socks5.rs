@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 use tracing::{debug, info, Span};
 
-use crate::dial::{open_tunnel, Plan};
+use crate::dial::{add_first_bytes, open_tunnel, Plan};
 use crate::Settings;
 
 /// Room for a whole greeting or request (a request is at most 262 bytes).
@@ -71,8 +71,14 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         (client, tunnel)
     };
     // Whatever the client sent early (after its request, before our reply) goes first.
-    let early = Bytes::copy_from_slice(client.buffer());
-    let mut client = Prefixed::new(early, client.into_inner());
+    let mut early = Bytes::copy_from_slice(client.buffer());
+    let mut app = client.into_inner();
+    if plan == Plan::Go {
+        if let Err(e) = add_first_bytes(&mut tunnel, std::mem::take(&mut early), &mut app).await {
+            return debug!("client left: {e}");
+        }
+    }
+    let mut client = Prefixed::new(early, app);
     let (moved, result) = relay_tunnel(&mut client, &mut *tunnel, s.idle_timeout).await;
     let secs = started.elapsed().as_secs_f64();
     match result {

@@ -66,6 +66,45 @@ enum Mode {
         #[arg(long, default_value_t = 20_000)]
         count: usize,
     },
+    /// New tunnels over a long link, each timed from the TCP connect to the proxy to the
+    /// first byte of a plain HTTP GET's answer: the first (cold), then the median of
+    /// `count` more spaced `gap_ms` apart (warm), in ms and in round trips.
+    FirstByte {
+        /// Tunnels after the first.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// The link's round-trip time, to express the figures in round trips.
+        #[arg(long, default_value_t = 100)]
+        rtt_ms: u64,
+        /// Pause between tunnels (a browser's tunnels are not back to back).
+        #[arg(long, default_value_t = 500)]
+        gap_ms: u64,
+        /// Go through this HTTP proxy (absolute-form GET) instead of --socks.
+        #[arg(long)]
+        http_proxy: Option<SocketAddr>,
+    },
+    /// The first-byte figures over a long link for every hop, burrow and
+    /// shadowsocks-rust in one run: it starts the servers, links, squid and nginx itself
+    /// (burrow-server and burrow-local from beside this binary; ssserver, sslocal, squid,
+    /// nginx and htpasswd from PATH).
+    FirstByteSuite {
+        /// Tunnels per figure after the first.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// The link's round-trip time.
+        #[arg(long, default_value_t = 100)]
+        rtt_ms: u64,
+    },
+    /// Run a long link (each byte delivered RTT/2 late, a new connection's first bytes
+    /// one more RTT) from a port of its own to `to`, until killed.
+    Link {
+        /// Where the link leads.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Round-trip time in ms.
+        #[arg(long, default_value_t = 100)]
+        rtt_ms: u64,
+    },
     /// Hold N idle tunnels; report the memory of the --pid processes before, during, after.
     Idle {
         /// Tunnels held at once.
@@ -108,6 +147,21 @@ async fn target() -> std::io::Result<SocketAddr> {
                                 return;
                             }
                         }
+                        return;
+                    }
+                    b'G' => {
+                        // A plain HTTP GET: read the head, answer a small page.
+                        let mut head = vec![b'G'];
+                        let mut one = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                            if c.read_exact(&mut one).await.is_err() {
+                                return;
+                            }
+                            head.push(one[0]);
+                        }
+                        let page =
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+                        let _ = c.write_all(page).await;
                         return;
                     }
                     b'I' => {
@@ -206,7 +260,46 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// One new tunnel's time from connect to the first byte of a GET's answer.
+async fn first_byte(
+    socks: Option<SocketAddr>,
+    http_proxy: Option<SocketAddr>,
+    target: SocketAddr,
+) -> std::io::Result<Duration> {
+    let start = Instant::now();
+    let mut s = match http_proxy {
+        Some(p) => {
+            let s = TcpStream::connect(p).await?;
+            s.set_nodelay(true)?;
+            s
+        }
+        None => open(socks, target).await?,
+    };
+    let req = match http_proxy {
+        Some(_) => format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        None => format!("GET / HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+    };
+    s.write_all(req.as_bytes()).await?;
+    let mut one = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut one))
+        .await
+        .map_err(|_| std::io::Error::other("no answer in 30 s"))??;
+    if n == 0 {
+        return Err(std::io::Error::other("closed without an answer"));
+    }
+    Ok(start.elapsed())
+}
+
 async fn bench(cli: Cli) -> anyhow::Result<()> {
+    if let Mode::Link { to, rtt_ms } = cli.mode {
+        let link =
+            burrow::link::Link::start("127.0.0.1:0", to, Duration::from_millis(rtt_ms)).await?;
+        eprintln!("listening on {}", link.addr);
+        std::future::pending::<()>().await;
+    }
+    if let Mode::FirstByteSuite { count, rtt_ms } = cli.mode {
+        return suite::run(count, rtt_ms).await;
+    }
     let target = target().await?;
     let cpu0: f64 = cli.pids.iter().map(|&p| cpu_seconds(p)).sum();
     match cli.mode {
@@ -236,6 +329,37 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
                 line += &format!(", cpu {:.2} s/GB", cpu / (total as f64 / 1e9));
             }
             println!("{line}");
+        }
+        Mode::Link { .. } | Mode::FirstByteSuite { .. } => {}
+        Mode::FirstByte {
+            count,
+            rtt_ms,
+            gap_ms,
+            http_proxy,
+        } => {
+            let rtt = rtt_ms as f64;
+            let cold = first_byte(cli.socks, http_proxy, target).await?;
+            let mut warm = Vec::with_capacity(count);
+            for _ in 0..count {
+                tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+                warm.push(first_byte(cli.socks, http_proxy, target).await?);
+            }
+            warm.sort();
+            let median = percentile(&warm, 0.5);
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let via = if http_proxy.is_some() {
+                "http"
+            } else {
+                "socks5"
+            };
+            println!(
+                "{} first-byte {via} rtt={rtt_ms}ms : cold {:.0} ms = {:.2} RTT, warm median {:.0} ms = {:.2} RTT (n={count})",
+                cli.label,
+                ms(cold),
+                ms(cold) / rtt,
+                ms(median),
+                ms(median) / rtt
+            );
         }
         Mode::Rr { count } => {
             let mut s = open(cli.socks, target).await?;
@@ -362,5 +486,164 @@ fn main() -> ExitCode {
             eprintln!("burrow-bench: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The first-byte suite: every hop over the same long link.
+mod suite {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use burrow::kit::{free_port, Proc};
+    use burrow::link::Link;
+    use burrow::peers::{Nginx, Squid};
+
+    const PW: &str = "first-byte-suite-password";
+
+    fn beside(name: &str) -> String {
+        let me = std::env::current_exe().unwrap_or_default();
+        me.with_file_name(name).to_string_lossy().into_owned()
+    }
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("burrow-bench-{tag}-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&d);
+        d
+    }
+
+    /// One burrow-local with `toml`, its proxy address.
+    fn local(toml: &str, tag: &str) -> (Proc, SocketAddr) {
+        let cfg = temp(tag).join("local.toml");
+        let _ = std::fs::write(&cfg, toml);
+        let p = Proc::spawn(
+            &beside("burrow-local"),
+            &["-c", &cfg.to_string_lossy()],
+            &[("RUST_LOG", "warn")],
+        );
+        let a = p.listening();
+        (p, a)
+    }
+
+    async fn measure(label: &str, socks: SocketAddr, http: bool, count: usize, rtt_ms: u64) {
+        let target = match super::target().await {
+            Ok(t) => t,
+            Err(e) => return println!("{label}: no target: {e}"),
+        };
+        let http_proxy = http.then_some(socks);
+        let rtt = rtt_ms as f64;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let cold = super::first_byte(Some(socks), http_proxy, target).await;
+        let mut warm = Vec::new();
+        for _ in 0..count {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match super::first_byte(Some(socks), http_proxy, target).await {
+                Ok(d) => warm.push(d),
+                Err(e) => println!("{label}: {e}"),
+            }
+        }
+        warm.sort();
+        let via = if http { "http" } else { "socks5" };
+        let median = super::percentile(&warm, 0.5);
+        match cold {
+            Ok(c) => println!(
+                "{label} first-byte {via} rtt={rtt_ms}ms : cold {:.0} ms = {:.2} RTT, warm median {:.0} ms = {:.2} RTT (n={})",
+                ms(c), ms(c) / rtt, ms(median), ms(median) / rtt, warm.len()
+            ),
+            Err(e) => println!("{label} first-byte {via}: cold failed: {e}"),
+        }
+    }
+
+    pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
+        let rtt = Duration::from_millis(rtt_ms);
+        let quiet = [("RUST_LOG", "warn")];
+        // burrow-server with a WebSocket listener, nginx (TLS) in front of it.
+        let dir = temp("server");
+        let scfg = dir.join("server.toml");
+        std::fs::write(&scfg, "allow_private = true\nws_listen = \"127.0.0.1:0\"\n")?;
+        let server = Proc::spawn(
+            &beside("burrow-server"),
+            &["-s", "127.0.0.1:0", "-k", PW, "-c", &scfg.to_string_lossy()],
+            &quiet,
+        );
+        let (tcp, ws) = (server.listening(), server.listening());
+        let (cert, key, ca) = burrow::origins::write_pki(&dir, &["localhost"]);
+        let nginx = Nginx::start(&dir, &cert, &key, ws, 300);
+        let tcp_link = Link::start("127.0.0.1:0", tcp, rtt).await?;
+        let tls_link = Link::start("127.0.0.1:0", nginx.addr, rtt).await?;
+        let squid = Squid::start(temp("squid"), &[tcp_link.addr.port(), tls_link.addr.port()]);
+        let proxy = format!("http://alice:s3cret@{}", squid.addr);
+        let base = format!("password = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n");
+        let hops = [
+            (
+                "burrow-tcp",
+                format!("server = \"{}\"\n{base}", tcp_link.addr),
+            ),
+            (
+                "burrow-tcp-squid",
+                format!(
+                    "server = \"{}\"\n{base}outbound_proxy = \"{proxy}\"\n",
+                    tcp_link.addr
+                ),
+            ),
+            (
+                "burrow-wss-squid-nginx",
+                format!(
+                    "server = \"localhost:{}\"\n{base}outbound_proxy = \"{proxy}\"\n\
+                     transport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
+                    tls_link.addr.port(),
+                    ca.display()
+                ),
+            ),
+        ];
+        for (label, toml) in &hops {
+            for http in [false, true] {
+                let (_l, addr) = local(toml, label);
+                measure(label, addr, http, count, rtt_ms).await;
+            }
+        }
+        // shadowsocks-rust, direct over the same kind of link.
+        let sport = free_port();
+        let ss = Proc::spawn(
+            "ssserver",
+            &[
+                "-s",
+                &format!("127.0.0.1:{sport}"),
+                "-m",
+                "chacha20-ietf-poly1305",
+                "-k",
+                PW,
+            ],
+            &[],
+        );
+        ss.wait_for("listening on");
+        let ss_link =
+            Link::start("127.0.0.1:0", format!("127.0.0.1:{sport}").parse()?, rtt).await?;
+        let lport = free_port();
+        let sl = Proc::spawn(
+            "sslocal",
+            &[
+                "-b",
+                &format!("127.0.0.1:{lport}"),
+                "-s",
+                &ss_link.addr.to_string(),
+                "-m",
+                "chacha20-ietf-poly1305",
+                "-k",
+                PW,
+            ],
+            &[],
+        );
+        sl.wait_for("listening on");
+        measure(
+            "ssrust-tcp",
+            format!("127.0.0.1:{lport}").parse()?,
+            false,
+            count,
+            rtt_ms,
+        )
+        .await;
+        drop((server, nginx, squid, ss, sl));
+        Ok(())
     }
 }
