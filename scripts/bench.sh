@@ -2,7 +2,10 @@
 # burrow vs shadowsocks-rust vs direct loopback, interleaved, ROUNDS rounds; prints every
 # run, then medians and ratios (burrow / shadowsocks-rust).
 #   METHOD=aes-256-gcm MB=1000 COUNT=5000 ROUNDS=3 scripts/bench.sh
-# Needs shadowsocks-rust: cargo install shadowsocks-rust --locked
+# Then, unless LINK=0, the first-byte figures over a simulated long link (RTT_MS, 100 by
+# default) for every hop: tcp, tcp via squid, wss via squid and nginx, shadowsocks-rust.
+# Needs shadowsocks-rust: cargo install shadowsocks-rust --locked (and squid, nginx,
+# htpasswd for the long-link figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHOD=${METHOD:-chacha20-ietf-poly1305}
@@ -50,6 +53,9 @@ wait_line "$tmp/sl.log" "listening on"
 ss_socks=127.0.0.1:$lp
 
 rss() { awk '/VmRSS/{print $2}' /proc/$1/status; }
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|pclmulqdq|avx|avx2|avx512f|avx512vl|vaes|vpclmulqdq|sha_ni' | tr '\n' ' ')
+echo "cpu: $cpu_model; flags: $cpu_flags"
 echo "machine: $(nproc) cores, $(uname -r); method $METHOD; $MB MB per bulk run; $COUNT tunnels per connect run"
 echo "at rest RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
 
@@ -119,3 +125,9 @@ for name, pat, _ in figs:
     cell = lambda v: f"{med(v):.2f} [{spread(v)}]" if v else "-"
     print(f"{name:22} {cell(b):>16} {cell(s):>16} {cell(d):>16} {ratio:>15.2f}")
 PY
+
+if [ "${LINK:-1}" != 0 ]; then
+  echo
+  echo "first byte over a long link (RTT ${RTT_MS:-100} ms; cold = the first tunnel right after start)"
+  $B/burrow-bench first-byte-suite --count "${LINK_COUNT:-10}" --rtt-ms "${RTT_MS:-100}"
+fi

@@ -205,3 +205,26 @@ async fn the_header_and_the_apps_first_bytes_leave_in_one_write() {
         32 + 18 + 7 + 16
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_target_is_an_error_on_its_first_use_through_every_inbound() {
+    // The server refuses loopback targets (no allow_private).
+    let (_server, server_addr) = server(METHOD, PW, &[]);
+    let (_local, l) = local(server_addr, METHOD, PW, &[]);
+    let refused = "127.0.0.1:9";
+    // SOCKS5: a real failure reply, not a success followed by nothing.
+    let (_, reply) = kit::socks5_connect(l, "127.0.0.1", 9).await.expect("socks");
+    assert_ne!(reply, 0, "SOCKS5 success for a refused target");
+    assert_eq!(reply, 4, "host unreachable");
+    // CONNECT and plain forwarding: a 502 naming the target.
+    let proxy = format!("http://{l}");
+    for extra in [&["--proxytunnel"][..], &[]] {
+        let url = format!("http://{refused}/");
+        let mut args = vec!["-sS", "-i", "-x", &proxy];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let (_, out, err) = curl(&args).await;
+        let text = String::from_utf8_lossy(&out).into_owned() + &err;
+        assert!(text.contains("502"), "{extra:?}: {text}");
+    }
+}
