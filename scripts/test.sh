@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
 # shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light from
-# Debian; ws and playwright-core from npm into tests/browser), so it works on a fresh
-# Debian machine.
+# Debian; ws and playwright-core from npm into tests/browser; pyspnego from PyPI), so it
+# works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-off run gains nothing from incremental caches (hundreds of MB); set it to 1 to keep them.
@@ -30,6 +30,12 @@ fi
 if ! command -v ssserver >/dev/null 2>&1 || ! command -v sslocal >/dev/null 2>&1; then
   echo "== installing shadowsocks-rust (cargo install, several minutes, once)"
   cargo install shadowsocks-rust --locked --version 1.25.0 --quiet
+fi
+
+# pyspnego: the NTLM acceptor behind the test's NTLM-only proxy (tests/peers/ntlm_proxy.py).
+if ! python3 -c "import spnego" >/dev/null 2>&1; then
+  echo "== installing pyspnego (PyPI)"
+  python3 -m pip install --quiet pyspnego
 fi
 
 if [ ! -d tests/browser/node_modules/ws ] || [ ! -d tests/browser/node_modules/playwright-core ]; then

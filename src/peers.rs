@@ -45,6 +45,11 @@ impl Squid {
             .expect("htpasswd (apache2-utils)");
         assert!(out.status.success(), "{out:?}");
         set_mode(&dir.join("passwd"), 0o644);
+        let auth_lines = format!(
+            "auth_param basic program /usr/lib/squid/basic_ncsa_auth {}/passwd\n\
+             auth_param basic realm corp\n",
+            dir.display()
+        );
         let port = free_port();
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         let d = dir.display();
@@ -52,7 +57,7 @@ impl Squid {
             "http_port 127.0.0.1:{port}\npid_filename {d}/squid.pid\naccess_log stdio:{d}/access.log\n\
              cache_log {d}/cache.log\ncoredump_dir {d}\ncache deny all\ncache_mem 8 MB\n\
              dns_nameservers 127.0.0.1\nhosts_file /etc/hosts\n\
-             auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/passwd\nauth_param basic realm corp\n\
+             {auth_lines}\
              acl authed proxy_auth REQUIRED\nacl SSL_ports port {}\nacl CONNECT method CONNECT\n\
              http_access deny CONNECT !SSL_ports\nhttp_access allow authed\nhttp_access deny all\n\
              shutdown_lifetime 1 seconds\n",

@@ -214,6 +214,12 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
     let connect = format!("CONNECT localhost:{} alice", nginx.addr.port());
     let log = squid.access_log_with(&connect, 1).await;
     assert!(log.contains(&connect), "{log}");
+    // The target is known now: the next tunnels go without waiting, their request header
+    // held back to leave with the app's first bytes, and still answered.
+    for _ in 0..2 {
+        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
+    }
 
     // An idle tunnel across nginx's 2 s read timeout: pings keep it open.
     let target2 = kit::half_close_target().await;
@@ -236,4 +242,63 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
         )
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An NTLM-only CONNECT proxy that verifies the password (pyspnego's acceptor), with
+/// CORP\alice / s3cret as its one user.
+fn ntlm_proxy() -> (Proc, SocketAddr) {
+    let dir = temp_dir("ntlm");
+    let users = dir.join("users");
+    std::fs::write(&users, "CORP:alice:s3cret\n").expect("users");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ntlm_proxy.py");
+    let users = users.to_str().expect("utf8").to_owned();
+    let p = Proc::spawn("python3", &[script], &[("NTLM_USER_FILE", &users)]);
+    let addr = p.listening();
+    (p, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_ntlm_only_proxy_with_domain_credentials() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let (proxy, proxy_addr) = ntlm_proxy();
+    // DOMAIN\user as a proxy URL writes it, percent-encoded.
+    let url = format!("http://CORP%5Calice:s3cret@{proxy_addr}");
+    let (l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &url],
+    );
+    for _ in 0..3 {
+        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
+    }
+    let line = proxy.wait_for("status=200");
+    assert!(line.contains("user=CORP\\alice"), "{line}");
+    assert!(!l.output().contains("s3cret"), "{}", l.output());
+    // A wrong password: the app gets a failure, the log names the scheme and the answer.
+    let wrong = format!("http://CORP%5Calice:nope@{proxy_addr}");
+    let (l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &wrong],
+    );
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_eq!(code, 97, "SOCKS failure for the app");
+    let said = l.wait_for("refused the credentials");
+    assert!(said.contains("407") && said.contains("NTLM"), "{said}");
+    assert!(!l.output().contains("nope"), "{}", l.output());
+    // No credentials at all: one line naming what the proxy offers.
+    let anon = format!("http://{proxy_addr}");
+    let (l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &anon],
+    );
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_eq!(code, 97, "SOCKS failure for the app");
+    l.wait_for("it offers: NTLM");
 }

@@ -618,3 +618,27 @@ fn the_servers_own_addresses_are_refused_in_every_form_and_slow_names_stay_bound
     );
     let _ = std::fs::remove_dir_all(&etc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_filter_off_keeps_the_sip022_salt_set() {
+    let (_s, addrs, _) = server_with(
+        "2022-blake3-chacha20-poly1305",
+        PSK,
+        "replay_filter = false\nhandshake_timeout = \"3s\"\n",
+    );
+    let key = MasterKey::from_secret(Method::Blake3ChaCha20Poly1305, PSK).expect("psk");
+    let target = Recorder::start("127.0.0.1:0", b"answer").await;
+    let flight = stale_flight(&key, target.addr, 0, b"once");
+    let mut c = TcpStream::connect(addrs[0]).await.expect("connect");
+    c.write_all(&flight).await.expect("send");
+    let mut one = [0u8; 1];
+    c.read_exact(&mut one)
+        .await
+        .expect("the original is served");
+    let again = TcpStream::connect(addrs[0]).await.expect("connect");
+    assert!(
+        answer_to(again, &flight).await.is_empty(),
+        "the replay was answered"
+    );
+    assert_eq!(target.wait_count(1), 1, "dialled once");
+}

@@ -244,6 +244,12 @@ async fn quickstart_prints_a_curl_line_that_works() {
     let (code, out, err) = curl(&words[1..]).await;
     assert_eq!(code, 0, "{line}: {err}\n{}", qs.output());
     assert_eq!(out, b"hello from burrow\n");
+    // Only the demo origin is allowed: another service on this machine's loopback is not.
+    let other = kit::http_target().await;
+    let proxy = words[2];
+    let url = format!("http://{other}/");
+    let (code, _, _) = curl(&["--socks5-hostname", proxy, &url]).await;
+    assert_ne!(code, 0, "quickstart let a tunnel reach {other}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,7 +52,9 @@ impl Half {
             buf: BytesMut::new(),
             size: ReadSize::new(RELAY_BUF),
             read_done: false,
-            need_flush: false,
+            // The writer may hold bytes buffered before the relay began (a request header
+            // waiting for the app's first bytes): the first idle flushes them.
+            need_flush: true,
             done: false,
             moved: 0,
         }

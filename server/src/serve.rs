@@ -219,6 +219,12 @@ mod tests {
     /// and the refusal paths are boxed, the request too (the stream itself carries the
     /// offsets of a run sealed in place, ~50 bytes). A regression here is memory per idle
     /// tunnel.
+    #[test]
+    fn clock_warnings_are_rate_limited() {
+        let said = (0..1000).filter(|_| clock_warning_due()).count();
+        assert_eq!(said, 1, "a replay loop must not flood the log");
+    }
+
     #[tokio::test]
     async fn a_tunnel_task_stays_small() {
         use clap::Parser;

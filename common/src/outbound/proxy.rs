@@ -1,5 +1,6 @@
 //! The corporate proxy hop: which proxy (config or environment), and the CONNECT through
-//! it — HTTP CONNECT with Basic auth (the answer parsed by hyper, early bytes kept) or
+//! it — HTTP CONNECT with Basic or NTLM auth (the answer parsed by hyper, early bytes
+//! kept) or
 //! SOCKS5 with username/password (fast-socks5). The server's name goes to the proxy
 //! unresolved.
 
@@ -236,7 +237,114 @@ pub async fn connect(
     })
 }
 
+/// Proxies that asked for NTLM: later connections to them start with it (no Basic
+/// credentials sent first).
+static NTLM_PROXIES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn wants_ntlm(proxy: &ProxyUrl) -> bool {
+    let key = format!("{}:{}", proxy.host, proxy.port);
+    let known = NTLM_PROXIES.lock().unwrap_or_else(|p| p.into_inner());
+    known.contains(&key)
+}
+
+fn remember_ntlm(proxy: &ProxyUrl) {
+    let key = format!("{}:{}", proxy.host, proxy.port);
+    let mut known = NTLM_PROXIES.lock().unwrap_or_else(|p| p.into_inner());
+    if !known.contains(&key) {
+        known.push(key);
+    }
+}
+
+/// The schemes a proxy's answer offers, by name (`Basic`, `NTLM`, `Negotiate`…).
+fn offered(resp: &http::Response<hyper::body::Incoming>) -> Vec<String> {
+    resp.headers()
+        .get_all(header::PROXY_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned())
+        .collect()
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>;
+
+/// One `CONNECT authority` on the connection, with `auth` as Proxy-Authorization.
+async fn send_connect(
+    sender: &mut Sender,
+    proxy: &ProxyUrl,
+    authority: &str,
+    auth: Option<String>,
+) -> io::Result<http::Response<hyper::body::Incoming>> {
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(authority)
+        .header(header::HOST, authority);
+    if let Some(a) = auth {
+        req = req.header(header::PROXY_AUTHORIZATION, a);
+    }
+    let req = req.body(http_body_util::Empty::new()).map_err(|e| {
+        proxy_error(
+            io::ErrorKind::InvalidInput,
+            format!("CONNECT {authority}: {e}"),
+        )
+    })?;
+    sender.ready().await.map_err(|e| {
+        proxy_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("proxy {proxy} closed the connection before the next step: {e}"),
+        )
+    })?;
+    sender.send_request(req).await.map_err(|e| {
+        proxy_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("proxy {proxy}: {e}"),
+        )
+    })
+}
+
+/// Reads and drops a refusal's body (at most 64 KiB), so the connection can carry the
+/// next step of an exchange.
+async fn drain(resp: http::Response<hyper::body::Incoming>) {
+    use http_body_util::BodyExt;
+    let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+        .collect()
+        .await;
+}
+
+/// NTLM on one kept-alive connection: Type 1 → the proxy's 407 with Type 2 → Type 3.
+async fn ntlm_connect(
+    sender: &mut Sender,
+    proxy: &ProxyUrl,
+    authority: &str,
+    user: &str,
+    pass: &Secret,
+) -> io::Result<http::Response<hyper::body::Incoming>> {
+    let mut x = super::ntlm::Exchange::new(user, pass, &proxy.host)?;
+    let first = send_connect(sender, proxy, authority, Some(x.negotiate()?)).await?;
+    if first.status() != StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Ok(first);
+    }
+    let challenge = first
+        .headers()
+        .get_all(header::PROXY_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("NTLM "))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            proxy_error(
+                io::ErrorKind::PermissionDenied,
+                format!("proxy {proxy} answered the NTLM negotiate without a challenge (407)"),
+            )
+        })?;
+    drain(first).await;
+    let answer = x.authenticate(&challenge)?;
+    send_connect(sender, proxy, authority, Some(answer)).await
+}
+
 /// `CONNECT host:port` over `tcp`; on 200 the tunnel, with any bytes that came with it.
+/// With credentials: Basic at once, unless the proxy is known to want NTLM; a 407 that
+/// offers NTLM is answered with the NTLM exchange on the same connection (and the proxy
+/// remembered).
 pub async fn http_connect(
     proxy: &ProxyUrl,
     tcp: TcpStream,
@@ -253,38 +361,41 @@ pub async fn http_connect(
             .await
             .map_err(|e| proxy_error(io::ErrorKind::Other, format!("proxy {proxy}: {e}")))?;
     let driver = tokio::spawn(conn.with_upgrades());
-    let mut req = Request::builder()
-        .method(Method::CONNECT)
-        .uri(&authority)
-        .header(header::HOST, &authority);
-    if let Some((user, pass)) = &proxy.auth {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pass.expose()));
-        req = req.header(header::PROXY_AUTHORIZATION, format!("Basic {token}"));
-    }
-    let req = req.body(http_body_util::Empty::new()).map_err(|e| {
-        proxy_error(
-            io::ErrorKind::InvalidInput,
-            format!("CONNECT {authority}: {e}"),
-        )
-    })?;
-    let resp = sender.send_request(req).await.map_err(|e| {
-        proxy_error(
-            io::ErrorKind::ConnectionAborted,
-            format!("proxy {proxy}: {e}"),
-        )
-    })?;
+    let mut scheme = "Basic";
+    let resp = match &proxy.auth {
+        Some((user, pass)) if wants_ntlm(proxy) => {
+            scheme = "NTLM";
+            ntlm_connect(&mut sender, proxy, &authority, user, pass).await?
+        }
+        auth => {
+            let basic = auth.as_ref().map(|(user, pass)| {
+                let raw = format!("{user}:{}", pass.expose());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                )
+            });
+            let resp = send_connect(&mut sender, proxy, &authority, basic).await?;
+            let ntlm = offered(&resp)
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case("NTLM"));
+            match &proxy.auth {
+                Some((user, pass))
+                    if resp.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED && ntlm =>
+                {
+                    remember_ntlm(proxy);
+                    scheme = "NTLM";
+                    drain(resp).await;
+                    ntlm_connect(&mut sender, proxy, &authority, user, pass).await?
+                }
+                _ => resp,
+            }
+        }
+    };
     let status = resp.status();
     if status != StatusCode::OK {
         driver.abort();
-        let offered = resp
-            .headers()
-            .get_all(header::PROXY_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let offered = offered(&resp).join(", ");
         let line = format!(
             "{} {}",
             status.as_u16(),
@@ -292,7 +403,7 @@ pub async fn http_connect(
         );
         let msg = match status {
             StatusCode::PROXY_AUTHENTICATION_REQUIRED if proxy.auth.is_some() => format!(
-                "proxy {proxy} refused the credentials ({line}; it offers: {})",
+                "proxy {proxy} refused the credentials ({line}; it offers: {}); sent with {scheme}",
                 if offered.is_empty() { "no scheme" } else { &offered }
             ),
             StatusCode::PROXY_AUTHENTICATION_REQUIRED => format!(
