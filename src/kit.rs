@@ -566,3 +566,13 @@ pub fn wait_fds_at_most(pid: u32, limit: usize) -> usize {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Sends `raw` to `addr`, reads until the peer closes (or 20 s pass), returns what came
+/// back as text.
+pub async fn send_raw(addr: SocketAddr, raw: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(raw.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -165,15 +165,6 @@ async fn oversized_websocket_frames_and_messages_are_not_buffered() {
     drop(held);
 }
 
-/// Sends one raw request with `Connection: close` semantics and reads the whole answer.
-async fn raw_http(addr: SocketAddr, req: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
     let (origin, seen) = burrow::origins::hyper_origin().await;
@@ -208,7 +199,7 @@ async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
         format!("localhost:{port}"),
         "burrow.test".into(),
     ] {
-        let out = raw_http(l, &get("/app/x", &host, "")).await;
+        let out = burrow::kit::send_raw(l, &get("/app/x", &host, "")).await;
         assert!(out.starts_with("HTTP/1.1 200"), "{host}: {out}");
     }
     for (path, host) in [
@@ -219,7 +210,7 @@ async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
             format!("127.0.0.1:{}", port.wrapping_add(1)),
         ),
     ] {
-        let out = raw_http(l, &get(path, &host, "")).await;
+        let out = burrow::kit::send_raw(l, &get(path, &host, "")).await;
         assert!(out.starts_with("HTTP/1.1 421"), "{path} {host}: {out}");
     }
     // Dot segments in any spelling never leave the route's prefix.
@@ -229,17 +220,17 @@ async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
         "/app/.%2E/admin",
         "/app/%252e%252e/admin",
     ] {
-        let out = raw_http(l, &get(path, "localhost", "")).await;
+        let out = burrow::kit::send_raw(l, &get(path, "localhost", "")).await;
         assert!(out.starts_with("HTTP/1.1 400"), "{path}: {out}");
     }
     // The route's Origin allow-list.
-    let out = raw_http(
+    let out = burrow::kit::send_raw(
         l,
         &get("/strict/x", "localhost", "Origin: https://evil.example\r\n"),
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
-    let out = raw_http(
+    let out = burrow::kit::send_raw(
         l,
         &get("/strict/x", "localhost", "Origin: https://ok.example\r\n"),
     )
@@ -254,7 +245,7 @@ async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
     );
     // The client's Connection header cannot delete what burrow adds; userinfo never
     // reaches the origin's Host.
-    let out = raw_http(
+    let out = burrow::kit::send_raw(
         l,
         &get(
             "/h/headers",
@@ -264,7 +255,7 @@ async fn local_pages_answer_only_their_names_and_paths_stay_inside_routes() {
     )
     .await;
     assert!(out.contains("x-forwarded-for: 127.0.0.1"), "{out}");
-    let out = raw_http(
+    let out = burrow::kit::send_raw(
         l,
         &format!(
             "GET http://user:secret@{origin}/headers HTTP/1.1\r\nHost: {origin}\r\n\

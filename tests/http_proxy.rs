@@ -265,15 +265,6 @@ async fn websocket_upgrade_over_plain_forwarding_is_relayed() {
     assert_eq!(back, msg);
 }
 
-/// Sends `raw` to the proxy, reads until it closes (or 10 s pass), returns what came back.
-async fn send_raw(proxy: std::net::SocketAddr, raw: &str) -> String {
-    let mut s = TcpStream::connect(proxy).await.expect("connect");
-    s.write_all(raw.as_bytes()).await.expect("send");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cl_te_and_duplicate_content_length_cannot_smuggle_a_request() {
     let (origin, seen) = origins::hyper_origin().await;
@@ -288,7 +279,7 @@ async fn cl_te_and_duplicate_content_length_cannot_smuggle_a_request() {
          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}",
         5 + hidden.len()
     );
-    let out = send_raw(p.local_addr, &smuggle).await;
+    let out = burrow::kit::send_raw(p.local_addr, &smuggle).await;
     assert!(out.starts_with("HTTP/1.1 "), "{out}");
     // Two different Content-Lengths: refused outright.
     let hidden = format!("GET http://{origin}/smuggled2 HTTP/1.1\r\nHost: {origin}\r\n\r\n");
@@ -297,7 +288,7 @@ async fn cl_te_and_duplicate_content_length_cannot_smuggle_a_request() {
          Content-Length: {}\r\n\r\nhello{hidden}",
         5 + hidden.len()
     );
-    let out = send_raw(p.local_addr, &dup).await;
+    let out = burrow::kit::send_raw(p.local_addr, &dup).await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     // A normal request afterwards, so the origin has surely seen all that came before.
     let (code, _, err) = curl(&[

@@ -19,7 +19,9 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     Span::current().record("inbound", kind.name());
     match kind {
         Inbound::Socks5 => socks5::serve(settings, conn).await,
-        Inbound::Http => http::serve(settings, conn).await,
+        // Boxed: a kept-alive HTTP connection's state (hyper's, and the relays it started)
+        // is not laid out in every SOCKS5 tunnel's task too.
+        Inbound::Http => Box::pin(http::serve(settings, conn)).await,
     }
 }
 

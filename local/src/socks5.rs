@@ -40,33 +40,61 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     };
     Span::current().record("target", tracing::field::display(&target));
 
+    // Boxed: the dial and the reply are not laid out in the tunnel's task for its life.
+    let Some((mut client, mut tunnel)) = Box::pin(start(proto, &target, s)).await else {
+        return;
+    };
+    let (moved, result) = relay_tunnel(&mut client, &mut *tunnel, s.idle_timeout).await;
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed"),
+        Err(e) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed: {e}"),
+    }
+}
+
+/// Opens the tunnel and answers the app, in the order the plan says; `None` if either
+/// failed (the app has its failure reply; the log says why). The app's stream comes back
+/// with whatever it sent early in front, or sealed behind the request header.
+async fn start<T>(
+    proto: Pending<BufReader<T>>,
+    target: &TargetAddr,
+    s: &Settings,
+) -> Option<(Prefixed<T>, crate::dial::Tunnel)>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
     let bound = SocketAddr::from(([0, 0, 0, 0], 0));
-    let plan = Plan::for_target(&target, s);
+    let plan = Plan::for_target(target, s);
     let (client, mut tunnel) = if plan == Plan::Go {
         // The app hears "connected" now and sends its first bytes while the hop to the
         // server is made; they leave together with the request header.
         let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
         let Ok(Ok(client)) = reply.await else {
-            return debug!("client left before the SOCKS5 reply");
+            debug!("client left before the SOCKS5 reply");
+            return None;
         };
-        match open_tunnel(&target, s, plan).await {
+        match open_tunnel(target, s, plan).await {
             Ok(t) => (client, t),
-            Err(e) => return crate::dial::report(&e),
+            Err(e) => {
+                crate::dial::report(&e);
+                return None;
+            }
         }
     } else {
-        let tunnel = match open_tunnel(&target, s, plan).await {
+        let tunnel = match open_tunnel(target, s, plan).await {
             Ok(t) => t,
             Err(e) => {
                 crate::dial::report(&e);
                 let code = e.socks_reply();
                 let reply = proto.reply_error(&code);
                 let _ = tokio::time::timeout(s.handshake_timeout, reply).await;
-                return;
+                return None;
             }
         };
         let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
         let Ok(Ok(client)) = reply.await else {
-            return debug!("client left before the SOCKS5 reply");
+            debug!("client left before the SOCKS5 reply");
+            return None;
         };
         (client, tunnel)
     };
@@ -74,17 +102,13 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     let mut early = Bytes::copy_from_slice(client.buffer());
     let mut app = client.into_inner();
     if plan == Plan::Go {
-        if let Err(e) = add_first_bytes(&mut tunnel, std::mem::take(&mut early), &mut app).await {
-            return debug!("client left: {e}");
+        let first = add_first_bytes(&mut tunnel, std::mem::take(&mut early), &mut app);
+        if let Err(e) = first.await {
+            debug!("client left: {e}");
+            return None;
         }
     }
-    let mut client = Prefixed::new(early, app);
-    let (moved, result) = relay_tunnel(&mut client, &mut *tunnel, s.idle_timeout).await;
-    let secs = started.elapsed().as_secs_f64();
-    match result {
-        Ok(()) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed"),
-        Err(e) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed: {e}"),
-    }
+    Some((Prefixed::new(early, app), tunnel))
 }
 
 /// Runs the SOCKS5 handshake up to the CONNECT request; replies itself on anything it
