@@ -31,8 +31,9 @@ use crate::Settings;
 /// Extra time the server gets, on top of its own connect timeout, to answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 
-/// How long a target counts as reached lately.
-const REACHED_FOR: Duration = Duration::from_secs(600);
+/// How long a target counts as reached lately: an hour, so that the first tunnel after
+/// the laptop idled starts at once too (a target that died since is said in the log).
+const REACHED_FOR: Duration = Duration::from_secs(3600);
 
 /// Targets remembered at most.
 const REACHED_MAX: usize = 4096;
