@@ -1,8 +1,6 @@
 //! The root package of burrow: helpers shared by the thin binaries (`burrow-local`,
 //! `burrow-server`, `burrow`, `burrow-bench`) and the test kit the end-to-end tests use.
 
-#![forbid(unsafe_code)]
-
 pub mod cli;
 pub mod kit;
 pub mod link;

@@ -5,8 +5,6 @@
 //! `run(settings, listener, shutdown)` is the accept loop; `main` only parses, validates,
 //! binds and calls it.
 
-#![forbid(unsafe_code)]
-
 pub mod config;
 pub mod detect;
 pub mod dial;

@@ -4,8 +4,6 @@
 //! `serve` in a span) with graceful drain on shutdown. `main` only parses, validates,
 //! binds and calls it.
 
-#![forbid(unsafe_code)]
-
 pub mod config;
 pub mod dial;
 pub mod handshake;
