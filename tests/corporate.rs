@@ -302,3 +302,39 @@ async fn through_an_ntlm_only_proxy_with_domain_credentials() {
     assert_eq!(code, 97, "SOCKS failure for the app");
     l.wait_for("it offers: NTLM");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_list_fails_over_past_a_proxy_that_is_down() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let squid = Squid::start(temp_dir("squid-list"), &[server_addr.port()]);
+    let down = free_port();
+    // A PAC answer's form: the first proxy is down, the second is squid.
+    let list = format!(
+        "PROXY 127.0.0.1:{down}; PROXY alice:s3cret@{}; DIRECT",
+        squid.addr
+    );
+    let (l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &list],
+    );
+    for _ in 0..2 {
+        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
+    }
+    let connect = format!("CONNECT {server_addr} alice");
+    let log = squid.access_log_with(&connect, 1).await;
+    assert!(log.contains(&connect), "{log}");
+    // Every proxy down: DIRECT, the last entry, still reaches the server.
+    let list = format!("http://127.0.0.1:{down}, socks5://127.0.0.1:{down}, direct");
+    let (l, local_addr) = local(
+        server_addr,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", &list],
+    );
+    let (code, out, err) = fetch(local_addr, target, 1000).await;
+    assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
+}

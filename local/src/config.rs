@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use burrow_common::TargetAddr;
 
-use burrow_common::outbound::proxy::{self, ProxyUrl};
+use burrow_common::outbound::proxy;
 use burrow_common::outbound::{Outbound, WsTransport};
 
 use crate::dial::Confirm;
@@ -434,10 +434,10 @@ fn build_route(r: &RawRoute) -> Result<Route, String> {
 /// The hop to the server: proxy from the command line, else the file, else the
 /// environment; transport from the command line, else the file.
 fn outbound(cli: &Cli, file: &RawConfig, server_host: &str) -> Result<Outbound, String> {
-    let proxy = match cli.outbound_proxy.as_ref().or(file.outbound_proxy.as_ref()) {
-        Some(url) if url == "direct" || url.is_empty() => None,
-        Some(url) => Some(ProxyUrl::parse(url)?),
-        None => proxy::from_env(|k| std::env::var(k).ok(), server_host)?,
+    let proxies = match cli.outbound_proxy.as_ref().or(file.outbound_proxy.as_ref()) {
+        Some(url) if url.trim().is_empty() => vec![None],
+        Some(list) => proxy::parse_list(list)?,
+        None => vec![proxy::from_env(|k| std::env::var(k).ok(), server_host)?],
     };
     let kind = cli
         .transport
@@ -480,5 +480,9 @@ fn outbound(cli: &Cli, file: &RawConfig, server_host: &str) -> Result<Outbound, 
         }
         other => return Err(format!("transport {other:?}: use tcp, ws or wss")),
     };
-    Ok(Outbound { proxy, ws })
+    Ok(Outbound {
+        proxies,
+        ws,
+        last_good: Default::default(),
+    })
 }

@@ -39,8 +39,11 @@ pub struct WsTransport {
 /// How to reach the server.
 #[derive(Clone, Debug, Default)]
 pub struct Outbound {
-    /// A corporate proxy on the way, if any.
-    pub proxy: Option<ProxyUrl>,
+    /// The ways to the server, tried in order until one is reachable: a corporate proxy,
+    /// or `None` for direct. Empty: direct.
+    pub proxies: Vec<Option<ProxyUrl>>,
+    /// Which of `proxies` worked last (tried first next time).
+    pub last_good: Arc<std::sync::atomic::AtomicUsize>,
     /// WebSocket dressing, if any.
     pub ws: Option<WsTransport>,
 }
@@ -69,13 +72,7 @@ pub async fn connect(
     timeout: Duration,
     opts: &SocketOpts,
 ) -> io::Result<ServerIo> {
-    let base = match &out.proxy {
-        Some(p) => proxy::connect(p, host, port, timeout, opts).await?,
-        None => {
-            let addrs = resolve(host, port, timeout).await?;
-            Prefixed::new(Bytes::new(), connect_any(&addrs, timeout, opts).await?)
-        }
-    };
+    let base = first_reachable(out, host, port, timeout, opts).await?;
     let Some(w) = &out.ws else {
         return Ok(ServerIo::Raw(base));
     };
@@ -101,6 +98,56 @@ pub async fn connect(
     )
     .await?;
     Ok(ServerIo::Ws(Box::new(ws)))
+}
+
+/// The hop to the server through the first of `out.proxies` that is reachable, starting
+/// with the one that worked last: a proxy that cannot be reached (refused, timed out,
+/// unresolvable) passes to the next, as browsers do with a PAC file's list; a proxy that
+/// answers and refuses (407, 403) is the answer.
+async fn first_reachable(
+    out: &Outbound,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    opts: &SocketOpts,
+) -> io::Result<Prefixed<TcpStream>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let direct = [None];
+    let list: &[Option<ProxyUrl>] = if out.proxies.is_empty() {
+        &direct
+    } else {
+        &out.proxies
+    };
+    let start = out.last_good.load(Relaxed) % list.len();
+    let mut last_err = None;
+    for i in (start..list.len()).chain(0..start) {
+        let reached = match &list[i] {
+            Some(p) => match proxy::reach(p, timeout, opts).await {
+                Ok(tcp) => Ok(proxy::through(p, tcp, host, port, timeout).await),
+                Err(e) => Err(e),
+            },
+            None => match resolve(host, port, timeout).await {
+                Ok(addrs) => match connect_any(&addrs, timeout, opts).await {
+                    Ok(s) => Ok(Ok(Prefixed::new(Bytes::new(), s))),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        match reached {
+            Ok(done) => {
+                out.last_good.store(i, Relaxed);
+                return done;
+            }
+            Err(e) => {
+                if list.len() > 1 {
+                    tracing::debug!("{e}; trying the next way to the server");
+                }
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no way to the server")))
 }
 
 macro_rules! delegate_io {

@@ -209,12 +209,32 @@ pub async fn connect(
     timeout: Duration,
     opts: &SocketOpts,
 ) -> io::Result<Prefixed<TcpStream>> {
+    let tcp = reach(proxy, timeout, opts).await?;
+    through(proxy, tcp, host, port, timeout).await
+}
+
+/// A TCP connection to the proxy itself; an error means the proxy is not reachable.
+pub async fn reach(
+    proxy: &ProxyUrl,
+    timeout: Duration,
+    opts: &SocketOpts,
+) -> io::Result<TcpStream> {
     let addrs = resolve(&proxy.host, proxy.port, timeout)
         .await
         .map_err(|e| proxy_error(e.kind(), format!("proxy {proxy}: {e}")))?;
-    let tcp = connect_any(&addrs, timeout, opts)
+    connect_any(&addrs, timeout, opts)
         .await
-        .map_err(|e| proxy_error(e.kind(), format!("proxy {proxy}: {e}")))?;
+        .map_err(|e| proxy_error(e.kind(), format!("proxy {proxy}: {e}")))
+}
+
+/// The CONNECT (or SOCKS5 request) to `host:port` on a connection to the proxy.
+pub async fn through(
+    proxy: &ProxyUrl,
+    tcp: TcpStream,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> io::Result<Prefixed<TcpStream>> {
     let what = match proxy.kind {
         ProxyKind::Http => "proxy CONNECT",
         ProxyKind::Socks5 => "proxy SOCKS5 handshake",
@@ -235,6 +255,44 @@ pub async fn connect(
             e
         }
     })
+}
+
+/// A list of ways to the server, tried in order: proxy URLs (`http://…`, `socks5://…`)
+/// and `direct`, or a PAC answer's entries (`PROXY host:port`, `SOCKS5 host:port`,
+/// `SOCKS host:port`, `DIRECT`), separated by `;` or `,`.
+pub fn parse_list(list: &str) -> Result<Vec<Option<ProxyUrl>>, String> {
+    let mut out = Vec::new();
+    for entry in list
+        .split([';', ','])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (word, rest) = entry.split_once(char::is_whitespace).unwrap_or((entry, ""));
+        let rest = rest.trim();
+        let hop = match word.to_ascii_uppercase().as_str() {
+            "DIRECT" if rest.is_empty() => None,
+            "PROXY" | "HTTP" if !rest.is_empty() => {
+                Some(ProxyUrl::parse(&format!("http://{rest}"))?)
+            }
+            "SOCKS" | "SOCKS5" if !rest.is_empty() => {
+                Some(ProxyUrl::parse(&format!("socks5://{rest}"))?)
+            }
+            "HTTPS" if !rest.is_empty() => {
+                return Err(format!(
+                    "proxy list entry {entry:?}: TLS to the proxy itself is not supported"
+                ))
+            }
+            "PROXY" | "HTTP" | "SOCKS" | "SOCKS5" | "HTTPS" => {
+                return Err(format!("proxy list entry {entry:?}: no host:port"))
+            }
+            _ => Some(ProxyUrl::parse(entry)?),
+        };
+        out.push(hop);
+    }
+    if out.is_empty() {
+        return Err("the proxy list is empty (use direct)".into());
+    }
+    Ok(out)
 }
 
 /// Proxies that asked for NTLM: later connections to them start with it (no Basic

@@ -277,3 +277,30 @@ async fn a_silent_proxy_times_out() {
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     assert!(err.to_string().contains("proxy CONNECT timed out"), "{err}");
 }
+
+#[test]
+fn proxy_lists_in_url_and_pac_forms() {
+    let l = parse_list("PROXY a.corp:8080; SOCKS5 b.corp:1080; DIRECT").expect("pac form");
+    assert_eq!(l.len(), 3);
+    let a = l[0].as_ref().expect("a");
+    assert_eq!(
+        (a.kind, a.host.as_str(), a.port),
+        (ProxyKind::Http, "a.corp", 8080)
+    );
+    let b = l[1].as_ref().expect("b");
+    assert_eq!(
+        (b.kind, b.host.as_str(), b.port),
+        (ProxyKind::Socks5, "b.corp", 1080)
+    );
+    assert!(l[2].is_none(), "DIRECT");
+    let l = parse_list("http://u:p@a:1, socks5h://b:2 ,direct").expect("url form");
+    assert_eq!(l.len(), 3);
+    assert!(l[0].as_ref().is_some_and(|p| p.auth.is_some()));
+    assert!(parse_list("direct")
+        .expect("direct")
+        .iter()
+        .all(Option::is_none));
+    for bad in ["HTTPS a:443", "PROXY", "gopher://x:1", " ; ", "SOCKS"] {
+        assert!(parse_list(bad).is_err(), "{bad}");
+    }
+}
