@@ -561,6 +561,63 @@ mod suite {
         }
     }
 
+    /// One tunnel through CONNECT to an HTTPS origin: TLS handshake, GET, first byte.
+    async fn https_once(
+        proxy: SocketAddr,
+        origin: SocketAddr,
+        tls: &burrow_common::tls::TlsTarget,
+    ) -> std::io::Result<Duration> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let start = std::time::Instant::now();
+        let mut c = tokio::net::TcpStream::connect(proxy).await?;
+        c.set_nodelay(true)?;
+        c.write_all(format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n").as_bytes())
+            .await?;
+        let mut head = Vec::new();
+        let mut one = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if c.read(&mut one).await? == 0 {
+                return Err(std::io::Error::other("closed during CONNECT"));
+            }
+            head.push(one[0]);
+        }
+        if !head.starts_with(b"HTTP/1.1 200") {
+            return Err(std::io::Error::other("CONNECT refused"));
+        }
+        let mut t = tls.connect(c).await?;
+        t.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        if t.read(&mut one).await? == 0 {
+            return Err(std::io::Error::other("closed without an answer"));
+        }
+        Ok(start.elapsed())
+    }
+
+    async fn https(
+        proxy: SocketAddr,
+        origin: SocketAddr,
+        tls: &burrow_common::tls::TlsTarget,
+        count: usize,
+        rtt_ms: u64,
+    ) {
+        let _ = https_once(proxy, origin, tls).await;
+        let mut warm = Vec::new();
+        for _ in 0..count {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match https_once(proxy, origin, tls).await {
+                Ok(d) => warm.push(d),
+                Err(e) => println!("burrow-tcp-https: {e}"),
+            }
+        }
+        warm.sort();
+        let median = super::percentile(&warm, 0.5).as_secs_f64() * 1e3;
+        println!(
+            "burrow-tcp-https first-byte connect rtt={rtt_ms}ms : warm median {median:.0} ms = {:.2} RTT (n={})",
+            median / rtt_ms as f64,
+            warm.len()
+        );
+    }
+
     pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
         let rtt = Duration::from_millis(rtt_ms);
         let quiet = [("RUST_LOG", "warn")];
@@ -612,6 +669,15 @@ mod suite {
                 measure(label, addr, http, count, rtt_ms).await;
             }
         }
+        // An HTTPS target through CONNECT: the app's own TLS handshake rides the tunnel.
+        let pki = burrow::origins::test_pki(&["127.0.0.1"]);
+        let origin = burrow::origins::tls_origin(&pki).await;
+        let ca_path = dir.join("origin-ca.pem");
+        burrow::origins::write_ca(&pki, &ca_path);
+        let tls = burrow_common::tls::TlsTarget::new("127.0.0.1", Some(&ca_path), false)
+            .map_err(anyhow::Error::msg)?;
+        let (_l, addr) = local(&hops[0].1, "burrow-tcp-https");
+        https(addr, origin, &tls, count, rtt_ms).await;
         // shadowsocks-rust, direct over the same kind of link.
         let sport = free_port();
         let ss = Proc::spawn(
