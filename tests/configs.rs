@@ -1,5 +1,7 @@
 //! Every file in configs/ parses and validates with the role its name says.
 
+mod common;
+
 use std::path::Path;
 
 use clap::Parser;
@@ -36,4 +38,54 @@ fn every_config_file_parses_and_validates() {
         checked >= 2,
         "configs/ must hold at least local.toml and server.toml"
     );
+}
+
+/// Coming from shadowsocks: both programs read a shadowsocks-rust / -libev `config.json`
+/// as it is, say which keys they do not use, and carry traffic with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadowsocks_json_configs_are_read_as_they_are() {
+    let dir = common::temp_dir("json");
+    let target = burrow::kit::http_target().await;
+    let server_json = dir.join("server.json");
+    std::fs::write(
+        &server_json,
+        r#"{"server": ["127.0.0.1"], "server_port": 0, "password": "json-config-password",
+            "method": "chacha20-ietf-poly1305", "timeout": 300, "mode": "tcp_and_udp",
+            "fast_open": false}"#,
+    )
+    .expect("server.json");
+    let cfg = server_json.to_str().expect("utf8");
+    let server = burrow::kit::Proc::spawn(common::SERVER, &["-c", cfg, "--allow-private"], &[]);
+    let server_addr = server.listening();
+    server.wait_for("`mode` is not used by burrow; ignored");
+    // sslocal's multi-server form.
+    let local_json = dir.join("local.json");
+    std::fs::write(
+        &local_json,
+        format!(
+            r#"{{"servers": [{{"address": "127.0.0.1", "port": {}, "password": "json-config-password",
+                 "method": "chacha20-ietf-poly1305"}}, {{"address": "10.0.0.9", "port": 1}}],
+                "local_address": "127.0.0.1", "local_port": 0, "fast_open": true}}"#,
+            server_addr.port()
+        ),
+    )
+    .expect("local.json");
+    let cfg = local_json.to_str().expect("utf8");
+    let local = burrow::kit::Proc::spawn(common::LOCAL, &["-c", cfg], &[]);
+    let proxy = local.listening();
+    local.wait_for("`servers` lists 2; burrow uses the first");
+    local.wait_for("`fast_open` is not used by burrow; ignored");
+    let url = format!("http://{target}/");
+    let (code, out, err) = common::curl(&["--socks5-hostname", &proxy.to_string(), &url]).await;
+    assert_eq!(
+        (code, out.as_slice()),
+        (0, &b"hello from burrow\n"[..]),
+        "{err}"
+    );
+    // A JSON file that does not parse: one line with its position, exit 2.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"server\": \"x\",\n \"server_port\": }").expect("bad.json");
+    let mut p = burrow::kit::Proc::spawn(common::LOCAL, &["-c", bad.to_str().expect("utf8")], &[]);
+    assert_eq!(p.wait_exit(), Some(2));
+    assert!(p.output().contains("bad.json:2:"), "{}", p.output());
 }

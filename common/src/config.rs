@@ -238,6 +238,86 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
     toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))
 }
 
+/// How a Shadowsocks JSON key maps onto ours: the key it becomes, and whether its value
+/// is a number of seconds (made a duration).
+pub type JsonKey = (&'static str, &'static str, bool);
+
+/// A config file: TOML, or — when it starts with `{` — a Shadowsocks JSON config
+/// (shadowsocks-rust's / -libev's `config.json`), read as it is through `keys`. Returns
+/// the config and one line for each JSON key that is not used.
+pub fn read_config<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    keys: &[JsonKey],
+) -> Result<(T, Vec<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !text.trim_start().starts_with('{') {
+        return toml::from_str(&text)
+            .map(|c| (c, Vec::new()))
+            .map_err(|e| toml_error(path, &text, &e));
+    }
+    let at = |e: serde_json::Error| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column());
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).map_err(at)?;
+    let (ours, notes) = from_shadowsocks_json(json, keys, path);
+    let config = serde_json::from_value(serde_json::Value::Object(ours))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((config, notes))
+}
+
+/// Maps a Shadowsocks JSON object onto our keys; `servers` (a list) gives its first entry.
+fn from_shadowsocks_json(
+    mut json: serde_json::Map<String, serde_json::Value>,
+    keys: &[JsonKey],
+    path: &std::path::Path,
+) -> (serde_json::Map<String, serde_json::Value>, Vec<String>) {
+    use serde_json::Value;
+    let file = path.display();
+    let mut notes = Vec::new();
+    if let Some(Value::Array(servers)) = json.remove("servers") {
+        if servers.len() > 1 {
+            notes.push(format!(
+                "{file}: `servers` lists {}; burrow uses the first",
+                servers.len()
+            ));
+        }
+        if let Some(Value::Object(first)) = servers.into_iter().next() {
+            for (k, v) in first {
+                let k = match k.as_str() {
+                    "address" => "server".to_owned(),
+                    "port" => "server_port".to_owned(),
+                    _ => k,
+                };
+                json.entry(k).or_insert(v);
+            }
+        }
+    }
+    let mut ours = serde_json::Map::new();
+    for (k, v) in json {
+        let v = match v {
+            Value::Array(mut list) if k == "server" && !list.is_empty() => {
+                notes.push(format!(
+                    "{file}: `server` lists several addresses; burrow uses the first"
+                ));
+                list.swap_remove(0)
+            }
+            v => v,
+        };
+        match keys.iter().find(|(theirs, _, _)| *theirs == k) {
+            Some((_, mine, true)) => match v.as_u64() {
+                Some(secs) => {
+                    ours.insert((*mine).to_owned(), Value::String(format!("{secs}s")));
+                }
+                None => notes.push(format!("{file}: `{k}` is not a number of seconds; ignored")),
+            },
+            Some((_, mine, false)) => {
+                ours.insert((*mine).to_owned(), v);
+            }
+            None => notes.push(format!("{file}: `{k}` is not used by burrow; ignored")),
+        }
+    }
+    (ours, notes)
+}
+
 /// `host` with `default_port` unless it already carries a port (`h:p`, `[v6]:p`).
 pub fn with_port(host: &str, default_port: u16) -> String {
     match host.parse::<std::net::IpAddr>() {

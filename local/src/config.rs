@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use burrow_common::config::{
-    check_timeouts, de_duration, listen_addr, master_key, read_toml, split_host_port, with_port,
+    check_timeouts, de_duration, listen_addr, master_key, read_config, split_host_port, with_port,
     Secret, SharedArgs, SsUrl,
 };
 use burrow_common::net::{Keepalive, SocketOpts};
@@ -201,11 +201,23 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// A shadowsocks-rust / -libev client `config.json`, read as it is.
+const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
+    ("server", "server", false),
+    ("server_port", "server_port", false),
+    ("password", "password", false),
+    ("method", "method", false),
+    ("local_address", "local_address", false),
+    ("local_port", "local_port", false),
+    ("timeout", "idle_timeout", true),
+    ("no_delay", "no_delay", false),
+];
+
 /// Merges CLI, environment (through clap) and file; every error is one line.
 pub fn load(cli: &Cli) -> Result<Loaded, String> {
-    let file: RawConfig = match &cli.config {
-        Some(p) => read_toml(p)?,
-        None => RawConfig::default(),
+    let (file, notes): (RawConfig, Vec<String>) = match &cli.config {
+        Some(p) => read_config(p, SHADOWSOCKS_KEYS)?,
+        None => (RawConfig::default(), Vec::new()),
     };
 
     let listen_texts = if !cli.local_addr.is_empty() {
@@ -263,10 +275,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, None, None) => (file.password.clone(), file.key.clone()),
     };
     let key = master_key(&method, password.as_ref(), key.as_ref())?;
-    let mut warnings: Vec<String> =
-        burrow_common::config::weak_password(&method, password.as_ref())
-            .into_iter()
-            .collect();
+    let mut warnings: Vec<String> = notes;
+    warnings.extend(burrow_common::config::weak_password(
+        &method,
+        password.as_ref(),
+    ));
 
     let outbound = outbound(cli, &file, &server_host)?;
     let proxy_auth = match (file.proxy_username, file.proxy_password) {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use burrow_common::aead::Method;
 use burrow_common::config::{
-    check_timeouts, de_duration, listen_addr, master_key, read_toml, with_port, Secret, SharedArgs,
+    check_timeouts, de_duration, listen_addr, master_key, read_config, with_port, Secret,
+    SharedArgs,
 };
 use burrow_common::net::{Keepalive, SocketOpts};
 use clap::{Parser, Subcommand};
@@ -115,11 +116,21 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// A shadowsocks-rust / -libev server `config.json`, read as it is.
+const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
+    ("server", "server", false),
+    ("server_port", "server_port", false),
+    ("password", "password", false),
+    ("method", "method", false),
+    ("timeout", "idle_timeout", true),
+    ("no_delay", "no_delay", false),
+];
+
 /// Merges CLI, environment (through clap) and file; every error is one line.
 pub fn load(cli: &Cli) -> Result<Loaded, String> {
-    let file: RawConfig = match &cli.config {
-        Some(p) => read_toml(p)?,
-        None => RawConfig::default(),
+    let (file, notes): (RawConfig, Vec<String>) = match &cli.config {
+        Some(p) => read_config(p, SHADOWSOCKS_KEYS)?,
+        None => (RawConfig::default(), Vec::new()),
     };
     let port = file.server_port.unwrap_or(defaults::PORT);
     let listen_text = match (&cli.server_addr, &file.server) {
@@ -149,9 +160,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, None) => (password, key),
     };
     let key = master_key(&method, password.as_ref(), key.as_ref())?;
-    let warnings: Vec<String> = burrow_common::config::weak_password(&method, password.as_ref())
-        .into_iter()
-        .collect();
+    let mut warnings: Vec<String> = notes;
+    warnings.extend(burrow_common::config::weak_password(
+        &method,
+        password.as_ref(),
+    ));
 
     let allow = file
         .allow
