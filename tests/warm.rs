@@ -228,3 +228,25 @@ async fn a_refused_target_is_an_error_on_its_first_use_through_every_inbound() {
         assert!(text.contains("502"), "{extra:?}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_does_not_wait_for_warm_connections() {
+    let target = kit::http_target().await;
+    let (mut server, server_addr, metrics) = server_on(0, "shutdown_grace = \"30s\"\n");
+    let (_local, l) = local_with(server_addr, "");
+    assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
+    // Warm connections wait at the server, having sent nothing.
+    assert!(until_at_least(metrics, "burrow_open_connections ", 1).await >= 1);
+    let pid = server.pid().to_string();
+    let stop = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    assert_eq!(server.wait_exit(), Some(0), "{}", server.output());
+    assert!(
+        stop.elapsed() < Duration::from_secs(20),
+        "the server waited {:?} for connections that sent nothing (grace 30 s)",
+        stop.elapsed()
+    );
+}

@@ -72,6 +72,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Permits for connections still in their handshake.
     pub handshakes: tokio::sync::Semaphore,
+    /// Cancelled when the server stops.
+    pub shutdown: CancellationToken,
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
@@ -134,6 +136,7 @@ pub async fn run(
                 .then(|| ReplayFilter::new(SIP004_SALTS))
         },
         handshakes: tokio::sync::Semaphore::new(settings.max_handshakes.max(1)),
+        shutdown: shutdown.clone(),
         settings,
         metrics: metrics.clone(),
     });

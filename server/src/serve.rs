@@ -90,14 +90,18 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let deadline = jittered_deadline(shared.settings.handshake_timeout);
-    if tokio::time::timeout_at(deadline, readable(conn))
-        .await
-        .is_ok()
-    {
-        return Some(deadline);
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, readable(conn)) => {
+            if r.is_ok() {
+                return Some(deadline);
+            }
+            shared.metrics.rejected("timeout");
+            debug!("nothing before the handshake deadline");
+        }
+        // Stopping: a connection that has sent nothing is not a tunnel to drain (a
+        // client's warm connection, say); it is closed now.
+        _ = shared.shutdown.cancelled() => debug!("stopping: closed before any byte"),
     }
-    shared.metrics.rejected("timeout");
-    debug!("nothing before the handshake deadline");
     close_quietly(conn).await;
     None
 }
@@ -231,6 +235,7 @@ mod tests {
         let cli = crate::config::Cli::try_parse_from(["x", "-k", "p"]).expect("cli");
         let settings = crate::config::load(&cli).expect("load").settings;
         let shared = Arc::new(Shared {
+            shutdown: Default::default(),
             handshakes: tokio::sync::Semaphore::new(1),
             settings,
             replay: None,
