@@ -1,6 +1,7 @@
 //! The hop from burrow-local to burrow-server: direct or through a corporate proxy, as
 //! raw TCP or dressed as a WebSocket (over TLS for wss).
 
+#[cfg(feature = "ntlm")]
 pub mod ntlm;
 pub mod prefixed;
 pub mod proxy;

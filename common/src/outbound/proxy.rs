@@ -368,7 +368,23 @@ async fn drain(resp: http::Response<hyper::body::Incoming>) {
         .await;
 }
 
+/// NTLM left out of this build (the `ntlm` feature): say so.
+#[cfg(not(feature = "ntlm"))]
+async fn ntlm_connect(
+    _sender: &mut Sender,
+    proxy: &ProxyUrl,
+    _authority: &str,
+    _user: &str,
+    _pass: &Secret,
+) -> io::Result<http::Response<hyper::body::Incoming>> {
+    Err(proxy_error(
+        io::ErrorKind::PermissionDenied,
+        format!("proxy {proxy} wants NTLM, which this build leaves out"),
+    ))
+}
+
 /// NTLM on one kept-alive connection: Type 1 → the proxy's 407 with Type 2 → Type 3.
+#[cfg(feature = "ntlm")]
 async fn ntlm_connect(
     sender: &mut Sender,
     proxy: &ProxyUrl,
