@@ -448,7 +448,7 @@ async fn hostile_targets_refuse_blackhole_and_reset() {
     let (_c, reply) = kit::socks5_connect(local_addr, "127.0.0.1", dead_port)
         .await
         .expect("socks");
-    assert_ne!(reply, 0);
+    assert_eq!(reply, 4, "SOCKS5 'host unreachable'");
     // Blackholes (accepts, never answers): the idle timeout ends the tunnel.
     let hole = Recorder::start("127.0.0.1:0", b"").await;
     let (mut c, reply) = kit::socks5_connect(local_addr, "127.0.0.1", hole.addr.port())

@@ -65,7 +65,7 @@ async fn loopback_target_without_allow_private_gets_a_socks_failure_and_no_conne
         let (_s, reply) = kit::socks5_connect(local_addr, host, port)
             .await
             .expect("SOCKS5 exchange");
-        assert_ne!(reply, 0, "{host}: must not succeed");
+        assert_eq!(reply, 4, "{host}: SOCKS5 'host unreachable'");
     }
     let url = format!("http://127.0.0.1:{port}/");
     let (code, _, err) = curl(&["--socks5-hostname", &local_addr.to_string(), &url]).await;

@@ -214,7 +214,6 @@ async fn a_refused_target_is_an_error_on_its_first_use_through_every_inbound() {
     let refused = "127.0.0.1:9";
     // SOCKS5: a real failure reply, not a success followed by nothing.
     let (_, reply) = kit::socks5_connect(l, "127.0.0.1", 9).await.expect("socks");
-    assert_ne!(reply, 0, "SOCKS5 success for a refused target");
     assert_eq!(reply, 4, "host unreachable");
     // CONNECT and plain forwarding: a 502 naming the target.
     let proxy = format!("http://{l}");
