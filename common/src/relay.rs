@@ -36,6 +36,16 @@ pub struct Transferred {
     pub b_to_a: u64,
 }
 
+/// The one line every tunnel logs when it ends: bytes each way (`up`: from the app or
+/// client, `down`: back to it), how long it lasted, and why it ended if not cleanly.
+pub fn report(what: &str, up: u64, down: u64, started: std::time::Instant, result: io::Result<()>) {
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => tracing::info!(up, down, secs, "{what} closed"),
+        Err(e) => tracing::info!(up, down, secs, "{what} closed: {e}"),
+    }
+}
+
 /// One direction of the copy.
 struct Half {
     buf: BytesMut,

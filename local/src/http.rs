@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use burrow_common::config::ct_eq;
-use burrow_common::relay::relay_tunnel;
+use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::TargetAddr;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tracing::{debug, info, Instrument, Span};
+use tracing::{debug, Instrument, Span};
 
 use crate::dial::{add_first_bytes, open_tunnel, Plan};
 use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
@@ -284,13 +284,9 @@ async fn connect(
                     Err(e) => return crate::dial::report(&e),
                 },
             };
+            let started = std::time::Instant::now();
             let (moved, r) = relay_tunnel(&mut up, &mut *tunnel, idle).await;
-            info!(
-                up = moved.a_to_b,
-                down = moved.b_to_a,
-                "CONNECT closed{}",
-                r.err().map(|e| format!(": {e}")).unwrap_or_default()
-            );
+            report("CONNECT tunnel", moved.a_to_b, moved.b_to_a, started, r);
         }
         .instrument(Span::current()),
     );

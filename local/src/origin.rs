@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use burrow_common::relay::relay;
+use burrow_common::relay::{relay, report};
 use burrow_common::TargetAddr;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -124,9 +124,10 @@ pub async fn send(
                 async move {
                     match tokio::try_join!(client_upgrade, origin_upgrade) {
                         Ok((c, o)) => {
-                            let (moved, _) =
+                            let started = std::time::Instant::now();
+                            let (moved, r) =
                                 relay(&mut TokioIo::new(c), &mut TokioIo::new(o), idle).await;
-                            info!(up = moved.a_to_b, down = moved.b_to_a, "websocket closed");
+                            report("websocket", moved.a_to_b, moved.b_to_a, started, r);
                         }
                         Err(e) => debug!("websocket upgrade: {e}"),
                     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use burrow_common::config::{ct_eq, Secret};
 use burrow_common::outbound::prefixed::Prefixed;
-use burrow_common::relay::relay_tunnel;
+use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::TargetAddr;
 use bytes::Bytes;
 use fast_socks5::server::{states, Socks5ServerProtocol, SocksServerError};
@@ -14,7 +14,7 @@ use fast_socks5::util::target_addr::TargetAddr as SocksTarget;
 use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
-use tracing::{debug, info, Span};
+use tracing::{debug, Span};
 
 use crate::dial::{add_first_bytes, open_tunnel, Plan};
 use crate::Settings;
@@ -45,11 +45,7 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         return;
     };
     let (moved, result) = relay_tunnel(&mut client, &mut *tunnel, s.idle_timeout).await;
-    let secs = started.elapsed().as_secs_f64();
-    match result {
-        Ok(()) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed"),
-        Err(e) => info!(up = moved.a_to_b, down = moved.b_to_a, secs, "closed: {e}"),
-    }
+    report("tunnel", moved.a_to_b, moved.b_to_a, started, result);
 }
 
 /// Opens the tunnel and answers the app, in the order the plan says; `None` if either

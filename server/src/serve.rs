@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use burrow_common::aead::{AeadError, Decoder, Encoder};
-use burrow_common::relay::relay_tunnel;
+use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::timeout::with_timeout;
 use burrow_common::EncryptedStream;
 use bytes::BytesMut;
@@ -190,11 +190,7 @@ where
         let (up, down) = (moved.b_to_a + first, moved.a_to_b);
         m.bytes_up.fetch_add(up, Relaxed);
         m.bytes_down.fetch_add(down, Relaxed);
-        let secs = started.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => info!(up, down, secs, "closed"),
-            Err(e) => info!(up, down, secs, "closed: {e}"),
-        }
+        report("tunnel", up, down, started, result);
     }
 }
 
