@@ -416,9 +416,10 @@ async fn emfile_backs_off_quietly_and_service_recovers() {
     let spent = cpu_seconds(p.pid()) - cpu0;
     assert!(spent < 0.5, "accept loop spun: {spent:.2} CPU-s in 2 s");
     drop(held);
-    let f = flight(&key(), &TargetAddr::Ip(target.addr), b"recovered");
     let mut served = false;
     for _ in 0..30 {
+        // A fresh salt each try: a flight the server took once is a replay the next time.
+        let f = flight(&key(), &TargetAddr::Ip(target.addr), b"recovered");
         let Ok(mut c) = TcpStream::connect(addr).await else {
             continue;
         };
