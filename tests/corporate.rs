@@ -61,12 +61,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
 
     // Wrong password: the app gets a failure, the log says why, once.
     let wrong = format!("http://alice:nope@{}", squid.addr);
-    let (l, local_addr) = local(
-        server_addr,
-        "chacha20-ietf-poly1305",
-        "pw",
-        &["--outbound-proxy", &wrong],
-    );
+    let (l, local_addr) = local_via(server_addr, &wrong);
     for _ in 0..3 {
         let (code, _, _) = fetch(local_addr, target, 1000).await;
         assert_eq!(code, 97, "SOCKS failure for the app");
@@ -85,12 +80,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
 
     // No credentials at all.
     let anon = format!("http://{}", squid.addr);
-    let (l, local_addr) = local(
-        server_addr,
-        "chacha20-ietf-poly1305",
-        "pw",
-        &["--outbound-proxy", &anon],
-    );
+    let (l, local_addr) = local_via(server_addr, &anon);
     let (code, _, _) = fetch(local_addr, target, 1000).await;
     assert_eq!(code, 97);
     l.wait_for("wants credentials (407 Proxy Authentication Required; it offers: Basic)");
@@ -244,6 +234,16 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// burrow-local towards `server` through the corporate `proxy` (a URL or a list).
+fn local_via(server: SocketAddr, proxy: &str) -> (Proc, SocketAddr) {
+    local(
+        server,
+        "chacha20-ietf-poly1305",
+        "pw",
+        &["--outbound-proxy", proxy],
+    )
+}
+
 /// An NTLM-only CONNECT proxy that verifies the password (pyspnego's acceptor), with
 /// CORP\alice / s3cret as its one user.
 fn ntlm_proxy() -> (Proc, SocketAddr) {
@@ -264,12 +264,7 @@ async fn through_an_ntlm_only_proxy_with_domain_credentials() {
     let (proxy, proxy_addr) = ntlm_proxy();
     // DOMAIN\user as a proxy URL writes it, percent-encoded.
     let url = format!("http://CORP%5Calice:s3cret@{proxy_addr}");
-    let (l, local_addr) = local(
-        server_addr,
-        "chacha20-ietf-poly1305",
-        "pw",
-        &["--outbound-proxy", &url],
-    );
+    let (l, local_addr) = local_via(server_addr, &url);
     for _ in 0..3 {
         let (code, out, err) = fetch(local_addr, target, 1000).await;
         assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
@@ -279,12 +274,7 @@ async fn through_an_ntlm_only_proxy_with_domain_credentials() {
     assert!(!l.output().contains("s3cret"), "{}", l.output());
     // A wrong password: the app gets a failure, the log names the scheme and the answer.
     let wrong = format!("http://CORP%5Calice:nope@{proxy_addr}");
-    let (l, local_addr) = local(
-        server_addr,
-        "chacha20-ietf-poly1305",
-        "pw",
-        &["--outbound-proxy", &wrong],
-    );
+    let (l, local_addr) = local_via(server_addr, &wrong);
     let (code, _, _) = fetch(local_addr, target, 1000).await;
     assert_eq!(code, 97, "SOCKS failure for the app");
     let said = l.wait_for("refused the credentials");
@@ -292,12 +282,7 @@ async fn through_an_ntlm_only_proxy_with_domain_credentials() {
     assert!(!l.output().contains("nope"), "{}", l.output());
     // No credentials at all: one line naming what the proxy offers.
     let anon = format!("http://{proxy_addr}");
-    let (l, local_addr) = local(
-        server_addr,
-        "chacha20-ietf-poly1305",
-        "pw",
-        &["--outbound-proxy", &anon],
-    );
+    let (l, local_addr) = local_via(server_addr, &anon);
     let (code, _, _) = fetch(local_addr, target, 1000).await;
     assert_eq!(code, 97, "SOCKS failure for the app");
     l.wait_for("it offers: NTLM");
@@ -314,12 +299,7 @@ async fn a_proxy_list_fails_over_past_a_proxy_that_is_down() {
         "PROXY 127.0.0.1:{down}; PROXY alice:s3cret@{}; DIRECT",
         squid.addr
     );
-    let (l, local_addr) = local(
-        server_addr,
-        "chacha20-ietf-poly1305",
-        "pw",
-        &["--outbound-proxy", &list],
-    );
+    let (l, local_addr) = local_via(server_addr, &list);
     for _ in 0..2 {
         let (code, out, err) = fetch(local_addr, target, 1000).await;
         assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
@@ -329,12 +309,7 @@ async fn a_proxy_list_fails_over_past_a_proxy_that_is_down() {
     assert!(log.contains(&connect), "{log}");
     // Every proxy down: DIRECT, the last entry, still reaches the server.
     let list = format!("http://127.0.0.1:{down}, socks5://127.0.0.1:{down}, direct");
-    let (l, local_addr) = local(
-        server_addr,
-        "chacha20-ietf-poly1305",
-        "pw",
-        &["--outbound-proxy", &list],
-    );
+    let (l, local_addr) = local_via(server_addr, &list);
     let (code, out, err) = fetch(local_addr, target, 1000).await;
     assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
 }

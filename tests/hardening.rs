@@ -387,7 +387,6 @@ async fn ten_thousand_silent_connections_cost_little_each() {
     assert_eq!(accepted(metrics).await, N as u64 + 1, "all accepted");
     let after = rss_kib(s.pid());
     let each = (after.saturating_sub(before)) * 1024 / N as u64;
-    eprintln!("{each} bytes per silent connection ({before} → {after} KiB)");
     assert!(
         each < 4096,
         "{each} bytes per silent connection ({before} → {after} KiB)"
@@ -603,7 +602,6 @@ fn the_servers_own_addresses_are_refused_in_every_form_and_slow_names_stay_bound
         most = most.max(threads(server.pid()));
         std::thread::sleep(Duration::from_millis(50)); // sampling the thread count
     }
-    eprintln!("{before} threads at rest, {most} with 100 slow lookups");
     assert!(
         most <= before + 40,
         "{before} threads at rest, {most} with 100 slow lookups"
