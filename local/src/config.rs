@@ -17,13 +17,13 @@ use std::sync::Arc;
 use burrow_common::TargetAddr;
 
 use burrow_common::outbound::proxy;
-use burrow_common::outbound::{Outbound, WsTransport};
+use burrow_common::outbound::{Outbound, Ways, WsTransport};
 
 use crate::dial::Confirm;
 use crate::pool::{Dial, Pool, PoolConfig};
 use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
-use crate::tls::TlsTarget;
-use crate::Settings;
+use crate::tls::{TlsTarget, Trust};
+use crate::{PacSetting, Settings};
 
 /// burrow-local: a SOCKS5 and HTTP proxy on your machine whose connections travel encrypted
 /// to burrow-server.
@@ -68,6 +68,26 @@ pub struct Cli {
     /// the target (for servers other than burrow-server).
     #[arg(long = "no-confirm")]
     pub no_confirm: bool,
+}
+
+/// A setting written as one string or an array of them.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `key = "a"`.
+    One(String),
+    /// `key = ["a", "b"]`.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, in order.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// `confirm_connect` as written: a boolean or a word.
@@ -132,7 +152,12 @@ pub struct RawConfig {
     pub warm_idle_after: Option<Duration>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
-    pub outbound_proxy: Option<String>,
+    /// A proxy URL, a list of them (an array, or `;`-separated as a PAC answer), or a PAC
+    /// file (`pac+http://…`, `pac+file:…`, `wpad`).
+    pub outbound_proxy: Option<OneOrMany>,
+    /// How often a PAC file is fetched again.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub pac_refresh: Option<Duration>,
     /// Names by which apps reach burrow-local's own pages (routes, /proxy.pac), besides
     /// its listen address and localhost.
     #[serde(default)]
@@ -149,6 +174,8 @@ pub struct RawWebSocket {
     pub host: Option<String>,
     pub sni: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// The server's key alone trusted (base64 SHA-256 of its SubjectPublicKeyInfo).
+    pub pin_sha256: Option<OneOrMany>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
     #[serde(default, deserialize_with = "de_duration")]
@@ -166,6 +193,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub insecure_skip_verify: bool,
     pub ca_file: Option<PathBuf>,
+    /// The upstream's key alone trusted (base64 SHA-256 of its SubjectPublicKeyInfo).
+    pub pin_sha256: Option<OneOrMany>,
     /// Browser origins allowed on this route (`Origin` header); any when absent.
     pub origins: Option<Vec<String>>,
 }
@@ -182,6 +211,8 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     pub const WS_PING: Duration = Duration::from_secs(20);
+    /// A PAC file is fetched again this often (and when the machine's addresses change).
+    pub const PAC_REFRESH: Duration = Duration::from_secs(600);
     /// Warm connections at most: the first tunnels of a burst start with their first
     /// flight.
     pub const WARM_CONNECTIONS: usize = 8;
@@ -281,7 +312,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         password.as_ref(),
     ));
 
-    let outbound = outbound(cli, &file, &server_host)?;
+    let (outbound, pac) = outbound(cli, &file, (&server_host, server_port))?;
     let proxy_auth = match (file.proxy_username, file.proxy_password) {
         (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() => Some((u, p)),
         (None, None) => None,
@@ -321,6 +352,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         outbound,
+        pac,
         // The server's salts are checked too: a recorded server stream played back at
         // us is refused (SIP022 by time; SIP004 the last 64 Ki to 128 Ki salts, 460 KB
         // at most).
@@ -407,11 +439,13 @@ fn build_route(r: &RawRoute) -> Result<Route, String> {
     }
     let u = parse_upstream(&r.upstream)?;
     let tls = if u.tls {
-        Some(Arc::new(TlsTarget::new(
-            &u.host,
-            r.ca_file.as_deref(),
-            r.insecure_skip_verify,
-        )?))
+        let pins = r
+            .pin_sha256
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default();
+        let trust = Trust::from_config(r.ca_file.as_deref(), &pins, r.insecure_skip_verify)?;
+        Some(Arc::new(TlsTarget::new(&u.host, &trust)?))
     } else {
         None
     };
@@ -446,10 +480,24 @@ fn build_route(r: &RawRoute) -> Result<Route, String> {
 
 /// The hop to the server: proxy from the command line, else the file, else the
 /// environment; transport from the command line, else the file.
-fn outbound(cli: &Cli, file: &RawConfig, server_host: &str) -> Result<Outbound, String> {
-    let proxies = match cli.outbound_proxy.as_ref().or(file.outbound_proxy.as_ref()) {
-        Some(url) if url.trim().is_empty() => vec![None],
-        Some(list) => proxy::parse_list(list)?,
+fn outbound(
+    cli: &Cli,
+    file: &RawConfig,
+    server: (&str, u16),
+) -> Result<(Outbound, Option<PacSetting>), String> {
+    let server_host = server.0;
+    let written = match &cli.outbound_proxy {
+        Some(s) => Some(vec![s.clone()]),
+        None => file.outbound_proxy.as_ref().map(OneOrMany::to_vec),
+    };
+    let pac = match written.as_deref() {
+        Some([one]) => pac_source(one)?,
+        _ => None,
+    };
+    let proxies = match written {
+        _ if pac.is_some() => Vec::new(),
+        Some(list) if list.iter().all(|u| u.trim().is_empty()) => vec![None],
+        Some(list) => proxy::parse_list(&list.join(";"))?,
         None => vec![proxy::from_env(|k| std::env::var(k).ok(), server_host)?],
     };
     let kind = cli
@@ -468,11 +516,14 @@ fn outbound(cli: &Cli, file: &RawConfig, server_host: &str) -> Result<Outbound, 
                     .clone()
                     .or(host.clone())
                     .unwrap_or_else(|| server_host.to_owned());
-                Some(Arc::new(TlsTarget::new(
-                    &name,
-                    w.ca_file.as_deref(),
-                    w.insecure_skip_verify,
-                )?))
+                let pins = w
+                    .pin_sha256
+                    .as_ref()
+                    .map(OneOrMany::to_vec)
+                    .unwrap_or_default();
+                let trust =
+                    Trust::from_config(w.ca_file.as_deref(), &pins, w.insecure_skip_verify)?;
+                Some(Arc::new(TlsTarget::new(&name, &trust)?))
             } else {
                 None
             };
@@ -493,9 +544,66 @@ fn outbound(cli: &Cli, file: &RawConfig, server_host: &str) -> Result<Outbound, 
         }
         other => return Err(format!("transport {other:?}: use tcp, ws or wss")),
     };
-    Ok(Outbound {
-        proxies,
+    let url = pac_url(server, ws.as_ref());
+    let pac = pac.map(|source| pac_setting(source, url, server_host, file));
+    let out = Outbound {
+        ways: Arc::new(Ways::new(proxies)),
         ws,
-        last_good: Default::default(),
-    })
+    };
+    Ok((out, pac))
+}
+
+/// The URL a PAC file is asked about: the server's, as a browser would see the hop.
+fn pac_url(server: (&str, u16), ws: Option<&WsTransport>) -> String {
+    let (scheme, default_port, path) = match ws {
+        Some(w) if w.tls.is_none() => ("http", 80, w.path.as_str()),
+        Some(w) => ("https", 443, w.path.as_str()),
+        None => ("https", 443, "/"),
+    };
+    let host = if server.0.contains(':') {
+        format!("[{}]", server.0)
+    } else {
+        server.0.to_owned()
+    };
+    match server.1 {
+        p if p == default_port => format!("{scheme}://{host}{path}"),
+        p => format!("{scheme}://{host}:{p}{path}"),
+    }
+}
+
+#[cfg(feature = "pac")]
+fn pac_source(text: &str) -> Result<Option<crate::pac::Source>, String> {
+    crate::pac::Source::parse(text)
+}
+
+#[cfg(feature = "pac")]
+fn pac_setting(
+    source: crate::pac::Source,
+    url: String,
+    host: &str,
+    file: &RawConfig,
+) -> PacSetting {
+    crate::pac::Pac {
+        source,
+        url,
+        host: host.to_owned(),
+        refresh: file.pac_refresh.unwrap_or(defaults::PAC_REFRESH),
+        timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
+    }
+}
+
+#[cfg(not(feature = "pac"))]
+fn pac_source(text: &str) -> Result<Option<PacSetting>, String> {
+    let t = text.trim();
+    if t.starts_with("pac+") || t.eq_ignore_ascii_case("wpad") {
+        return Err(format!(
+            "{t:?}: this build has no PAC support (the pac feature)"
+        ));
+    }
+    Ok(None)
+}
+
+#[cfg(not(feature = "pac"))]
+fn pac_setting(never: PacSetting, _: String, _: &str, _: &RawConfig) -> PacSetting {
+    match never {}
 }

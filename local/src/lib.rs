@@ -11,6 +11,8 @@ pub mod dial;
 pub mod hop;
 pub mod http;
 pub mod origin;
+#[cfg(feature = "pac")]
+pub mod pac;
 pub mod pool;
 pub mod reverse;
 pub mod route;
@@ -51,6 +53,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// How to reach the server: direct or through a corporate proxy, raw or WebSocket.
     pub outbound: burrow_common::outbound::Outbound,
+    /// A PAC file that chooses the corporate proxy (it sets `outbound.ways`).
+    pub pac: Option<PacSetting>,
     /// SIP022: the servers' salts of the last 60 s; a repeated one is refused.
     pub response_salts: Option<Arc<burrow_common::replay::ReplayFilter>>,
     /// Whether new tunnels wait for the server to confirm the target.
@@ -66,6 +70,13 @@ pub struct Settings {
     /// Options for accepted and dialled sockets.
     pub socket: SocketOpts,
 }
+
+/// A PAC file to choose the corporate proxy (none in a build without the `pac` feature).
+#[cfg(feature = "pac")]
+pub type PacSetting = pac::Pac;
+/// A PAC file to choose the corporate proxy (none in a build without the `pac` feature).
+#[cfg(not(feature = "pac"))]
+pub type PacSetting = std::convert::Infallible;
 
 /// Serves every listener until `shutdown` is cancelled, then drains open tunnels.
 pub async fn run(
@@ -96,6 +107,22 @@ pub async fn run(
                 l.local_addr().map(|a| a.to_string()).unwrap_or_default()
             );
         }
+    }
+    #[cfg(feature = "pac")]
+    if let Some(pac) = settings.pac.clone() {
+        // The first answer before the first tunnel; then kept current in the background.
+        let in_use = match pac.answer().await {
+            Ok((text, list)) => {
+                tracing::info!("PAC {}: the way to {} is {text:?}", pac.source, pac.url);
+                settings.outbound.ways.set(list);
+                Some(text)
+            }
+            Err(e) => {
+                tracing::warn!("PAC {}: {e}; going DIRECT until it answers", pac.source);
+                None
+            }
+        };
+        tokio::spawn(pac.keep(settings.outbound.ways.clone(), shutdown.clone(), in_use));
     }
     let settings = Arc::new(settings);
     let warm = tokio::spawn(settings.pool.clone().keep(shutdown.clone()));

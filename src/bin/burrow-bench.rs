@@ -674,8 +674,11 @@ mod suite {
         let origin = burrow::origins::tls_origin(&pki).await;
         let ca_path = dir.join("origin-ca.pem");
         burrow::origins::write_ca(&pki, &ca_path);
-        let tls = burrow_common::tls::TlsTarget::new("127.0.0.1", Some(&ca_path), false)
-            .map_err(anyhow::Error::msg)?;
+        let tls = burrow_common::tls::TlsTarget::new(
+            "127.0.0.1",
+            &burrow_common::tls::Trust::WithCa(ca_path.clone()),
+        )
+        .map_err(anyhow::Error::msg)?;
         let (_l, addr) = local(&hops[0].1, "burrow-tcp-https");
         https(addr, origin, &tls, count, rtt_ms).await;
         // shadowsocks-rust, direct over the same kind of link.

@@ -40,13 +40,42 @@ pub struct WsTransport {
 /// How to reach the server.
 #[derive(Clone, Debug, Default)]
 pub struct Outbound {
-    /// The ways to the server, tried in order until one is reachable: a corporate proxy,
-    /// or `None` for direct. Empty: direct.
-    pub proxies: Vec<Option<ProxyUrl>>,
-    /// Which of `proxies` worked last (tried first next time).
-    pub last_good: Arc<std::sync::atomic::AtomicUsize>,
+    /// The ways to the server (corporate proxies or direct), shared by every clone.
+    pub ways: Arc<Ways>,
     /// WebSocket dressing, if any.
     pub ws: Option<WsTransport>,
+}
+
+/// The ways to the server, tried in order until one is reachable: a corporate proxy, or
+/// `None` for direct; empty means direct. A PAC file's answer replaces the list as it
+/// changes.
+#[derive(Debug, Default)]
+pub struct Ways {
+    list: std::sync::RwLock<Arc<[Option<ProxyUrl>]>>,
+    /// Which of the list worked last (tried first next time).
+    last_good: std::sync::atomic::AtomicUsize,
+}
+
+impl Ways {
+    /// A fixed list.
+    pub fn new(list: Vec<Option<ProxyUrl>>) -> Ways {
+        Ways {
+            list: std::sync::RwLock::new(list.into()),
+            last_good: Default::default(),
+        }
+    }
+
+    /// The list as it is now.
+    pub fn get(&self) -> Arc<[Option<ProxyUrl>]> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the list (a new PAC answer); the next hop starts with its first entry.
+    pub fn set(&self, list: Vec<Option<ProxyUrl>>) {
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = list.into();
+        self.last_good
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A plain or TLS stream.
@@ -101,7 +130,7 @@ pub async fn connect(
     Ok(ServerIo::Ws(Box::new(ws)))
 }
 
-/// The hop to the server through the first of `out.proxies` that is reachable, starting
+/// The hop to the server through the first of `out.ways` that is reachable, starting
 /// with the one that worked last: a proxy that cannot be reached (refused, timed out,
 /// unresolvable) passes to the next, as browsers do with a PAC file's list; a proxy that
 /// answers and refuses (407, 403) is the answer.
@@ -113,13 +142,10 @@ async fn first_reachable(
     opts: &SocketOpts,
 ) -> io::Result<Prefixed<TcpStream>> {
     use std::sync::atomic::Ordering::Relaxed;
+    let ways = out.ways.get();
     let direct = [None];
-    let list: &[Option<ProxyUrl>] = if out.proxies.is_empty() {
-        &direct
-    } else {
-        &out.proxies
-    };
-    let start = out.last_good.load(Relaxed) % list.len();
+    let list: &[Option<ProxyUrl>] = if ways.is_empty() { &direct } else { &ways };
+    let start = out.ways.last_good.load(Relaxed) % list.len();
     let mut last_err = None;
     for i in (start..list.len()).chain(0..start) {
         let reached = match &list[i] {
@@ -137,7 +163,7 @@ async fn first_reachable(
         };
         match reached {
             Ok(done) => {
-                out.last_good.store(i, Relaxed);
+                out.ways.last_good.store(i, Relaxed);
                 return done;
             }
             Err(e) => {

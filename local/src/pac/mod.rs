@@ -1,0 +1,416 @@
+//! A corporate PAC file as the way to the server: `outbound_proxy = "pac+http://…"`
+//! (or `pac+file:…`, or `wpad`). burrow-local fetches the file itself (directly, with a
+//! timeout), runs its `FindProxyForURL` for the server's URL in an embedded JavaScript
+//! engine (QuickJS, with the helper functions browsers give PAC files, a memory cap and a
+//! time budget), and uses the answer as a proxy list with failover. The file is fetched
+//! again on a timer and when this machine's addresses change (another network).
+//!
+//! A PAC that cannot be fetched, does not parse, throws or does not answer in time is
+//! said in one line; the answer in use stays. Before any answer, the hop goes direct, as
+//! browsers do when their PAC fails.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burrow_common::outbound::proxy::{self, ProxyUrl};
+use burrow_common::outbound::Ways;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+
+/// The helper functions PAC files call (isInNet, shExpMatch, weekdayRange…).
+pub const HELPERS: &str = include_str!("helpers.js");
+
+/// A PAC file larger than this is refused.
+const MAX_PAC_BYTES: usize = 1 << 20;
+/// `FindProxyForURL` (with its lookups) must answer within this.
+const EVAL_BUDGET: Duration = Duration::from_secs(5);
+/// One `dnsResolve` waits at most this long.
+const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
+/// The JavaScript heap of one evaluation, at most.
+const HEAP_LIMIT: usize = 32 << 20;
+
+/// Where the PAC file is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Fetched over plain HTTP (as WPAD and most corporate PAC servers serve it).
+    Http {
+        /// host[:port] as written (sent as Host).
+        authority: String,
+        host: String,
+        port: u16,
+        /// Path and query.
+        path: String,
+    },
+    /// Read from a file.
+    File(PathBuf),
+}
+
+impl Source {
+    /// Reads an `outbound_proxy` entry that names a PAC file; `None` if it is not one.
+    pub fn parse(text: &str) -> Result<Option<Source>, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("wpad") {
+            return Source::parse("pac+http://wpad/wpad.dat");
+        }
+        let Some(rest) = t.strip_prefix("pac+") else {
+            return Ok(None);
+        };
+        if let Some(path) = rest.strip_prefix("file://") {
+            return Ok(Some(Source::File(PathBuf::from(path))));
+        }
+        if rest.starts_with('/') {
+            return Ok(Some(Source::File(PathBuf::from(rest))));
+        }
+        let Some(after) = rest.strip_prefix("http://") else {
+            return Err(format!(
+                "PAC location {t:?}: use pac+http://host/path, pac+file:///path or wpad"
+            ));
+        };
+        let (authority, path) = match after.find('/') {
+            Some(i) => (&after[..i], &after[i..]),
+            None => (after, "/"),
+        };
+        let bare = authority.trim_start_matches('[').trim_end_matches(']');
+        let (host, port) = match burrow_common::config::split_host_port(authority) {
+            Some(hp) => hp,
+            None if !bare.is_empty() && (!bare.contains(':') || bare.parse::<IpAddr>().is_ok()) => {
+                (bare.to_owned(), 80)
+            }
+            None => return Err(format!("PAC location {t:?}: no host[:port] in it")),
+        };
+        Ok(Some(Source::Http {
+            authority: authority.to_owned(),
+            host,
+            port,
+            path: path.to_owned(),
+        }))
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Http {
+                authority, path, ..
+            } => write!(f, "http://{authority}{path}"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The PAC file, and what to ask it.
+#[derive(Clone, Debug)]
+pub struct Pac {
+    pub source: Source,
+    /// The URL and host `FindProxyForURL` is asked about (the server's).
+    pub url: String,
+    pub host: String,
+    /// Fetched again this often.
+    pub refresh: Duration,
+    /// Fetch timeout.
+    pub timeout: Duration,
+}
+
+impl Pac {
+    /// Fetches and runs the PAC once: the list it answers.
+    pub async fn answer(&self) -> Result<(String, Vec<Option<ProxyUrl>>), String> {
+        let script = fetch(&self.source, self.timeout).await?;
+        let (url, host) = (self.url.clone(), self.host.clone());
+        let text =
+            tokio::task::spawn_blocking(move || find_proxy(&script, &url, &host, EVAL_BUDGET))
+                .await
+                .map_err(|e| format!("PAC evaluation: {e}"))??;
+        let list = to_ways(&text).map_err(|e| format!("FindProxyForURL answered {text:?}: {e}"))?;
+        Ok((text, list))
+    }
+
+    /// Keeps `ways` set from the PAC, fetched again on the timer or when this machine's
+    /// addresses change, until `shutdown`. `in_use`: the answer `ways` holds now.
+    pub async fn keep(
+        self,
+        ways: Arc<Ways>,
+        shutdown: CancellationToken,
+        mut in_use: Option<String>,
+    ) {
+        let mut addrs = local_addrs();
+        let mut last = Instant::now();
+        loop {
+            // Wait for the refresh time, or less when the addresses change.
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+                let now = local_addrs();
+                if now != addrs {
+                    tracing::info!(
+                        "PAC {}: this machine's addresses changed, fetching it again",
+                        self.source
+                    );
+                    addrs = now;
+                    break;
+                }
+                if last.elapsed() >= self.refresh {
+                    break;
+                }
+            }
+            last = Instant::now();
+            match self.answer().await {
+                Ok((text, list)) if in_use.as_deref() != Some(text.as_str()) => {
+                    tracing::info!(
+                        "PAC {}: the way to {} is now {text:?}",
+                        self.source,
+                        self.url
+                    );
+                    ways.set(list);
+                    in_use = Some(text);
+                }
+                Ok(_) => {}
+                Err(e) => match &in_use {
+                    Some(kept) => tracing::warn!("PAC {}: {e}; keeping {kept:?}", self.source),
+                    None => {
+                        tracing::warn!("PAC {}: {e}; going DIRECT until it answers", self.source)
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The PAC's answer as a list of ways: `PROXY`, `HTTP`, `SOCKS`, `SOCKS5` and `DIRECT`
+/// entries in order; entries we cannot use (`HTTPS` — TLS to the proxy itself — and
+/// unknown words) are passed over, unless nothing else is left.
+pub fn to_ways(answer: &str) -> Result<Vec<Option<ProxyUrl>>, String> {
+    let mut out = Vec::new();
+    let mut passed = Vec::new();
+    for entry in answer.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let word = entry.split_whitespace().next().unwrap_or_default();
+        let known = ["PROXY", "HTTP", "HTTPS", "SOCKS", "SOCKS5", "DIRECT"];
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(word)) {
+            passed.push(format!("{entry:?} is not a PAC entry"));
+            continue;
+        }
+        match proxy::parse_list(entry) {
+            Ok(mut one) => out.append(&mut one),
+            Err(e) => passed.push(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(passed
+            .pop()
+            .unwrap_or_else(|| "no entry (an empty answer)".into()));
+    }
+    for e in passed {
+        tracing::debug!("PAC answer: {e}; passed over");
+    }
+    Ok(out)
+}
+
+/// Fetches the PAC text: over HTTP (a 200 answer, at most 1 MiB) or from a file.
+pub async fn fetch(source: &Source, timeout: Duration) -> Result<String, String> {
+    let bytes = match source {
+        Source::File(p) => tokio::fs::read(p)
+            .await
+            .map_err(|e| format!("cannot read it: {e}"))?,
+        Source::Http {
+            authority,
+            host,
+            port,
+            path,
+        } => burrow_common::timeout::with_timeout(
+            "fetching the PAC file",
+            timeout,
+            get(authority, host, *port, path, timeout),
+        )
+        .await
+        .map_err(|e| e.to_string())?,
+    };
+    if bytes.len() > MAX_PAC_BYTES {
+        return Err(format!("larger than {MAX_PAC_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
+
+async fn get(
+    authority: &str,
+    host: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
+    let addrs = burrow_common::net::resolve(host, port, timeout).await?;
+    let tcp = burrow_common::net::connect_any(&addrs, timeout, &Default::default()).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(std::io::Error::other)?;
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header(http::header::HOST, authority)
+        .header(http::header::USER_AGENT, "burrow-local")
+        .header(
+            http::header::ACCEPT,
+            "application/x-ns-proxy-autoconfig, */*",
+        )
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(std::io::Error::other)?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), MAX_PAC_BYTES + 1)
+        .collect()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .to_bytes();
+    driver.abort();
+    if status != http::StatusCode::OK {
+        return Err(std::io::Error::other(format!(
+            "the PAC server answered {status}"
+        )));
+    }
+    Ok(body.to_vec())
+}
+
+/// Runs `FindProxyForURL(url, host)` of `script` in a fresh engine (blocking: call it on
+/// a blocking thread). Its answer, or why there is none, in one line.
+pub fn find_proxy(script: &str, url: &str, host: &str, budget: Duration) -> Result<String, String> {
+    use rquickjs::{CatchResultExt, CaughtError, Coerced, Context, Function, Runtime, Value};
+    let engine = |e: rquickjs::Error| format!("PAC engine: {e}");
+    let rt = Runtime::new().map_err(engine)?;
+    rt.set_memory_limit(HEAP_LIMIT);
+    rt.set_max_stack_size(1 << 20);
+    let deadline = Instant::now() + budget;
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
+    let ctx = Context::full(&rt).map_err(engine)?;
+    let said = |e: CaughtError<'_>| -> String {
+        if Instant::now() > deadline {
+            return format!("no answer within {budget:?}");
+        }
+        match e {
+            CaughtError::Exception(ex) => {
+                let at = ex
+                    .stack()
+                    .and_then(|s| {
+                        s.lines()
+                            .map(str::trim)
+                            .find(|l| !l.is_empty())
+                            .map(str::to_owned)
+                    })
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default();
+                format!(
+                    "{}{at}",
+                    ex.message().unwrap_or_else(|| "an exception".into())
+                )
+            }
+            other => other.to_string().trim().replace('\n', " "),
+        }
+    };
+    ctx.with(|ctx| {
+        let g = ctx.globals();
+        let natives = (|| -> rquickjs::Result<()> {
+            g.set(
+                "dnsResolve",
+                Function::new(ctx.clone(), |h: Coerced<String>| {
+                    lookup(&h.0)
+                        .into_iter()
+                        .find(IpAddr::is_ipv4)
+                        .map(|a| a.to_string())
+                })?,
+            )?;
+            g.set(
+                "dnsResolveEx",
+                Function::new(ctx.clone(), |h: Coerced<String>| join(&lookup(&h.0)))?,
+            )?;
+            g.set(
+                "myIpAddress",
+                Function::new(ctx.clone(), || my_ip().to_string())?,
+            )?;
+            g.set(
+                "myIpAddressEx",
+                Function::new(ctx.clone(), || {
+                    join(
+                        &local_addrs()
+                            .into_iter()
+                            .filter(|a| !a.is_loopback())
+                            .collect::<Vec<_>>(),
+                    )
+                })?,
+            )?;
+            ctx.eval::<(), _>(HELPERS)
+        })();
+        natives.map_err(engine)?;
+        ctx.eval::<(), _>(script)
+            .catch(&ctx)
+            .map_err(|e| format!("the PAC file does not run: {}", said(e)))?;
+        let find: Function = g
+            .get("FindProxyForURL")
+            .map_err(|_| "the PAC file has no FindProxyForURL function".to_string())?;
+        let answer: Value = find
+            .call((url, host))
+            .catch(&ctx)
+            .map_err(|e| format!("FindProxyForURL failed: {}", said(e)))?;
+        match answer.as_string() {
+            Some(s) => s.to_string().map_err(engine),
+            None => Err(format!(
+                "FindProxyForURL answered {}, not a string",
+                answer.type_name()
+            )),
+        }
+    })
+}
+
+fn join(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The addresses of `host` by the system resolver, waiting at most `LOOKUP_BUDGET`.
+fn lookup(host: &str) -> Vec<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![ip];
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = format!("{host}:0");
+    let spawned = std::thread::Builder::new()
+        .name("pac-lookup".into())
+        .spawn(move || {
+            let found: Vec<IpAddr> = name
+                .to_socket_addrs()
+                .map(|it| it.map(|a: SocketAddr| a.ip()).collect())
+                .unwrap_or_default();
+            let _ = tx.send(found);
+        });
+    if spawned.is_err() {
+        return Vec::new();
+    }
+    rx.recv_timeout(LOOKUP_BUDGET).unwrap_or_default()
+}
+
+/// This machine's addresses (loopback included), sorted: a change means another network.
+fn local_addrs() -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// `myIpAddress()`: the first IPv4 address that is not loopback, else 127.0.0.1.
+fn my_ip() -> IpAddr {
+    local_addrs()
+        .into_iter()
+        .find(|a| a.is_ipv4() && !a.is_loopback())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+#[cfg(test)]
+mod tests;
