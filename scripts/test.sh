@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
 # shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light from
-# Debian; ws and playwright-core from npm into tests/browser; pyspnego from PyPI), so it
+# Debian; ws and playwright-core from npm into tests/browser; pyspnego and mitmproxy from
+# PyPI), so it
 # works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,12 @@ fi
 if ! python3 -c "import spnego" >/dev/null 2>&1; then
   echo "== installing pyspnego (PyPI)"
   python3 -m pip install --quiet pyspnego
+fi
+
+# mitmproxy: the TLS-inspecting corporate proxy of tests/corporate.rs.
+if ! command -v mitmdump >/dev/null 2>&1; then
+  echo "== installing mitmproxy (PyPI)"
+  python3 -m pip install --quiet mitmproxy
 fi
 
 if [ ! -d tests/browser/node_modules/ws ] || [ ! -d tests/browser/node_modules/playwright-core ]; then

@@ -310,6 +310,47 @@ impl Counter {
     }
 }
 
+/// A web server answering every request with `body` (200, `content_type`), counting the
+/// requests it answered: a PAC server, say.
+pub async fn text_origin(
+    body: String,
+    content_type: &'static str,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let (body, count) = (body.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut r = TokioBufReader::new(conn);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match r.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let mut conn = r.into_inner();
+                if conn.write_all(head.as_bytes()).await.is_ok()
+                    && conn.write_all(body.as_bytes()).await.is_ok()
+                {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (addr, served)
+}
+
 /// A target that reads until EOF, then answers `got N bytes, sha256 H` and closes:
 /// only correct if half-close travels end to end.
 pub async fn half_close_target() -> SocketAddr {

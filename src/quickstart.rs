@@ -52,7 +52,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         proxy_auth: None,
         routes: Vec::new(),
         host_names: Vec::new(),
+        bypass: Vec::new(),
         outbound: Default::default(),
+        pac: None,
         response_salts: Some(std::sync::Arc::new(
             burrow_common::replay::ReplayFilter::sip022(),
         )),

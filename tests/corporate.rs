@@ -313,3 +313,178 @@ async fn a_proxy_list_fails_over_past_a_proxy_that_is_down() {
     let (code, out, err) = fetch(local_addr, target, 1000).await;
     assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
 }
+
+/// burrow-local with `config` (TOML, `server`/`password`/listen keys added).
+fn local_with(server: &str, config: &str) -> (Proc, SocketAddr) {
+    let dir = temp_dir("local");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"{server}\"\npassword = \"pw\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n{config}"
+        ),
+    )
+    .expect("local.toml");
+    let p = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let addr = p.listening();
+    (p, addr)
+}
+
+/// A corporate PAC served by an origin chooses the proxy: the dead proxy it names first is
+/// passed over, squid carries the tunnel with the configured credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pac_file_chooses_the_proxy_passing_over_a_dead_one() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let squid = Squid::start(temp_dir("squid"), &[server_addr.port()]);
+    let dead = free_port();
+    let pac = format!(
+        "function FindProxyForURL(url, host) {{\n\
+           if (isPlainHostName(host) || dnsDomainIs(host, \".intranet.example\")) return \"DIRECT\";\n\
+           if (shExpMatch(url, \"https://127.0.0.1:*\") && isInNet(host, \"127.0.0.0\", \"255.0.0.0\"))\n\
+             return \"PROXY 127.0.0.1:{dead}; PROXY {}; DIRECT\";\n\
+           return \"DIRECT\";\n}}\n",
+        squid.addr
+    );
+    let (pac_addr, served) = kit::text_origin(pac, "application/x-ns-proxy-autoconfig").await;
+    let (local, local_addr) = local_with(
+        &server_addr.to_string(),
+        &format!(
+            "outbound_proxy = \"pac+http://{pac_addr}/proxy.pac\"\n\
+             outbound_username = \"alice\"\noutbound_password = \"s3cret\"\n"
+        ),
+    );
+    let said = local.wait_for("PAC http://");
+    assert!(
+        said.contains(&format!(
+            "is \"PROXY 127.0.0.1:{dead}; PROXY {}; DIRECT\"",
+            squid.addr
+        )),
+        "{said}"
+    );
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let (code, out, err) = fetch(local_addr, target, 100_000).await;
+    assert_eq!((code, out.len()), (0, 100_000), "{err}\n{}", local.output());
+    let connect = format!("CONNECT 127.0.0.1:{} alice", server_addr.port());
+    let log = squid.access_log_with(&connect, 1).await;
+    assert!(log.contains(&connect), "{log}");
+    assert!(!local.output().contains("s3cret"));
+}
+
+/// A PAC answering DIRECT goes direct; a PAC that does not parse, or cannot be fetched,
+/// is said in one line and the hop goes direct meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_pac_goes_direct_and_a_broken_one_is_said() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let direct = "function FindProxyForURL(url, host) { return \"DIRECT\"; }".to_string();
+    let broken = "function FindProxyForURL(url, host) { return \"DIRECT\"".to_string();
+    let (direct_at, _) = kit::text_origin(direct, "application/x-ns-proxy-autoconfig").await;
+    let (broken_at, _) = kit::text_origin(broken, "application/x-ns-proxy-autoconfig").await;
+    let nobody = free_port();
+    let cases = [
+        (format!("pac+http://{direct_at}/p.pac"), "is \"DIRECT\""),
+        (
+            format!("pac+http://{broken_at}/p.pac"),
+            "the PAC file does not run: ",
+        ),
+        (
+            format!("pac+http://127.0.0.1:{nobody}/p.pac"),
+            "going DIRECT until it answers",
+        ),
+    ];
+    for (location, said) in cases {
+        let (local, local_addr) = local_with(
+            &server_addr.to_string(),
+            &format!("outbound_proxy = \"{location}\"\n"),
+        );
+        let line = local.wait_for("PAC http://");
+        assert!(line.contains(said), "{location}: {line}");
+        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        assert_eq!(
+            (code, out.len()),
+            (0, 1000),
+            "{location}: {err}\n{}",
+            local.output()
+        );
+    }
+}
+
+/// mitmproxy as a TLS-inspecting corporate proxy: the wss hop says who re-signed the
+/// certificate, in one line; with the inspecting CA in ca_file the hop works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_inspecting_proxy_is_named_and_its_ca_lets_the_hop_through() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("inspect");
+    let (cert, key, ca) = origins::write_pki(&dir, &["localhost"]);
+    let scfg = dir.join("server.toml");
+    std::fs::write(&scfg, "allow_private = true\nws_listen = \"127.0.0.1:0\"\n").expect("toml");
+    let server = Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-k",
+            "pw",
+            "-c",
+            scfg.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let _tcp = server.listening();
+    let ws_addr = server.listening();
+    let nginx = Nginx::start(&dir, &cert, &key, ws_addr, 30);
+
+    let confdir = dir.join("mitmproxy");
+    std::fs::create_dir_all(&confdir).expect("confdir");
+    let port = free_port();
+    let _mitm = Proc::spawn(
+        "mitmdump",
+        &[
+            "--mode",
+            "regular",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            &port.to_string(),
+            "--set",
+            &format!("confdir={}", confdir.display()),
+            "--set",
+            "ssl_insecure=true",
+            "--set",
+            "connection_strategy=lazy",
+        ],
+        &[],
+    );
+    let mitm: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for_port(mitm);
+    let hop = |ca_file: &std::path::Path| {
+        format!(
+            "outbound_proxy = \"http://{mitm}\"\ntransport = \"wss\"\nwarm_connections = 0\n\n\
+             [websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
+            ca_file.display()
+        )
+    };
+    let server_at = format!("localhost:{}", nginx.addr.port());
+
+    let (local, local_addr) = local_with(&server_at, &hop(&ca));
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_ne!(code, 0, "the inspected hop must not pass");
+    let line = local.wait_for("certificate refused");
+    assert!(
+        line.contains("issued by \"CN=mitmproxy, O=mitmproxy\"") && line.contains("inspects TLS"),
+        "{line}"
+    );
+
+    let mitm_ca = confdir.join("mitmproxy-ca-cert.pem");
+    let (local, local_addr) = local_with(&server_at, &hop(&mitm_ca));
+    let (code, out, err) = fetch(local_addr, target, 1_000_000).await;
+    assert_eq!(
+        (code, out.len()),
+        (0, 1_000_000),
+        "{err}\n{}",
+        local.output()
+    );
+    assert_eq!(sha256_hex(&out), sha256_hex(&pattern(1_000_000, 1_000_000)));
+    let _ = std::fs::remove_dir_all(dir);
+}

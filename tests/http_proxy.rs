@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use burrow::kit::{self, pattern, sha256_hex};
+use burrow::kit::{self, pattern, sha256_hex, Proc};
 use burrow::origins;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -218,6 +218,76 @@ async fn pac_file_several_listeners_and_socks5_on_the_same_port() {
             "HTTP on {addr}"
         );
     }
+}
+
+/// burrow-local's own PAC, evaluated by node: loopback, the `bypass` list and NO_PROXY go
+/// DIRECT, everything else through burrow-local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_pac_sends_intranet_direct_by_bypass_and_no_proxy() {
+    let dir = temp_dir("own-pac");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        "server = \"127.0.0.1:9\"\npassword = \"pw\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+         bypass = [\"<local>\", \"*.corp.example\", \"10.0.0.0/8\", \"intra-*\", \"192.168.7.7\"]\n",
+    )
+    .expect("config");
+    let p = Proc::spawn(
+        LOCAL,
+        &["-c", cfg.to_str().expect("utf8")],
+        &[("NO_PROXY", ".lab.example, 172.16.0.0/12")],
+    );
+    let addr = p.listening();
+    let (code, out, err) = curl(&[&format!("http://{addr}/proxy.pac")]).await;
+    assert_eq!(code, 0, "{err}");
+    let pac = dir.join("proxy.pac");
+    std::fs::write(&pac, &out).expect("pac");
+    let helpers = concat!(env!("CARGO_MANIFEST_DIR"), "/local/src/pac/helpers.js");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pac_eval.js");
+    let through = format!("PROXY {addr}; SOCKS5 {addr}");
+    let table = [
+        ("localhost", "DIRECT"),
+        ("127.0.0.1", "DIRECT"),
+        ("127.8.9.10", "DIRECT"),
+        ("wiki", "DIRECT"),
+        ("corp.example", "DIRECT"),
+        ("git.corp.example", "DIRECT"),
+        ("GIT.Corp.Example", "DIRECT"),
+        ("10.20.30.40", "DIRECT"),
+        ("intra-hr.example", "DIRECT"),
+        ("192.168.7.7", "DIRECT"),
+        ("build.lab.example", "DIRECT"),
+        ("172.20.1.1", "DIRECT"),
+        ("example.com", &through),
+        ("corp.example.com", &through),
+        ("notcorp.example", &through),
+        ("11.0.0.1", &through),
+        ("192.168.7.8", &through),
+        ("172.32.0.1", &through),
+        ("lab.example.org", &through),
+    ];
+    let mut args = vec![script, helpers, pac.to_str().expect("utf8")];
+    args.extend(table.iter().map(|(h, _)| *h));
+    let out = tokio::process::Command::new("node")
+        .args(&args)
+        .output()
+        .await
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<(&str, &str)> = answers.lines().filter_map(|l| l.split_once('\t')).collect();
+    let want: Vec<(&str, &str)> = table.iter().map(|(h, a)| (*h, *a)).collect();
+    assert_eq!(
+        got,
+        want,
+        "{}",
+        String::from_utf8_lossy(&std::fs::read(&pac).unwrap_or_default())
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn read_head(s: &mut TcpStream) -> String {

@@ -20,6 +20,7 @@ use burrow_common::outbound::proxy;
 use burrow_common::outbound::{Outbound, Ways, WsTransport};
 
 use crate::dial::Confirm;
+use crate::own_pac::{from_no_proxy, Bypass};
 use crate::pool::{Dial, Pool, PoolConfig};
 use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
 use crate::tls::{TlsTarget, Trust};
@@ -155,6 +156,9 @@ pub struct RawConfig {
     /// A proxy URL, a list of them (an array, or `;`-separated as a PAC answer), or a PAC
     /// file (`pac+http://…`, `pac+file:…`, `wpad`).
     pub outbound_proxy: Option<OneOrMany>,
+    /// Credentials for corporate proxies named without them (a PAC answer, a list).
+    pub outbound_username: Option<String>,
+    pub outbound_password: Option<Secret>,
     /// How often a PAC file is fetched again.
     #[serde(default, deserialize_with = "de_duration")]
     pub pac_refresh: Option<Duration>,
@@ -162,6 +166,9 @@ pub struct RawConfig {
     /// its listen address and localhost.
     #[serde(default)]
     pub host_names: Vec<String>,
+    /// Hosts and networks that /proxy.pac sends DIRECT (intranet), besides NO_PROXY.
+    #[serde(default)]
+    pub bypass: Vec<String>,
     pub transport: Option<String>,
     pub websocket: Option<RawWebSocket>,
 }
@@ -351,6 +358,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .iter()
             .map(|h| h.to_ascii_lowercase())
             .collect(),
+        bypass: bypass(&file.bypass)?,
         outbound,
         pac,
         // The server's salts are checked too: a recorded server stream played back at
@@ -494,12 +502,18 @@ fn outbound(
         Some([one]) => pac_source(one)?,
         _ => None,
     };
+    let auth = match (&file.outbound_username, &file.outbound_password) {
+        (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.clone())),
+        (None, None) => None,
+        _ => return Err("outbound_username and outbound_password go together".into()),
+    };
     let proxies = match written {
         _ if pac.is_some() => Vec::new(),
         Some(list) if list.iter().all(|u| u.trim().is_empty()) => vec![None],
         Some(list) => proxy::parse_list(&list.join(";"))?,
         None => vec![proxy::from_env(|k| std::env::var(k).ok(), server_host)?],
     };
+    let proxies = proxy::with_credentials(proxies, auth.as_ref());
     let kind = cli
         .transport
         .clone()
@@ -545,12 +559,27 @@ fn outbound(
         other => return Err(format!("transport {other:?}: use tcp, ws or wss")),
     };
     let url = pac_url(server, ws.as_ref());
-    let pac = pac.map(|source| pac_setting(source, url, server_host, file));
+    let pac = pac.map(|source| pac_setting(source, url, server_host, file, auth));
     let out = Outbound {
         ways: Arc::new(Ways::new(proxies)),
         ws,
     };
     Ok((out, pac))
+}
+
+/// `bypass` as written, then the environment's NO_PROXY (entries PAC can say).
+fn bypass(written: &[String]) -> Result<Vec<Bypass>, String> {
+    let mut list = written
+        .iter()
+        .map(|b| Bypass::parse(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = std::env::var("no_proxy").or_else(|_| std::env::var("NO_PROXY"));
+    for b in from_no_proxy(&env.unwrap_or_default()) {
+        if !list.contains(&b) {
+            list.push(b);
+        }
+    }
+    Ok(list)
 }
 
 /// The URL a PAC file is asked about: the server's, as a browser would see the hop.
@@ -582,9 +611,11 @@ fn pac_setting(
     url: String,
     host: &str,
     file: &RawConfig,
+    auth: Option<(String, Secret)>,
 ) -> PacSetting {
     crate::pac::Pac {
         source,
+        auth,
         url,
         host: host.to_owned(),
         refresh: file.pac_refresh.unwrap_or(defaults::PAC_REFRESH),
@@ -604,6 +635,12 @@ fn pac_source(text: &str) -> Result<Option<PacSetting>, String> {
 }
 
 #[cfg(not(feature = "pac"))]
-fn pac_setting(never: PacSetting, _: String, _: &str, _: &RawConfig) -> PacSetting {
+fn pac_setting(
+    never: PacSetting,
+    _: String,
+    _: &str,
+    _: &RawConfig,
+    _: Option<(String, Secret)>,
+) -> PacSetting {
     match never {}
 }

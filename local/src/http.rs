@@ -117,7 +117,7 @@ async fn handle(
                 let r = r.clone();
                 reverse(req, &r, s, st).await
             }
-            None if path == "/proxy.pac" => pac(local),
+            None if path == "/proxy.pac" => pac(local, &s.bypass),
             None => text(
                 StatusCode::NOT_FOUND,
                 format!("burrow-local: no route for {path}"),
@@ -207,11 +207,8 @@ fn check_auth(req: &Request<Incoming>, s: &Settings) -> Option<Response<Body>> {
     Some(r)
 }
 
-fn pac(local: SocketAddr) -> Response<Body> {
-    let script = format!(
-        "function FindProxyForURL(url, host) {{\n  return \"PROXY {local}; SOCKS5 {local}\";\n}}"
-    );
-    let mut r = text(StatusCode::OK, script);
+fn pac(local: SocketAddr, bypass: &[crate::own_pac::Bypass]) -> Response<Body> {
+    let mut r = text(StatusCode::OK, crate::own_pac::script(local, bypass));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ns-proxy-autoconfig"),

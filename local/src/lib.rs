@@ -11,6 +11,7 @@ pub mod dial;
 pub mod hop;
 pub mod http;
 pub mod origin;
+pub mod own_pac;
 #[cfg(feature = "pac")]
 pub mod pac;
 pub mod pool;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub routes: Vec<route::Route>,
     /// Extra names accepted in `Host` for routes and /proxy.pac (lower case).
     pub host_names: Vec<String>,
+    /// What /proxy.pac sends DIRECT besides loopback (`bypass`, then `NO_PROXY`).
+    pub bypass: Vec<own_pac::Bypass>,
     /// Username/password apps must give (SOCKS5 RFC 1929, HTTP Basic), if any.
     pub proxy_auth: Option<(String, Secret)>,
     /// An app must finish its SOCKS5 handshake within this.

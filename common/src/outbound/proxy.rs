@@ -257,6 +257,23 @@ pub async fn through(
     })
 }
 
+/// Gives `auth` to every proxy of `list` named without credentials.
+pub fn with_credentials(
+    list: Vec<Option<ProxyUrl>>,
+    auth: Option<&(String, Secret)>,
+) -> Vec<Option<ProxyUrl>> {
+    list.into_iter()
+        .map(|hop| {
+            hop.map(|mut p| {
+                if p.auth.is_none() {
+                    p.auth = auth.cloned();
+                }
+                p
+            })
+        })
+        .collect()
+}
+
 /// A list of ways to the server, tried in order: proxy URLs (`http://…`, `socks5://…`)
 /// and `direct`, or a PAC answer's entries (`PROXY host:port`, `SOCKS5 host:port`,
 /// `SOCKS host:port`, `DIRECT`), separated by `;` or `,`.
