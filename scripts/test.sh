@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
-# shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light from
-# Debian; ws and playwright-core from npm into tests/browser; pyspnego and mitmproxy from
-# PyPI), so it
-# works on a fresh Debian machine.
+# shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light, an
+# MIT Kerberos KDC and client, cntlm from Debian, with libkrb5-dev and libclang-dev to
+# build the negotiate feature; ws and playwright-core from npm into tests/browser;
+# pyspnego and mitmproxy from PyPI), so it works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-off run gains nothing from incremental caches (hundreds of MB); set it to 1 to keep them.
@@ -19,6 +19,11 @@ command -v squid >/dev/null 2>&1 || need+=(squid)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v microsocks >/dev/null 2>&1 || need+=(microsocks)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v krb5kdc >/dev/null 2>&1 || need+=(krb5-kdc)
+command -v kadmin.local >/dev/null 2>&1 || need+=(krb5-admin-server)
+command -v kinit >/dev/null 2>&1 || need+=(krb5-user)
+command -v krb5-config >/dev/null 2>&1 || need+=(libkrb5-dev)
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || need+=(libclang-dev)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""
@@ -53,9 +58,10 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --features negotiate --quiet -- -D warnings
 echo "== fuzz targets, briefly"
 scripts/fuzz.sh
 
 echo "== cargo test"
-cargo test --workspace --all-targets "$@"
+# Negotiate (Kerberos) is built in for the tests: its test drives a real KDC and squid.
+cargo test --workspace --all-targets --features negotiate "$@"

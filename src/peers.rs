@@ -33,6 +33,12 @@ impl Squid {
     /// squid on loopback with Basic auth (alice / s3cret), CONNECT only to `ports`, its
     /// files in `dir`.
     pub fn start(dir: PathBuf, ports: &[u16]) -> Squid {
+        Squid::start_with(dir, ports, "")
+    }
+
+    /// As [`Squid::start`], with `auth_before` (squid `auth_param` lines) offered ahead of
+    /// Basic: squid lists schemes in its 407 in the order they are configured.
+    pub fn start_with(dir: PathBuf, ports: &[u16], auth_before: &str) -> Squid {
         set_mode(&dir, 0o777);
         let out = std::process::Command::new("htpasswd")
             .args([
@@ -46,7 +52,7 @@ impl Squid {
         assert!(out.status.success(), "{out:?}");
         set_mode(&dir.join("passwd"), 0o644);
         let auth_lines = format!(
-            "auth_param basic program /usr/lib/squid/basic_ncsa_auth {}/passwd\n\
+            "{auth_before}auth_param basic program /usr/lib/squid/basic_ncsa_auth {}/passwd\n\
              auth_param basic realm corp\n",
             dir.display()
         );
@@ -162,5 +168,113 @@ impl Nginx {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         wait_for_port(addr);
         Nginx { _proc: proc, addr }
+    }
+}
+
+/// A Kerberos realm (MIT krb5kdc) on loopback for the tests: realm `BURROW.TEST`, user
+/// `alice` (password `alicepw`), and the service `HTTP/localhost` in a keytab.
+pub struct Kdc {
+    _proc: Proc,
+    /// The `krb5.conf` naming the realm and its KDC.
+    pub krb5_conf: PathBuf,
+    /// The keytab of `HTTP/localhost` (readable by squid's user).
+    pub keytab: PathBuf,
+    dir: PathBuf,
+}
+
+impl Kdc {
+    /// The realm.
+    pub const REALM: &'static str = "BURROW.TEST";
+
+    /// Creates the realm's database in `dir` and starts its KDC.
+    pub fn start(dir: &Path) -> Kdc {
+        set_mode(dir, 0o777);
+        let port = free_port();
+        let d = dir.display();
+        let realm = Kdc::REALM;
+        let krb5_conf = dir.join("krb5.conf");
+        std::fs::write(
+            &krb5_conf,
+            format!(
+                "[libdefaults]\n default_realm = {realm}\n dns_lookup_kdc = false\n dns_lookup_realm = false\n\
+                 rdns = false\n dns_canonicalize_hostname = false\n udp_preference_limit = 1\n\
+                 [realms]\n {realm} = {{\n  kdc = 127.0.0.1:{port}\n }}\n\
+                 [domain_realm]\n localhost = {realm}\n"
+            ),
+        )
+        .expect("krb5.conf");
+        let kdc_conf = dir.join("kdc.conf");
+        std::fs::write(
+            &kdc_conf,
+            format!(
+                "[kdcdefaults]\n kdc_ports = {port}\n kdc_tcp_ports = {port}\n\
+                 [realms]\n {realm} = {{\n  database_name = {d}/principal\n  key_stash_file = {d}/stash\n\
+                 acl_file = {d}/kadm5.acl\n  max_life = 1h\n }}\n"
+            ),
+        )
+        .expect("kdc.conf");
+        set_mode(&krb5_conf, 0o644);
+        let env = [
+            ("KRB5_CONFIG", krb5_conf.to_str().expect("utf8")),
+            ("KRB5_KDC_PROFILE", kdc_conf.to_str().expect("utf8")),
+        ];
+        let run = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .envs(env)
+                .output()
+                .unwrap_or_else(|e| panic!("{program} (krb5-kdc, krb5-admin-server): {e}"));
+            assert!(out.status.success(), "{program} {args:?}: {out:?}");
+        };
+        run(
+            "kdb5_util",
+            &["create", "-s", "-P", "master-pw", "-r", realm],
+        );
+        run("kadmin.local", &["-q", "addprinc -pw alicepw alice"]);
+        run("kadmin.local", &["-q", "addprinc -randkey HTTP/localhost"]);
+        let keytab = dir.join("http.keytab");
+        let kt = format!("ktadd -k {} HTTP/localhost", keytab.display());
+        run("kadmin.local", &["-q", &kt]);
+        set_mode(&keytab, 0o644);
+        let proc = Proc::spawn("krb5kdc", &["-n"], &env);
+        wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"));
+        Kdc {
+            _proc: proc,
+            krb5_conf,
+            keytab,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// `kinit alice` into a fresh ticket cache; its `KRB5CCNAME` value.
+    pub fn kinit(&self) -> String {
+        let cache = format!("FILE:{}/alice.cc", self.dir.display());
+        let mut child = std::process::Command::new("kinit")
+            .arg(format!("alice@{}", Kdc::REALM))
+            .env("KRB5_CONFIG", &self.krb5_conf)
+            .env("KRB5CCNAME", &cache)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("kinit (krb5-user)");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"alicepw\n").expect("password");
+        }
+        assert!(child.wait().expect("kinit").success(), "kinit alice");
+        cache
+    }
+
+    /// squid's `auth_param` lines for Negotiate with this realm's keytab.
+    pub fn squid_negotiate(&self) -> String {
+        format!(
+            "auth_param negotiate program /usr/bin/env KRB5_CONFIG={} KRB5_KTNAME={} \
+             /usr/lib/squid/negotiate_kerberos_auth -s HTTP/localhost@{}\n\
+             auth_param negotiate children 2\nauth_param negotiate keep_alive on\n",
+            self.krb5_conf.display(),
+            self.keytab.display(),
+            Kdc::REALM
+        )
     }
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use burrow::kit::{self, free_port, pattern, sha256_hex, wait_for_port, Proc};
 use burrow::origins;
-use burrow::peers::{Nginx, Squid};
+use burrow::peers::{Kdc, Nginx, Squid};
 use common::*;
 
 async fn fetch(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>, String) {
@@ -316,6 +316,11 @@ async fn a_proxy_list_fails_over_past_a_proxy_that_is_down() {
 
 /// burrow-local with `config` (TOML, `server`/`password`/listen keys added).
 fn local_with(server: &str, config: &str) -> (Proc, SocketAddr) {
+    local_with_env(server, config, &[])
+}
+
+/// [`local_with`], with environment variables.
+fn local_with_env(server: &str, config: &str, env: &[(&str, &str)]) -> (Proc, SocketAddr) {
     let dir = temp_dir("local");
     let cfg = dir.join("local.toml");
     std::fs::write(
@@ -325,7 +330,7 @@ fn local_with(server: &str, config: &str) -> (Proc, SocketAddr) {
         ),
     )
     .expect("local.toml");
-    let p = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let p = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], env);
     let addr = p.listening();
     (p, addr)
 }
@@ -487,4 +492,65 @@ async fn a_tls_inspecting_proxy_is_named_and_its_ca_lets_the_hop_through() {
     );
     assert_eq!(sha256_hex(&out), sha256_hex(&pattern(1_000_000, 1_000_000)));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Negotiate with the user's Kerberos ticket cache, against squid offering Negotiate
+/// ahead of Basic and a KDC of a test realm: with a ticket the tunnel opens as
+/// alice@BURROW.TEST (Negotiate chosen over the Basic credentials also configured);
+/// without one, one line says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiate_kerberos_with_the_ticket_cache_over_basic() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let dir = temp_dir("krb");
+    let kdc = Kdc::start(&dir);
+    let squid = Squid::start_with(
+        temp_dir("squid"),
+        &[server_addr.port()],
+        &kdc.squid_negotiate(),
+    );
+    let cache = kdc.kinit();
+    let krb5_conf = kdc.krb5_conf.to_str().expect("utf8");
+    // The service name is HTTP/<proxy host as written>: the proxy is named localhost.
+    let config = format!(
+        "outbound_proxy = \"http://localhost:{}\"\noutbound_username = \"alice\"\n\
+         outbound_password = \"s3cret\"\n",
+        squid.addr.port()
+    );
+    let server_at = server_addr.to_string();
+    let (local, local_addr) = local_with_env(
+        &server_at,
+        &config,
+        &[("KRB5_CONFIG", krb5_conf), ("KRB5CCNAME", &cache)],
+    );
+    for _ in 0..2 {
+        let (code, out, err) = fetch(local_addr, target, 10_000).await;
+        assert_eq!((code, out.len()), (0, 10_000), "{err}\n{}", local.output());
+    }
+    let user = format!(
+        "CONNECT 127.0.0.1:{} alice@{}",
+        server_addr.port(),
+        Kdc::REALM
+    );
+    let log = squid.access_log_with(&user, 2).await;
+    assert!(log.matches(&user).count() >= 2, "{log}");
+
+    // No ticket, no password: one line naming the scheme and what to do.
+    let none = format!("FILE:{}/nobody.cc", dir.display());
+    let config = format!(
+        "outbound_proxy = \"http://localhost:{}\"\n",
+        squid.addr.port()
+    );
+    let (local, local_addr) = local_with_env(
+        &server_at,
+        &config,
+        &[("KRB5_CONFIG", krb5_conf), ("KRB5CCNAME", &none)],
+    );
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_ne!(code, 0);
+    let line = local.wait_for("Negotiate");
+    assert!(
+        line.contains("kinit") && line.contains("localhost") && line.contains("407"),
+        "{line}"
+    );
 }

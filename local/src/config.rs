@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use burrow_common::TargetAddr;
 
+use burrow_common::outbound::connect::Scheme;
 use burrow_common::outbound::proxy;
 use burrow_common::outbound::{Outbound, Ways, WsTransport};
 
@@ -159,6 +160,9 @@ pub struct RawConfig {
     /// Credentials for corporate proxies named without them (a PAC answer, a list).
     pub outbound_username: Option<String>,
     pub outbound_password: Option<Secret>,
+    /// The one scheme to answer corporate proxies with (negotiate, ntlm, basic); else the
+    /// strongest each offers.
+    pub outbound_auth: Option<String>,
     /// How often a PAC file is fetched again.
     #[serde(default, deserialize_with = "de_duration")]
     pub pac_refresh: Option<Duration>,
@@ -502,10 +506,17 @@ fn outbound(
         Some([one]) => pac_source(one)?,
         _ => None,
     };
-    let auth = match (&file.outbound_username, &file.outbound_password) {
-        (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.clone())),
-        (None, None) => None,
-        _ => return Err("outbound_username and outbound_password go together".into()),
+    let auth = proxy::ProxyAuth {
+        credentials: match (&file.outbound_username, &file.outbound_password) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => return Err("outbound_username and outbound_password go together".into()),
+        },
+        scheme: file
+            .outbound_auth
+            .as_deref()
+            .map(Scheme::parse)
+            .transpose()?,
     };
     let proxies = match written {
         _ if pac.is_some() => Vec::new(),
@@ -513,7 +524,7 @@ fn outbound(
         Some(list) => proxy::parse_list(&list.join(";"))?,
         None => vec![proxy::from_env(|k| std::env::var(k).ok(), server_host)?],
     };
-    let proxies = proxy::with_credentials(proxies, auth.as_ref());
+    let proxies = proxy::with_auth(proxies, &auth);
     let kind = cli
         .transport
         .clone()
@@ -611,7 +622,7 @@ fn pac_setting(
     url: String,
     host: &str,
     file: &RawConfig,
-    auth: Option<(String, Secret)>,
+    auth: proxy::ProxyAuth,
 ) -> PacSetting {
     crate::pac::Pac {
         source,
@@ -640,7 +651,7 @@ fn pac_setting(
     _: String,
     _: &str,
     _: &RawConfig,
-    _: Option<(String, Secret)>,
+    _: proxy::ProxyAuth,
 ) -> PacSetting {
     match never {}
 }

@@ -1,6 +1,9 @@
 //! The hop from burrow-local to burrow-server: direct or through a corporate proxy, as
 //! raw TCP or dressed as a WebSocket (over TLS for wss).
 
+pub mod connect;
+#[cfg(feature = "negotiate")]
+pub mod negotiate;
 #[cfg(feature = "ntlm")]
 pub mod ntlm;
 pub mod prefixed;

@@ -8,10 +8,8 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+
 use tokio::net::TcpStream;
 
 use crate::config::Secret;
@@ -39,6 +37,9 @@ pub struct ProxyUrl {
     pub port: u16,
     /// Credentials, if the URL has `user:pass@`.
     pub auth: Option<(String, Secret)>,
+    /// The scheme to answer the proxy with, if pinned (`outbound_auth`); else the
+    /// strongest it offers that can be done.
+    pub scheme: Option<super::connect::Scheme>,
 }
 
 impl fmt::Debug for ProxyUrl {
@@ -101,6 +102,7 @@ impl ProxyUrl {
             host,
             port,
             auth,
+            scheme: None,
         })
     }
 }
@@ -197,7 +199,7 @@ fn cidr_contains(net: &str, bits: &str, ip: std::net::IpAddr) -> bool {
     }
 }
 
-fn proxy_error(kind: io::ErrorKind, msg: String) -> io::Error {
+pub(super) fn proxy_error(kind: io::ErrorKind, msg: String) -> io::Error {
     io::Error::new(kind, msg)
 }
 
@@ -241,7 +243,7 @@ pub async fn through(
     };
     with_timeout(what, timeout, async {
         match proxy.kind {
-            ProxyKind::Http => http_connect(proxy, tcp, host, port).await,
+            ProxyKind::Http => super::connect::http_connect(proxy, tcp, host, port).await,
             ProxyKind::Socks5 => socks5_connect(proxy, tcp, host, port)
                 .await
                 .map(|t| Prefixed::new(Bytes::new(), t)),
@@ -257,17 +259,26 @@ pub async fn through(
     })
 }
 
-/// Gives `auth` to every proxy of `list` named without credentials.
-pub fn with_credentials(
-    list: Vec<Option<ProxyUrl>>,
-    auth: Option<&(String, Secret)>,
-) -> Vec<Option<ProxyUrl>> {
+/// What to answer corporate proxies with when their URL does not say
+/// (`outbound_username` / `outbound_password`, `outbound_auth`).
+#[derive(Clone, Debug, Default)]
+pub struct ProxyAuth {
+    /// Credentials for proxies named without them (a PAC answer, a list).
+    pub credentials: Option<(String, Secret)>,
+    /// The one scheme to use, if pinned.
+    pub scheme: Option<super::connect::Scheme>,
+}
+
+/// Gives `auth` to every proxy of `list`: credentials where the URL has none, the pinned
+/// scheme to all.
+pub fn with_auth(list: Vec<Option<ProxyUrl>>, auth: &ProxyAuth) -> Vec<Option<ProxyUrl>> {
     list.into_iter()
         .map(|hop| {
             hop.map(|mut p| {
                 if p.auth.is_none() {
-                    p.auth = auth.cloned();
+                    p.auth = auth.credentials.clone();
                 }
+                p.scheme = auth.scheme.or(p.scheme);
                 p
             })
         })
@@ -310,215 +321,6 @@ pub fn parse_list(list: &str) -> Result<Vec<Option<ProxyUrl>>, String> {
         return Err("the proxy list is empty (use direct)".into());
     }
     Ok(out)
-}
-
-/// Proxies that asked for NTLM: later connections to them start with it (no Basic
-/// credentials sent first).
-static NTLM_PROXIES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-fn wants_ntlm(proxy: &ProxyUrl) -> bool {
-    let key = format!("{}:{}", proxy.host, proxy.port);
-    let known = NTLM_PROXIES.lock().unwrap_or_else(|p| p.into_inner());
-    known.contains(&key)
-}
-
-fn remember_ntlm(proxy: &ProxyUrl) {
-    let key = format!("{}:{}", proxy.host, proxy.port);
-    let mut known = NTLM_PROXIES.lock().unwrap_or_else(|p| p.into_inner());
-    if !known.contains(&key) {
-        known.push(key);
-    }
-}
-
-/// The schemes a proxy's answer offers, by name (`Basic`, `NTLM`, `Negotiate`…).
-fn offered(resp: &http::Response<hyper::body::Incoming>) -> Vec<String> {
-    resp.headers()
-        .get_all(header::PROXY_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned())
-        .collect()
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>;
-
-/// One `CONNECT authority` on the connection, with `auth` as Proxy-Authorization.
-async fn send_connect(
-    sender: &mut Sender,
-    proxy: &ProxyUrl,
-    authority: &str,
-    auth: Option<String>,
-) -> io::Result<http::Response<hyper::body::Incoming>> {
-    let mut req = Request::builder()
-        .method(Method::CONNECT)
-        .uri(authority)
-        .header(header::HOST, authority);
-    if let Some(a) = auth {
-        req = req.header(header::PROXY_AUTHORIZATION, a);
-    }
-    let req = req.body(http_body_util::Empty::new()).map_err(|e| {
-        proxy_error(
-            io::ErrorKind::InvalidInput,
-            format!("CONNECT {authority}: {e}"),
-        )
-    })?;
-    sender.ready().await.map_err(|e| {
-        proxy_error(
-            io::ErrorKind::ConnectionAborted,
-            format!("proxy {proxy} closed the connection before the next step: {e}"),
-        )
-    })?;
-    sender.send_request(req).await.map_err(|e| {
-        proxy_error(
-            io::ErrorKind::ConnectionAborted,
-            format!("proxy {proxy}: {e}"),
-        )
-    })
-}
-
-/// Reads and drops a refusal's body (at most 64 KiB), so the connection can carry the
-/// next step of an exchange.
-async fn drain(resp: http::Response<hyper::body::Incoming>) {
-    use http_body_util::BodyExt;
-    let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-        .collect()
-        .await;
-}
-
-/// NTLM left out of this build (the `ntlm` feature): say so.
-#[cfg(not(feature = "ntlm"))]
-async fn ntlm_connect(
-    _sender: &mut Sender,
-    proxy: &ProxyUrl,
-    _authority: &str,
-    _user: &str,
-    _pass: &Secret,
-) -> io::Result<http::Response<hyper::body::Incoming>> {
-    Err(proxy_error(
-        io::ErrorKind::PermissionDenied,
-        format!("proxy {proxy} wants NTLM, which this build leaves out"),
-    ))
-}
-
-/// NTLM on one kept-alive connection: Type 1 → the proxy's 407 with Type 2 → Type 3.
-#[cfg(feature = "ntlm")]
-async fn ntlm_connect(
-    sender: &mut Sender,
-    proxy: &ProxyUrl,
-    authority: &str,
-    user: &str,
-    pass: &Secret,
-) -> io::Result<http::Response<hyper::body::Incoming>> {
-    let mut x = super::ntlm::Exchange::new(user, pass, &proxy.host)?;
-    let first = send_connect(sender, proxy, authority, Some(x.negotiate()?)).await?;
-    if first.status() != StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        return Ok(first);
-    }
-    let challenge = first
-        .headers()
-        .get_all(header::PROXY_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("NTLM "))
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            proxy_error(
-                io::ErrorKind::PermissionDenied,
-                format!("proxy {proxy} answered the NTLM negotiate without a challenge (407)"),
-            )
-        })?;
-    drain(first).await;
-    let answer = x.authenticate(&challenge)?;
-    send_connect(sender, proxy, authority, Some(answer)).await
-}
-
-/// `CONNECT host:port` over `tcp`; on 200 the tunnel, with any bytes that came with it.
-/// With credentials: Basic at once, unless the proxy is known to want NTLM; a 407 that
-/// offers NTLM is answered with the NTLM exchange on the same connection (and the proxy
-/// remembered).
-pub async fn http_connect(
-    proxy: &ProxyUrl,
-    tcp: TcpStream,
-    host: &str,
-    port: u16,
-) -> io::Result<Prefixed<TcpStream>> {
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(tcp))
-            .await
-            .map_err(|e| proxy_error(io::ErrorKind::Other, format!("proxy {proxy}: {e}")))?;
-    let driver = tokio::spawn(conn.with_upgrades());
-    let mut scheme = "Basic";
-    let resp = match &proxy.auth {
-        Some((user, pass)) if wants_ntlm(proxy) => {
-            scheme = "NTLM";
-            ntlm_connect(&mut sender, proxy, &authority, user, pass).await?
-        }
-        auth => {
-            let basic = auth.as_ref().map(|(user, pass)| {
-                let raw = format!("{user}:{}", pass.expose());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                )
-            });
-            let resp = send_connect(&mut sender, proxy, &authority, basic).await?;
-            let ntlm = offered(&resp)
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case("NTLM"));
-            match &proxy.auth {
-                Some((user, pass))
-                    if resp.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED && ntlm =>
-                {
-                    remember_ntlm(proxy);
-                    scheme = "NTLM";
-                    drain(resp).await;
-                    ntlm_connect(&mut sender, proxy, &authority, user, pass).await?
-                }
-                _ => resp,
-            }
-        }
-    };
-    let status = resp.status();
-    if status != StatusCode::OK {
-        driver.abort();
-        let offered = offered(&resp).join(", ");
-        let line = format!(
-            "{} {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        );
-        let msg = match status {
-            StatusCode::PROXY_AUTHENTICATION_REQUIRED if proxy.auth.is_some() => format!(
-                "proxy {proxy} refused the credentials ({line}; it offers: {}); sent with {scheme}",
-                if offered.is_empty() { "no scheme" } else { &offered }
-            ),
-            StatusCode::PROXY_AUTHENTICATION_REQUIRED => format!(
-                "proxy {proxy} wants credentials ({line}; it offers: {}); put user:pass@ in the proxy URL",
-                if offered.is_empty() { "no scheme" } else { &offered }
-            ),
-            StatusCode::FORBIDDEN => format!("proxy {proxy} refused CONNECT to {authority} ({line})"),
-            _ => format!("proxy {proxy} answered CONNECT {authority} with {line}"),
-        };
-        return Err(proxy_error(io::ErrorKind::PermissionDenied, msg));
-    }
-    let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
-        proxy_error(
-            io::ErrorKind::ConnectionAborted,
-            format!("proxy {proxy}: {e}"),
-        )
-    })?;
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| {
-        proxy_error(
-            io::ErrorKind::Other,
-            "proxy tunnel: unexpected stream type".into(),
-        )
-    })?;
-    Ok(Prefixed::new(parts.read_buf, parts.io.into_inner()))
 }
 
 async fn socks5_connect(

@@ -105,8 +105,8 @@ impl std::fmt::Display for Source {
 #[derive(Clone, Debug)]
 pub struct Pac {
     pub source: Source,
-    /// Credentials for the proxies it names (`outbound_username` / `outbound_password`).
-    pub auth: Option<(String, burrow_common::config::Secret)>,
+    /// Credentials and scheme for the proxies it names.
+    pub auth: proxy::ProxyAuth,
     /// The URL and host `FindProxyForURL` is asked about (the server's).
     pub url: String,
     pub host: String,
@@ -126,7 +126,7 @@ impl Pac {
                 .await
                 .map_err(|e| format!("PAC evaluation: {e}"))??;
         let list = to_ways(&text).map_err(|e| format!("FindProxyForURL answered {text:?}: {e}"))?;
-        let list = proxy::with_credentials(list, self.auth.as_ref());
+        let list = proxy::with_auth(list, &self.auth);
         Ok((text, list))
     }
 

@@ -1,0 +1,338 @@
+//! `CONNECT host:port` through an HTTP corporate proxy, answering its 407 with the
+//! strongest scheme it offers that we can do — Negotiate (Kerberos, the user's ticket
+//! cache) > NTLM (credentials) > Basic (credentials) — unless `outbound_auth` pins one.
+//! Every step runs on one kept-alive proxy connection; a proxy that asked for a scheme is
+//! remembered, so later connections start with it.
+
+use std::io;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::prefixed::Prefixed;
+use super::proxy::{proxy_error, ProxyUrl};
+
+/// How burrow-local answers a proxy's `407`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// User and password, base64 (RFC 7617).
+    Basic,
+    /// NTLMv2 with the configured credentials.
+    Ntlm,
+    /// SPNEGO with Kerberos, from the user's ticket cache.
+    Negotiate,
+}
+
+impl Scheme {
+    /// Strongest first.
+    const BY_STRENGTH: [Scheme; 3] = [Scheme::Negotiate, Scheme::Ntlm, Scheme::Basic];
+
+    /// As in `Proxy-Authenticate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Basic => "Basic",
+            Scheme::Ntlm => "NTLM",
+            Scheme::Negotiate => "Negotiate",
+        }
+    }
+
+    /// `outbound_auth` as written (`basic`, `ntlm`, `negotiate`/`kerberos`).
+    pub fn parse(text: &str) -> Result<Scheme, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "basic" => Ok(Scheme::Basic),
+            "ntlm" => Ok(Scheme::Ntlm),
+            "negotiate" | "kerberos" => Ok(Scheme::Negotiate),
+            other => Err(format!(
+                "outbound_auth = {other:?}: expected \"negotiate\", \"ntlm\" or \"basic\""
+            )),
+        }
+    }
+
+    /// Whether this build and these settings can answer with it.
+    fn possible(self, proxy: &ProxyUrl) -> bool {
+        match self {
+            Scheme::Basic => proxy.auth.is_some(),
+            Scheme::Ntlm => cfg!(feature = "ntlm") && proxy.auth.is_some(),
+            Scheme::Negotiate => cfg!(feature = "negotiate"),
+        }
+    }
+}
+
+/// Proxies that took a scheme, and which: later connections start with it.
+static LEARNED: Mutex<Vec<(String, Scheme)>> = Mutex::new(Vec::new());
+
+fn learned(proxy: &ProxyUrl) -> Option<Scheme> {
+    let key = format!("{}:{}", proxy.host, proxy.port);
+    let known = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
+    known.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+}
+
+fn remember(proxy: &ProxyUrl, scheme: Scheme) {
+    let key = format!("{}:{}", proxy.host, proxy.port);
+    let mut known = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
+    known.retain(|(k, _)| *k != key);
+    known.push((key, scheme));
+}
+
+/// The schemes a proxy's answer offers, by name (`Basic`, `NTLM`, `Negotiate`…).
+fn offered(resp: &http::Response<hyper::body::Incoming>) -> Vec<String> {
+    resp.headers()
+        .get_all(header::PROXY_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned())
+        .collect()
+}
+
+/// The strongest scheme `offers` names that we can do and have not tried.
+fn choose(offers: &[String], proxy: &ProxyUrl, tried: &[Scheme]) -> Option<Scheme> {
+    Scheme::BY_STRENGTH.into_iter().find(|s| {
+        offers.iter().any(|o| o.eq_ignore_ascii_case(s.name()))
+            && !tried.contains(s)
+            && proxy.scheme.is_none_or(|pin| pin == *s)
+            && s.possible(proxy)
+    })
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>;
+type Response = http::Response<hyper::body::Incoming>;
+
+/// One `CONNECT authority` on the connection, with `auth` as Proxy-Authorization.
+async fn send_connect(
+    sender: &mut Sender,
+    proxy: &ProxyUrl,
+    authority: &str,
+    auth: Option<String>,
+) -> io::Result<Response> {
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(authority)
+        .header(header::HOST, authority);
+    if let Some(a) = auth {
+        req = req.header(header::PROXY_AUTHORIZATION, a);
+    }
+    let req = req.body(http_body_util::Empty::new()).map_err(|e| {
+        proxy_error(
+            io::ErrorKind::InvalidInput,
+            format!("CONNECT {authority}: {e}"),
+        )
+    })?;
+    sender.ready().await.map_err(|e| {
+        proxy_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("proxy {proxy} closed the connection before the next step: {e}"),
+        )
+    })?;
+    sender.send_request(req).await.map_err(|e| {
+        proxy_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("proxy {proxy}: {e}"),
+        )
+    })
+}
+
+/// Reads and drops a refusal's body (at most 64 KiB), so the connection can carry the
+/// next step of an exchange.
+async fn drain(resp: Response) {
+    use http_body_util::BodyExt;
+    let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+        .collect()
+        .await;
+}
+
+/// The CONNECT answered with `scheme`.
+async fn attempt(
+    scheme: Scheme,
+    sender: &mut Sender,
+    proxy: &ProxyUrl,
+    authority: &str,
+) -> io::Result<Response> {
+    match (scheme, &proxy.auth) {
+        (Scheme::Basic, Some((user, pass))) => {
+            let raw = format!("{user}:{}", pass.expose());
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            );
+            send_connect(sender, proxy, authority, Some(basic)).await
+        }
+        (Scheme::Ntlm, Some(_)) => ntlm(sender, proxy, authority).await,
+        (Scheme::Negotiate, _) => negotiate(sender, proxy, authority).await,
+        (_, None) => send_connect(sender, proxy, authority, None).await,
+    }
+}
+
+#[cfg(feature = "ntlm")]
+async fn ntlm(sender: &mut Sender, proxy: &ProxyUrl, authority: &str) -> io::Result<Response> {
+    let Some((user, pass)) = &proxy.auth else {
+        return send_connect(sender, proxy, authority, None).await;
+    };
+    // Type 1 → the proxy's 407 with Type 2 → Type 3.
+    let mut x = super::ntlm::Exchange::new(user, pass, &proxy.host)?;
+    let first = send_connect(sender, proxy, authority, Some(x.negotiate()?)).await?;
+    if first.status() != StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Ok(first);
+    }
+    let challenge = first
+        .headers()
+        .get_all(header::PROXY_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("NTLM "))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            proxy_error(
+                io::ErrorKind::PermissionDenied,
+                format!("proxy {proxy} answered the NTLM negotiate without a challenge (407)"),
+            )
+        })?;
+    drain(first).await;
+    let answer = x.authenticate(&challenge)?;
+    send_connect(sender, proxy, authority, Some(answer)).await
+}
+
+#[cfg(not(feature = "ntlm"))]
+async fn ntlm(_: &mut Sender, proxy: &ProxyUrl, _: &str) -> io::Result<Response> {
+    Err(proxy_error(
+        io::ErrorKind::PermissionDenied,
+        format!("proxy {proxy} wants NTLM, which this build leaves out"),
+    ))
+}
+
+#[cfg(feature = "negotiate")]
+async fn negotiate(sender: &mut Sender, proxy: &ProxyUrl, authority: &str) -> io::Result<Response> {
+    let host = proxy.host.clone();
+    let token = tokio::task::spawn_blocking(move || super::negotiate::token(&host))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| proxy_error(e.kind(), format!("proxy {proxy}: {e}")))?;
+    send_connect(sender, proxy, authority, Some(token)).await
+}
+
+#[cfg(not(feature = "negotiate"))]
+async fn negotiate(_: &mut Sender, proxy: &ProxyUrl, _: &str) -> io::Result<Response> {
+    Err(proxy_error(
+        io::ErrorKind::PermissionDenied,
+        format!("proxy {proxy} wants Negotiate (Kerberos), which this build leaves out (the negotiate feature)"),
+    ))
+}
+
+/// `CONNECT host:port` over `tcp`; on 200 the tunnel, with any bytes that came with it.
+pub async fn http_connect(
+    proxy: &ProxyUrl,
+    tcp: TcpStream,
+    host: &str,
+    port: u16,
+) -> io::Result<Prefixed<TcpStream>> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .map_err(|e| proxy_error(io::ErrorKind::Other, format!("proxy {proxy}: {e}")))?;
+    let driver = tokio::spawn(conn.with_upgrades());
+    // First: the pinned scheme, or what this proxy took before; else nothing (no password
+    // goes out before the proxy says what it offers); then the strongest each 407 offers.
+    let first = proxy
+        .scheme
+        .or_else(|| learned(proxy))
+        .filter(|s| s.possible(proxy));
+    let mut tried: Vec<Scheme> = first.into_iter().collect();
+    let mut failed: Option<io::Error> = None;
+    let mut resp = match first {
+        Some(s) => attempt(s, &mut sender, proxy, &authority).await?,
+        None => send_connect(&mut sender, proxy, &authority, None).await?,
+    };
+    while resp.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        let Some(next) = choose(&offered(&resp), proxy, &tried) else {
+            break;
+        };
+        tried.push(next);
+        drain(resp).await;
+        match attempt(next, &mut sender, proxy, &authority).await {
+            Ok(r) => resp = r,
+            // No ticket for Negotiate, say: the next scheme may do, on a new CONNECT.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let again = send_connect(&mut sender, proxy, &authority, None).await;
+                failed = Some(e);
+                resp = match again {
+                    Ok(r) => r,
+                    Err(_) => return Err(failed.unwrap_or_else(|| io::Error::other("proxy"))),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let status = resp.status();
+    if status != StatusCode::OK {
+        driver.abort();
+        return Err(refusal(
+            proxy,
+            &authority,
+            &resp,
+            tried.last().copied(),
+            failed,
+        ));
+    }
+    if let Some(s) = tried.last() {
+        remember(proxy, *s);
+    }
+    let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
+        proxy_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("proxy {proxy}: {e}"),
+        )
+    })?;
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| {
+        proxy_error(
+            io::ErrorKind::Other,
+            "proxy tunnel: unexpected stream type".into(),
+        )
+    })?;
+    Ok(Prefixed::new(parts.read_buf, parts.io.into_inner()))
+}
+
+/// The one line that says why the proxy did not open the tunnel.
+fn refusal(
+    proxy: &ProxyUrl,
+    authority: &str,
+    resp: &Response,
+    sent: Option<Scheme>,
+    failed: Option<io::Error>,
+) -> io::Error {
+    let status = resp.status();
+    let offered = offered(resp).join(", ");
+    let offered = if offered.is_empty() {
+        "no scheme".to_owned()
+    } else {
+        offered
+    };
+    let line = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let msg = match (status, sent, failed) {
+        (StatusCode::PROXY_AUTHENTICATION_REQUIRED, _, Some(e)) => {
+            format!("{e} (the proxy answered {line}; it offers: {offered})")
+        }
+        (StatusCode::PROXY_AUTHENTICATION_REQUIRED, Some(s), None) => format!(
+            "proxy {proxy} refused the credentials ({line}; it offers: {offered}); sent with {}",
+            s.name()
+        ),
+        (StatusCode::PROXY_AUTHENTICATION_REQUIRED, None, None) => format!(
+            "proxy {proxy} wants credentials ({line}; it offers: {offered}); put user:pass@ in the proxy URL, \
+             or kinit for Negotiate"
+        ),
+        (StatusCode::FORBIDDEN, _, _) => format!("proxy {proxy} refused CONNECT to {authority} ({line})"),
+        _ => format!("proxy {proxy} answered CONNECT {authority} with {line}"),
+    };
+    proxy_error(io::ErrorKind::PermissionDenied, msg)
+}
