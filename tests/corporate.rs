@@ -554,3 +554,72 @@ async fn negotiate_kerberos_with_the_ticket_cache_over_basic() {
         "{line}"
     );
 }
+
+/// The wss hop through an NTLM-only proxy that verifies the password (the Type 1/2/3
+/// exchange on one kept-alive connection, then TLS and the WebSocket through the tunnel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_through_an_ntlm_only_proxy() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("wss-ntlm");
+    let (cert, key, ca) = origins::write_pki(&dir, &["localhost"]);
+    let scfg = dir.join("server.toml");
+    std::fs::write(&scfg, "allow_private = true\nws_listen = \"127.0.0.1:0\"\n").expect("toml");
+    let server = Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-k",
+            "pw",
+            "-c",
+            scfg.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let _tcp = server.listening();
+    let ws_addr = server.listening();
+    let nginx = Nginx::start(&dir, &cert, &key, ws_addr, 30);
+    let (proxy, proxy_addr) = ntlm_proxy();
+    let (local, local_addr) = local_with(
+        &format!("localhost:{}", nginx.addr.port()),
+        &format!(
+            "outbound_proxy = \"http://{proxy_addr}\"\noutbound_username = \"CORP\\\\alice\"\n\
+             outbound_password = \"s3cret\"\ntransport = \"wss\"\n\n\
+             [websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
+            ca.display()
+        ),
+    );
+    for n in [1000, 2_000_000] {
+        let (code, out, err) = fetch(local_addr, target, n).await;
+        assert_eq!((code, out.len()), (0, n), "{err}\n{}", local.output());
+    }
+    let line = proxy.wait_for("status=200");
+    assert!(
+        line.contains(&format!("CONNECT localhost:{}", nginx.addr.port()))
+            && line.contains("user=CORP\\alice"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// squid's ntlm_fake_auth sends a challenge without target information (an NTLMv1
+/// server): burrow does not fall back to v1/LM, and says so in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ntlmv1_only_proxy_is_refused_with_the_reason() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let ntlm = "auth_param ntlm program /usr/lib/squid/ntlm_fake_auth\n\
+                auth_param ntlm children 2\nauth_param ntlm keep_alive on\n";
+    let squid = Squid::start_with(temp_dir("squid"), &[server_addr.port()], ntlm);
+    let (local, local_addr) = local_via(
+        server_addr,
+        &format!("http://CORP%5Calice:s3cret@{}", squid.addr),
+    );
+    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    assert_eq!(code, 97, "SOCKS failure for the app");
+    let line = local.wait_for("NTLMv1");
+    assert!(
+        line.contains("no target information") && line.contains("407"),
+        "{line}"
+    );
+}

@@ -221,23 +221,64 @@ async fn negotiate(_: &mut Sender, proxy: &ProxyUrl, _: &str) -> io::Result<Resp
     ))
 }
 
+/// A connection to the proxy speaking HTTP/1.1.
+struct Conn {
+    sender: Sender,
+    driver: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+}
+
+impl Conn {
+    async fn new(proxy: &ProxyUrl, tcp: TcpStream) -> io::Result<Conn> {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| proxy_error(io::ErrorKind::Other, format!("proxy {proxy}: {e}")))?;
+        Ok(Conn {
+            sender,
+            driver: tokio::spawn(conn.with_upgrades()),
+        })
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Whether the proxy keeps the connection open after this answer.
+fn keeps_alive(resp: &Response) -> bool {
+    let says_close = |name: &str| {
+        resp.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    };
+    resp.version() != http::Version::HTTP_10
+        && !says_close("connection")
+        && !says_close("proxy-connection")
+}
+
 /// `CONNECT host:port` over `tcp`; on 200 the tunnel, with any bytes that came with it.
-pub async fn http_connect(
+/// A proxy that closes its connection after a 407 is dialled again (`redial`) for the
+/// next step.
+pub async fn http_connect<F, Fut>(
     proxy: &ProxyUrl,
     tcp: TcpStream,
+    redial: F,
     host: &str,
     port: u16,
-) -> io::Result<Prefixed<TcpStream>> {
+) -> io::Result<Prefixed<TcpStream>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = io::Result<TcpStream>>,
+{
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(tcp))
-            .await
-            .map_err(|e| proxy_error(io::ErrorKind::Other, format!("proxy {proxy}: {e}")))?;
-    let driver = tokio::spawn(conn.with_upgrades());
+    let mut conn = Conn::new(proxy, tcp).await?;
     // First: the pinned scheme, or what this proxy took before; else nothing (no password
     // goes out before the proxy says what it offers); then the strongest each 407 offers.
     let first = proxy
@@ -247,32 +288,41 @@ pub async fn http_connect(
     let mut tried: Vec<Scheme> = first.into_iter().collect();
     let mut failed: Option<io::Error> = None;
     let mut resp = match first {
-        Some(s) => attempt(s, &mut sender, proxy, &authority).await?,
-        None => send_connect(&mut sender, proxy, &authority, None).await?,
+        Some(s) => attempt(s, &mut conn.sender, proxy, &authority).await?,
+        None => send_connect(&mut conn.sender, proxy, &authority, None).await?,
     };
     while resp.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         let Some(next) = choose(&offered(&resp), proxy, &tried) else {
             break;
         };
         tried.push(next);
+        let keep = keeps_alive(&resp);
         drain(resp).await;
-        match attempt(next, &mut sender, proxy, &authority).await {
+        if !keep || conn.sender.is_closed() {
+            conn = Conn::new(proxy, redial().await?).await?;
+        }
+        let mut answered = attempt(next, &mut conn.sender, proxy, &authority).await;
+        if matches!(&answered, Err(e) if e.kind() == io::ErrorKind::ConnectionAborted) {
+            // The proxy closed the connection after its 407 without saying so.
+            conn = Conn::new(proxy, redial().await?).await?;
+            answered = attempt(next, &mut conn.sender, proxy, &authority).await;
+        }
+        match answered {
             Ok(r) => resp = r,
             // No ticket for Negotiate, say: the next scheme may do, on a new CONNECT.
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let again = send_connect(&mut sender, proxy, &authority, None).await;
-                failed = Some(e);
+                let again = send_connect(&mut conn.sender, proxy, &authority, None).await;
                 resp = match again {
                     Ok(r) => r,
-                    Err(_) => return Err(failed.unwrap_or_else(|| io::Error::other("proxy"))),
+                    Err(_) => return Err(e),
                 };
+                failed = Some(e);
             }
             Err(e) => return Err(e),
         }
     }
     let status = resp.status();
     if status != StatusCode::OK {
-        driver.abort();
         return Err(refusal(
             proxy,
             &authority,

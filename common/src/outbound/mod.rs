@@ -153,7 +153,7 @@ async fn first_reachable(
     for i in (start..list.len()).chain(0..start) {
         let reached = match &list[i] {
             Some(p) => match proxy::reach(p, timeout, opts).await {
-                Ok(tcp) => Ok(proxy::through(p, tcp, host, port, timeout).await),
+                Ok(tcp) => Ok(proxy::through(p, tcp, host, port, timeout, opts).await),
                 Err(e) => Err(e),
             },
             None => match resolve(host, port, timeout).await {

@@ -64,6 +64,20 @@ impl Exchange {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(token)
             .map_err(|e| ntlm_err("challenge", e))?;
+        // NTLMv2 answers over the challenge's target information; a challenge without it
+        // asks for NTLMv1/LM, which burrow never sends.
+        const TARGET_INFO: u32 = 0x0080_0000;
+        let flags = raw
+            .get(20..24)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes);
+        if raw.starts_with(b"NTLMSSP\0") && flags.is_some_and(|f| f & TARGET_INFO == 0) {
+            return Err(ntlm_err(
+                "challenge",
+                "it carries no target information, which NTLMv2 needs: the proxy asks for \
+                 NTLMv1/LM, which burrow does not send (weak, broken crypto)",
+            ));
+        }
         self.step(Some(raw)).map(|(v, _)| v)
     }
 
@@ -117,5 +131,9 @@ mod tests {
         assert!(x.authenticate("NTLM").is_err());
         assert!(x.authenticate("NTLM !!!").is_err());
         assert!(x.authenticate("Basic x").is_err());
+        // squid's ntlm_fake_auth challenge: no target information, so no NTLMv2 answer.
+        let v1 = "NTLM TlRMTVNTUAACAAAACQAJAK6qqqoHggiimqA0De6F3XcAAAAAAAA6AFdPUktHUk9VUA==";
+        let err = x.authenticate(v1).expect_err("NTLMv1-only challenge");
+        assert!(err.to_string().contains("NTLMv1"), "{err}");
     }
 }

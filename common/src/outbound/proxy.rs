@@ -212,7 +212,7 @@ pub async fn connect(
     opts: &SocketOpts,
 ) -> io::Result<Prefixed<TcpStream>> {
     let tcp = reach(proxy, timeout, opts).await?;
-    through(proxy, tcp, host, port, timeout).await
+    through(proxy, tcp, host, port, timeout, opts).await
 }
 
 /// A TCP connection to the proxy itself; an error means the proxy is not reachable.
@@ -236,6 +236,7 @@ pub async fn through(
     host: &str,
     port: u16,
     timeout: Duration,
+    opts: &SocketOpts,
 ) -> io::Result<Prefixed<TcpStream>> {
     let what = match proxy.kind {
         ProxyKind::Http => "proxy CONNECT",
@@ -243,7 +244,10 @@ pub async fn through(
     };
     with_timeout(what, timeout, async {
         match proxy.kind {
-            ProxyKind::Http => super::connect::http_connect(proxy, tcp, host, port).await,
+            ProxyKind::Http => {
+                let redial = || reach(proxy, timeout, opts);
+                super::connect::http_connect(proxy, tcp, redial, host, port).await
+            }
             ProxyKind::Socks5 => socks5_connect(proxy, tcp, host, port)
                 .await
                 .map(|t| Prefixed::new(Bytes::new(), t)),
