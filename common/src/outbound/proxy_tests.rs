@@ -2,6 +2,7 @@
 //! scripted proxies on loopback.
 
 use super::*;
+use base64::Engine as _;
 use std::collections::HashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -189,7 +190,9 @@ async fn scripted_proxy(
 async fn bytes_that_come_with_the_200_are_kept() {
     let (addr, task) =
         scripted_proxy(b"HTTP/1.1 200 Connection established\r\n\r\nEARLY-BYTES").await;
-    let proxy = ProxyUrl::parse(&format!("http://bob:pw@{addr}")).expect("url");
+    // Basic pinned: sent at once, with no 407 first.
+    let mut proxy = ProxyUrl::parse(&format!("http://bob:pw@{addr}")).expect("url");
+    proxy.scheme = Some(super::super::connect::Scheme::Basic);
     let mut s = connect(
         &proxy,
         "vps.example",
@@ -222,6 +225,29 @@ async fn bytes_that_come_with_the_200_are_kept() {
     );
 }
 
+/// Unpinned, the first CONNECT carries no password: the proxy says what it offers first.
+#[tokio::test]
+async fn no_password_goes_out_before_the_proxy_asks() {
+    let (addr, task) = scripted_proxy(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+    let proxy = ProxyUrl::parse(&format!("http://bob:pw@{addr}")).expect("url");
+    let s = connect(
+        &proxy,
+        "vps.example",
+        8388,
+        Duration::from_secs(10),
+        &SocketOpts::default(),
+    )
+    .await
+    .expect("tunnel");
+    drop(s);
+    let head = task.await.expect("join");
+    assert!(head.starts_with("CONNECT vps.example:8388"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("proxy-authorization"),
+        "{head}"
+    );
+}
+
 #[tokio::test]
 async fn refusals_are_named() {
     let cases: [(&'static [u8], bool, &str); 4] = [
@@ -237,7 +263,8 @@ async fn refusals_are_named() {
         } else {
             format!("http://{addr}")
         };
-        let proxy = ProxyUrl::parse(&url).expect("url");
+        let mut proxy = ProxyUrl::parse(&url).expect("url");
+        proxy.scheme = creds.then_some(super::super::connect::Scheme::Basic);
         let err = connect(
             &proxy,
             "vps.example",
