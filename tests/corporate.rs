@@ -623,3 +623,84 @@ async fn an_ntlmv1_only_proxy_is_refused_with_the_reason() {
         "{line}"
     );
 }
+
+/// `burrow-local doctor` walks the way as a user's config says and says where it stops:
+/// the PAC and its answer, a dead proxy, squid and the scheme it took, the tunnel; and
+/// with a wrong proxy password, the refusal (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_where_the_way_stops() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let squid = Squid::start(temp_dir("squid"), &[server_addr.port()]);
+    let dead = free_port();
+    let pac = format!(
+        "function FindProxyForURL(url, host) {{ return \"PROXY 127.0.0.1:{dead}; PROXY {}\"; }}",
+        squid.addr
+    );
+    let (pac_addr, _) = kit::text_origin(pac, "application/x-ns-proxy-autoconfig").await;
+    let dir = temp_dir("doctor");
+    let doctor = |password: &str| {
+        let cfg = dir.join(format!("local-{password}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "server = \"{server_addr}\"\npassword = \"pw\"\n\
+                 outbound_proxy = \"pac+http://{pac_addr}/proxy.pac\"\n\
+                 outbound_username = \"alice\"\noutbound_password = \"{password}\"\n"
+            ),
+        )
+        .expect("config");
+        let out = std::process::Command::new(LOCAL)
+            .args(["doctor", "-c", cfg.to_str().expect("utf8"), "--target"])
+            .arg(target.to_string())
+            .env_remove("HTTP_PROXY")
+            .env_remove("ALL_PROXY")
+            .output()
+            .expect("doctor");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = doctor("s3cret");
+    assert_eq!(code, Some(0), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    let find = |step: &str| {
+        lines
+            .iter()
+            .find(|l| l.trim_start().starts_with(step))
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| panic!("no {step} line: {said}"))
+    };
+    assert!(
+        find("PAC").contains(&format!(
+            "answers \"PROXY 127.0.0.1:{dead}; PROXY {}\"",
+            squid.addr
+        )),
+        "{said}"
+    );
+    let first = find("way 1/2");
+    assert!(
+        first.contains("FAIL") && first.contains(&dead.to_string()),
+        "{said}"
+    );
+    let second = find("way 2/2");
+    assert!(
+        second.contains("ok") && second.contains("the proxy took Basic"),
+        "{said}"
+    );
+    assert!(
+        find("tunnel").contains(&format!("the server opened {target}")),
+        "{said}"
+    );
+
+    let (code, said) = doctor("wrong");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("refused the credentials")
+            && said.contains("Basic")
+            && !said.contains("wrong"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -38,17 +38,18 @@ pub struct SharedArgs {
         short = 'k',
         long = "password",
         env = "SS_SERVER_PASSWORD",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub password: Option<String>,
     /// Raw base64 key instead of a password.
-    #[arg(long = "key")]
+    #[arg(long = "key", global = true)]
     pub key: Option<String>,
     /// Cipher: chacha20-ietf-poly1305 (default) or aes-256-gcm.
-    #[arg(short = 'm', long = "method")]
+    #[arg(short = 'm', long = "method", global = true)]
     pub method: Option<String>,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    #[arg(short = 'v', action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Log format: text or json.
     #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]

@@ -33,29 +33,32 @@ use crate::{PacSetting, Settings};
 #[command(name = "burrow-local", version, about)]
 pub struct Cli {
     /// TOML config file (see configs/local.toml).
-    #[arg(short = 'c', long = "config")]
+    #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<PathBuf>,
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Listen address for apps, host:port (default 127.0.0.1:1080); SOCKS5 and HTTP on
     /// each. Repeat for several listeners.
     #[arg(short = 'b', long = "local-addr")]
     pub local_addr: Vec<String>,
     /// The server: host:port, or an ss:// URL carrying method and password.
-    #[arg(short = 's', long = "server-addr")]
+    #[arg(short = 's', long = "server-addr", global = true)]
     pub server_addr: Option<String>,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Reach the server through this proxy: http://[user:pass@]host:port, socks5://…,
     /// socks5h://… (else ALL_PROXY/SOCKS_PROXY > HTTPS_PROXY > HTTP_PROXY, honouring NO_PROXY).
-    #[arg(long = "outbound-proxy", value_name = "URL")]
+    #[arg(long = "outbound-proxy", value_name = "URL", global = true)]
     pub outbound_proxy: Option<String>,
     /// Hop to the server as raw TCP (default) or dressed as a WebSocket: tcp, ws, wss.
-    #[arg(long = "transport", value_parser = ["tcp", "ws", "wss"])]
+    #[arg(long = "transport", value_parser = ["tcp", "ws", "wss"], global = true)]
     pub transport: Option<String>,
     /// WebSocket path on the server (default /tunnel).
-    #[arg(long = "ws-path")]
+    #[arg(long = "ws-path", global = true)]
     pub ws_path: Option<String>,
     /// WebSocket Host header and TLS name (default: the server's host).
-    #[arg(long = "ws-host")]
+    #[arg(long = "ws-host", global = true)]
     pub ws_host: Option<String>,
     /// A reverse route, PATH=URL (ws, wss, http or https upstream); repeatable.
     #[arg(long = "route", value_name = "PATH=URL")]
@@ -70,6 +73,18 @@ pub struct Cli {
     /// the target (for servers other than burrow-server).
     #[arg(long = "no-confirm")]
     pub no_confirm: bool,
+}
+
+/// burrow-local's commands besides serving.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Try the way to the server step by step (PAC, each corporate proxy and the scheme
+    /// it takes, TLS, WebSocket, a tunnel) and say where it stops.
+    Doctor {
+        /// The target of the test tunnel, host:port.
+        #[arg(long, default_value = "example.com:80")]
+        target: String,
+    },
 }
 
 /// A setting written as one string or an array of them.

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod detect;
 pub mod dial;
+pub mod doctor;
 pub mod hop;
 pub mod http;
 pub mod origin;

@@ -5,12 +5,44 @@ use std::process::ExitCode;
 use burrow::cli;
 use burrow_local::config::{self, Cli};
 
+/// `burrow-local doctor`: exit 0 when a tunnel opened, 1 when a step failed.
+fn doctor(loaded: config::Loaded, target: &str, verbose: u8) -> ExitCode {
+    let target = match target.parse::<burrow_common::TargetAddr>() {
+        Ok(t) => t,
+        Err(_) => {
+            return cli::usage_error(
+                "burrow-local",
+                &format!("--target {target:?}: expected host:port"),
+            )
+        }
+    };
+    // Quiet unless asked: the steps speak for themselves.
+    if verbose > 0 {
+        cli::init_tracing(verbose, "text");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cli::usage_error("burrow-local", &format!("runtime: {e}")),
+    };
+    if rt.block_on(burrow_local::doctor::run(loaded.settings, target)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let args: Cli = cli::parse("burrow-local");
     let loaded = match config::load(&args) {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-local", &e),
     };
+    if let Some(config::Command::Doctor { target }) = &args.command {
+        return doctor(loaded, target, args.shared.verbose);
+    }
     cli::serve(
         "burrow-local",
         &loaded.listen,

@@ -71,6 +71,11 @@ fn learned(proxy: &ProxyUrl) -> Option<Scheme> {
     known.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
 }
 
+/// The scheme `proxy` took last, if it asked for one.
+pub fn scheme_in_use(proxy: &ProxyUrl) -> Option<Scheme> {
+    learned(proxy)
+}
+
 fn remember(proxy: &ProxyUrl, scheme: Scheme) {
     let key = format!("{}:{}", proxy.host, proxy.port);
     let mut known = LEARNED.lock().unwrap_or_else(|p| p.into_inner());

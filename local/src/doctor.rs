@@ -1,0 +1,147 @@
+//! `burrow-local doctor`: tries the hop to the server step by step, as the config says,
+//! and prints where it stops — the PAC file and its answer, each way to the server in
+//! order (the corporate proxy reached, its CONNECT and the scheme it took, TLS with the
+//! certificate explained, the WebSocket upgrade), then a tunnel through burrow-server.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burrow_common::outbound::{self, connect::scheme_in_use, Outbound, Ways};
+use burrow_common::TargetAddr;
+
+use crate::dial::{open_tunnel, Plan};
+use crate::Settings;
+
+/// One step's line: its name, ok or FAIL, what was seen.
+fn say(step: &str, ok: bool, what: impl Display) {
+    let mark = if ok { "ok  " } else { "FAIL" };
+    println!("  {step:<12} {mark} {what}");
+}
+
+fn ms(start: Instant) -> String {
+    format!("{} ms", start.elapsed().as_millis())
+}
+
+/// Runs every step; true when a tunnel to `target` opened.
+pub async fn run(settings: Settings, target: TargetAddr) -> bool {
+    let s = &settings;
+    let server = format!("{}:{}", s.server_host, s.server_port);
+    println!("burrow-local doctor: the way to {server}");
+    let transport = match &s.outbound.ws {
+        None => "tcp".to_owned(),
+        Some(w) if w.tls.is_some() => format!("wss (path {})", w.path),
+        Some(w) => format!("ws (path {})", w.path),
+    };
+    say(
+        "config",
+        true,
+        format!(
+            "server {server}, transport {transport}, method {}",
+            s.key.method().name()
+        ),
+    );
+
+    #[cfg(feature = "pac")]
+    if let Some(pac) = &s.pac {
+        let start = Instant::now();
+        match pac.answer().await {
+            Ok((text, list)) => {
+                say(
+                    "PAC",
+                    true,
+                    format!(
+                        "{} answers {text:?} for {} ({})",
+                        pac.source,
+                        pac.url,
+                        ms(start)
+                    ),
+                );
+                s.outbound.ways.set(list);
+            }
+            Err(e) => say(
+                "PAC",
+                false,
+                format!("{}: {e}; the hop goes DIRECT", pac.source),
+            ),
+        }
+    }
+
+    let ways = s.outbound.ways.get();
+    let ways: Vec<_> = if ways.is_empty() {
+        vec![None]
+    } else {
+        ways.to_vec()
+    };
+    let mut working = None;
+    for (i, way) in ways.iter().enumerate() {
+        let step = format!("way {}/{}", i + 1, ways.len());
+        let one = Outbound {
+            ways: Arc::new(Ways::new(vec![way.clone()])),
+            ws: s.outbound.ws.clone(),
+        };
+        let start = Instant::now();
+        let via = match way {
+            Some(p) => format!("through {p}"),
+            None => "direct".to_owned(),
+        };
+        match outbound::connect(
+            &one,
+            &s.server_host,
+            s.server_port,
+            s.connect_timeout,
+            &s.socket,
+        )
+        .await
+        {
+            Ok(_) => {
+                let auth = way
+                    .as_ref()
+                    .and_then(scheme_in_use)
+                    .map(|sc| format!(", the proxy took {}", sc.name()))
+                    .unwrap_or_default();
+                say(
+                    &step,
+                    true,
+                    format!(
+                        "{via}: reached the server's {transport} listener in {}{auth}",
+                        ms(start)
+                    ),
+                );
+                working = Some(i);
+                break;
+            }
+            Err(e) => say(&step, false, format!("{via}: {e}")),
+        }
+    }
+    let Some(i) = working else {
+        println!("  no way to the server: see the lines above.");
+        return false;
+    };
+    // The tunnel itself, over the way that worked, waiting for the server's word.
+    s.outbound.ways.set(vec![ways[i].clone()]);
+    let start = Instant::now();
+    let plan = match s.confirm {
+        // A server that never answers first: the request goes, nothing more is known.
+        crate::dial::Confirm::Never => Plan::Go,
+        _ => Plan::Wait { learning: false },
+    };
+    match open_tunnel(&target, s, plan).await {
+        Ok(_) if plan == Plan::Go => {
+            say("tunnel", true, format!("the request for {target} is ready to go (confirm_connect = false: the server's answer is not awaited)"));
+            true
+        }
+        Ok(_) => {
+            say(
+                "tunnel",
+                true,
+                format!("the server opened {target} ({})", ms(start)),
+            );
+            true
+        }
+        Err(e) => {
+            say("tunnel", false, e);
+            false
+        }
+    }
+}
