@@ -5,7 +5,7 @@
 //! remembered, so later connections start with it.
 
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -62,25 +62,47 @@ impl Scheme {
     }
 }
 
-/// Proxies that took a scheme, and which: later connections start with it.
-static LEARNED: Mutex<Vec<(String, Scheme)>> = Mutex::new(Vec::new());
+/// What each proxy opened a tunnel with (`None`: it asked for nothing): later
+/// connections start with it.
+static LEARNED: Mutex<Vec<(String, Option<Scheme>)>> = Mutex::new(Vec::new());
 
-fn learned(proxy: &ProxyUrl) -> Option<Scheme> {
-    let key = format!("{}:{}", proxy.host, proxy.port);
+/// One lock per proxy not yet learned: while one connection asks the proxy what it
+/// offers, the others (a burst at start) wait for the answer instead of each paying the
+/// extra 407 round trip.
+static PROBES: Mutex<Vec<(String, Arc<tokio::sync::Mutex<()>>)>> = Mutex::new(Vec::new());
+
+fn key(proxy: &ProxyUrl) -> String {
+    format!("{}:{}", proxy.host, proxy.port)
+}
+
+/// `Some(scheme)` once a tunnel through `proxy` opened (`Some(None)`: with no auth).
+fn learned(proxy: &ProxyUrl) -> Option<Option<Scheme>> {
+    let key = key(proxy);
     let known = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
     known.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
 }
 
 /// The scheme `proxy` took last, if it asked for one.
 pub fn scheme_in_use(proxy: &ProxyUrl) -> Option<Scheme> {
-    learned(proxy)
+    learned(proxy).flatten()
 }
 
-fn remember(proxy: &ProxyUrl, scheme: Scheme) {
-    let key = format!("{}:{}", proxy.host, proxy.port);
+fn remember(proxy: &ProxyUrl, scheme: Option<Scheme>) {
+    let key = key(proxy);
     let mut known = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
     known.retain(|(k, _)| *k != key);
     known.push((key, scheme));
+}
+
+fn probe_lock(proxy: &ProxyUrl) -> Arc<tokio::sync::Mutex<()>> {
+    let key = key(proxy);
+    let mut locks = PROBES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, l)) = locks.iter().find(|(k, _)| *k == key) {
+        return l.clone();
+    }
+    let l = Arc::new(tokio::sync::Mutex::new(()));
+    locks.push((key, l.clone()));
+    l
 }
 
 /// The schemes a proxy's answer offers, by name (`Basic`, `NTLM`, `Negotiate`…).
@@ -284,11 +306,16 @@ where
         format!("{host}:{port}")
     };
     let mut conn = Conn::new(proxy, tcp).await?;
+    // A proxy not learned yet is asked by one connection at a time.
+    let _probe = match (proxy.scheme, learned(proxy)) {
+        (None, None) => Some(probe_lock(proxy).lock_owned().await),
+        _ => None,
+    };
     // First: the pinned scheme, or what this proxy took before; else nothing (no password
     // goes out before the proxy says what it offers); then the strongest each 407 offers.
     let first = proxy
         .scheme
-        .or_else(|| learned(proxy))
+        .or_else(|| learned(proxy).flatten())
         .filter(|s| s.possible(proxy));
     let mut tried: Vec<Scheme> = first.into_iter().collect();
     let mut failed: Option<io::Error> = None;
@@ -336,9 +363,7 @@ where
             failed,
         ));
     }
-    if let Some(s) = tried.last() {
-        remember(proxy, *s);
-    }
+    remember(proxy, tried.last().copied());
     let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
         proxy_error(
             io::ErrorKind::ConnectionAborted,
