@@ -4,8 +4,10 @@
 #   METHOD=aes-256-gcm MB=1000 COUNT=5000 ROUNDS=3 scripts/bench.sh
 # Then, unless LINK=0, the first-byte figures over a simulated long link (RTT_MS, 100 by
 # default) for every hop: tcp, tcp via squid, wss via squid and nginx, shadowsocks-rust.
+# Then an NTLM-only proxy PROXY_RTT_MS (10) away answered by burrow-local itself, against
+# cntlm in front of it.
 # Needs shadowsocks-rust: cargo install shadowsocks-rust --locked (and squid, nginx,
-# htpasswd for the long-link figures)
+# htpasswd for the long-link figures; cntlm and PyPI pyspnego for the NTLM figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHOD=${METHOD:-chacha20-ietf-poly1305}
@@ -130,4 +132,7 @@ if [ "${LINK:-1}" != 0 ]; then
   echo
   echo "first byte over a long link (RTT ${RTT_MS:-100} ms; cold = the first tunnel right after start)"
   $B/burrow-bench first-byte-suite --count "${LINK_COUNT:-10}" --rtt-ms "${RTT_MS:-100}"
+  echo
+  echo "an NTLM-only proxy ${PROXY_RTT_MS:-10} ms away: burrow-local answering it, against cntlm in front"
+  $B/burrow-bench ntlm-anchor --count "${LINK_COUNT:-10}" --rtt-ms "${RTT_MS:-100}" --proxy-rtt-ms "${PROXY_RTT_MS:-10}"
 fi

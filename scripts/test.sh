@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
 # shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light, an
-# MIT Kerberos KDC and client, cntlm from Debian, with libkrb5-dev and libclang-dev to
+# MIT Kerberos KDC and client from Debian, with libkrb5-dev and libclang-dev to
 # build the negotiate feature; ws and playwright-core from npm into tests/browser;
 # pyspnego and mitmproxy from PyPI), so it works on a fresh Debian machine.
 set -euo pipefail
