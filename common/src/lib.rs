@@ -20,6 +20,7 @@ pub mod stream;
 mod test_util;
 pub mod timeout;
 pub mod tls;
+pub mod udp;
 
 pub use addr::TargetAddr;
 pub use aead::{MasterKey, Method};
