@@ -43,6 +43,10 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         replay_filter: true,
         ws_path: "/tunnel".into(),
         ws_ping: Duration::from_secs(20),
+        udp: true,
+        block_quic: false,
+        udp_timeout: Duration::from_secs(300),
+        max_udp_sessions: 512,
         socket: SocketOpts::default(),
     };
     let local = burrow_local::Settings {

@@ -38,6 +38,9 @@ pub struct Cli {
     /// Dial loopback, private, link-local and metadata addresses too.
     #[arg(long = "allow-private")]
     pub allow_private: bool,
+    /// No UDP relay on the listen port (UDP over the TCP tunnel stays).
+    #[arg(long = "no-udp")]
+    pub no_udp: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -92,6 +95,15 @@ pub struct RawConfig {
     pub metrics: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     pub ws_ping: Option<Duration>,
+    /// The Shadowsocks UDP relay on the listen port (default on).
+    pub udp: Option<bool>,
+    /// Refuse UDP to port 443 (QUIC), so that browsers fall back to TCP.
+    pub block_quic: Option<bool>,
+    /// A UDP session idle this long is freed.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub udp_timeout: Option<Duration>,
+    /// UDP sessions open at most (each holds its sockets and a 64 KiB buffer).
+    pub max_udp_sessions: Option<usize>,
 }
 
 /// Defaults, all in one place.
@@ -103,6 +115,9 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// shadowsocks-rust's `udp_timeout`.
+    pub const UDP_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const MAX_UDP_SESSIONS: usize = 512;
 }
 
 /// A validated server: where to listen and how to serve.
@@ -124,6 +139,8 @@ const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("method", "method", false),
     ("timeout", "idle_timeout", true),
     ("no_delay", "no_delay", false),
+    ("udp_timeout", "udp_timeout", true),
+    ("udp_max_associations", "max_udp_sessions", false),
 ];
 
 /// Merges CLI, environment (through clap) and file; every error is one line.
@@ -207,6 +224,13 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         replay_filter: file.replay_filter.unwrap_or(true),
         ws_path: file.ws_path.clone().unwrap_or_else(|| "/tunnel".into()),
         ws_ping: file.ws_ping.unwrap_or(Duration::from_secs(20)),
+        udp: !cli.no_udp && file.udp.unwrap_or(true),
+        block_quic: file.block_quic.unwrap_or(false),
+        udp_timeout: file.udp_timeout.unwrap_or(defaults::UDP_TIMEOUT),
+        max_udp_sessions: file
+            .max_udp_sessions
+            .unwrap_or(defaults::MAX_UDP_SESSIONS)
+            .max(1),
         socket: SocketOpts {
             nodelay: file.no_delay.unwrap_or(true),
             keepalive: Some(keepalive),
@@ -216,6 +240,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         ("handshake_timeout", settings.handshake_timeout),
         ("connect_timeout", settings.connect_timeout),
         ("idle_timeout", settings.idle_timeout),
+        ("udp_timeout", settings.udp_timeout),
     ])?;
     if !settings.ws_path.starts_with('/') {
         return Err(format!("ws_path {:?} must start with /", settings.ws_path));

@@ -10,6 +10,7 @@ pub mod handshake;
 pub mod metrics;
 pub mod policy;
 pub mod serve;
+pub mod udp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,14 @@ pub struct Settings {
     pub ws_path: String,
     /// Ping interval on idle WebSocket tunnels.
     pub ws_ping: Duration,
+    /// The Shadowsocks UDP relay on the listen port.
+    pub udp: bool,
+    /// Refuse UDP to port 443 (QUIC).
+    pub block_quic: bool,
+    /// A UDP session idle this long is freed.
+    pub udp_timeout: Duration,
+    /// UDP sessions open at most.
+    pub max_udp_sessions: usize,
 }
 
 /// SIP004 salts remembered (per generation of the replay filter; 3.6 MB each at most).
@@ -140,6 +149,27 @@ pub async fn run(
         settings,
         metrics: metrics.clone(),
     });
+    // The UDP relay on the same address as the TCP listener.
+    let udp = {
+        let shared = shared.clone();
+        let bound = listener.local_addr();
+        async move {
+            if !shared.settings.udp {
+                return;
+            }
+            let socket = match bound {
+                Ok(a) => tokio::net::UdpSocket::bind(a).await.map(|s| (a, s)),
+                Err(e) => Err(e),
+            };
+            match socket {
+                Ok((a, s)) => {
+                    tracing::info!("UDP relay on {a}");
+                    udp::relay(shared, s).await;
+                }
+                Err(e) => tracing::warn!("no UDP relay (udp = false to say so): {e}"),
+            }
+        }
+    };
     let tcp = accept_loop(listener, opts.clone(), shutdown.clone(), |conn| {
         serve::serve(shared.clone(), conn)
     });
@@ -170,6 +200,6 @@ pub async fn run(
         })
         .await
     };
-    tokio::join!(tcp, ws, endpoint, refresh);
+    tokio::join!(tcp, ws, udp, endpoint, refresh);
     Ok(())
 }

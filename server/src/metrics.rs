@@ -36,6 +36,69 @@ pub struct Metrics {
     pub dial_refused: AtomicU64,
     /// Targets that could not be resolved or connected.
     pub dial_failed: AtomicU64,
+    /// UDP: datagrams and their payload bytes, each way, and drops by reason.
+    pub udp: UdpMetrics,
+}
+
+/// Why a datagram was not sent on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpDrop {
+    /// It did not authenticate or parse.
+    Probe,
+    /// Its destination is refused by the egress policy (or does not resolve).
+    Policy,
+    /// UDP to port 443 with `block_quic`.
+    Quic,
+    /// As many UDP sessions as allowed are open.
+    Sessions,
+    /// The session's queue was full, or the send failed.
+    Busy,
+}
+
+impl UdpDrop {
+    const ALL: [UdpDrop; 5] = [
+        UdpDrop::Probe,
+        UdpDrop::Policy,
+        UdpDrop::Quic,
+        UdpDrop::Sessions,
+        UdpDrop::Busy,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            UdpDrop::Probe => "probe",
+            UdpDrop::Policy => "policy",
+            UdpDrop::Quic => "quic",
+            UdpDrop::Sessions => "sessions",
+            UdpDrop::Busy => "busy",
+        }
+    }
+}
+
+/// UDP counters.
+#[derive(Debug, Default)]
+pub struct UdpMetrics {
+    /// Datagrams client → target, and their payload bytes.
+    pub packets_up: AtomicU64,
+    pub bytes_up: AtomicU64,
+    /// Datagrams target → client, and their payload bytes.
+    pub packets_down: AtomicU64,
+    pub bytes_down: AtomicU64,
+    /// UDP sessions open now (one per client address, or per UDP-over-TCP tunnel).
+    pub sessions: AtomicI64,
+    drops: [AtomicU64; 5],
+}
+
+impl UdpMetrics {
+    /// Counts a dropped datagram.
+    pub fn dropped(&self, why: UdpDrop) {
+        self.drops[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Dropped datagrams for one reason.
+    pub fn drops(&self, why: UdpDrop) -> u64 {
+        self.drops[why as usize].load(Relaxed)
+    }
 }
 
 impl Metrics {
@@ -90,6 +153,38 @@ impl Metrics {
                 ("{kind=\"policy\"}", self.dial_refused.load(Relaxed)),
                 ("{kind=\"connect\"}", self.dial_failed.load(Relaxed)),
             ],
+        );
+        let u = &self.udp;
+        counter(
+            "burrow_udp_datagrams_total",
+            "UDP datagrams relayed.",
+            &[
+                ("{direction=\"up\"}", u.packets_up.load(Relaxed)),
+                ("{direction=\"down\"}", u.packets_down.load(Relaxed)),
+            ],
+        );
+        counter(
+            "burrow_udp_bytes_total",
+            "UDP payload bytes relayed.",
+            &[
+                ("{direction=\"up\"}", u.bytes_up.load(Relaxed)),
+                ("{direction=\"down\"}", u.bytes_down.load(Relaxed)),
+            ],
+        );
+        let drops: Vec<(String, u64)> = UdpDrop::ALL
+            .iter()
+            .map(|d| (format!("{{reason=\"{}\"}}", d.label()), u.drops(*d)))
+            .collect();
+        let drops: Vec<(&str, u64)> = drops.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            "burrow_udp_dropped_total",
+            "UDP datagrams not sent on.",
+            &drops,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP burrow_udp_sessions UDP sessions open now.\n# TYPE burrow_udp_sessions gauge\nburrow_udp_sessions {}",
+            u.sessions.load(Relaxed)
         );
         let _ = writeln!(
             out,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use burrow_common::aead::{AeadError, Decoder, Encoder};
 use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::timeout::with_timeout;
-use burrow_common::EncryptedStream;
+use burrow_common::udp;
+use burrow_common::{EncryptedStream, TargetAddr};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -51,6 +52,9 @@ where
     let started = std::time::Instant::now();
     let m = &shared.metrics;
     Span::current().record("target", tracing::field::display(&req.target));
+    if matches!(&req.target, TargetAddr::Domain(name, _) if name == udp::UOT_MAGIC) {
+        return Box::pin(udp_over_tcp(shared, conn, req)).await;
+    }
     let target = match dial(&req.target, &shared.settings).await {
         Ok(t) => t,
         Err(e) => {
@@ -68,6 +72,28 @@ where
         dec, rbuf, payload, ..
     } = *req;
     tunnel(shared, conn, dec, rbuf, payload, target, started).await;
+}
+
+/// UDP carried in this tunnel (sing-box UDP-over-TCP v2): announced at once (there is
+/// no target to wait for), then datagrams both ways.
+async fn udp_over_tcp<S>(shared: &Shared, conn: S, req: Box<Request>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let s = &shared.settings;
+    let Request {
+        dec, rbuf, payload, ..
+    } = *req;
+    let asked = dec.confirmation_asked();
+    let enc = Encoder::response(&s.key, dec.salt().unwrap_or_default());
+    if let Some(f) = shared.replay.as_ref() {
+        f.check_and_insert(enc.salt());
+    }
+    let mut tunnel = EncryptedStream::from_parts(conn, enc, dec, rbuf);
+    if !s.key.method().is_2022() || asked {
+        tunnel.announce();
+    }
+    crate::udp::over_tcp(shared, tunnel, payload).await;
 }
 
 /// A handshake permit, or `None` (counted) when as many connections as allowed are

@@ -1,0 +1,285 @@
+//! UDP on burrow-server: the Shadowsocks UDP relay on the TCP listener's port (one session
+//! per client address, as shadowsocks-rust and -libev do), and UDP over a TCP tunnel
+//! (sing-box's UDP-over-TCP v2, for clients behind TCP-only proxies). A session owns the
+//! sockets its datagrams leave from; every destination passes the egress policy; UDP to
+//! port 443 can be refused (`block_quic`) so that browsers fall back to TCP; a session idle
+//! for `udp_timeout` is freed, and at most `max_udp_sessions` are open.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use burrow_common::udp::{self, MAX_DATAGRAM};
+use burrow_common::TargetAddr;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::metrics::UdpDrop;
+use crate::Shared;
+
+/// Datagrams queued for one session's egress at most; more are dropped, as a router would.
+const QUEUE: usize = 64;
+/// Names a session keeps resolved at most.
+const NAMES: usize = 64;
+
+type Sessions = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<(TargetAddr, Bytes)>>>>;
+
+/// The Shadowsocks UDP relay on `socket` until the server stops.
+pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
+    let socket = Arc::new(socket);
+    let sessions: Sessions = Default::default();
+    let m = &shared.metrics.udp;
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let (n, client) = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(got) => got,
+                Err(e) => {
+                    debug!("UDP relay: {e}");
+                    continue;
+                }
+            },
+        };
+        let Ok((to, data)) = udp::open(&shared.settings.key, &buf[..n]) else {
+            m.dropped(UdpDrop::Probe);
+            continue;
+        };
+        let tx = {
+            let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&client) {
+                Some(tx) if !tx.is_closed() => tx.clone(),
+                _ if map.len() >= shared.settings.max_udp_sessions => {
+                    m.dropped(UdpDrop::Sessions);
+                    continue;
+                }
+                _ => {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    map.insert(client, tx.clone());
+                    let (shared, socket, sessions) =
+                        (shared.clone(), socket.clone(), sessions.clone());
+                    tokio::spawn(async move {
+                        session(&shared, &socket, client, rx).await;
+                        let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
+                        if map.get(&client).is_some_and(|tx| tx.is_closed()) {
+                            map.remove(&client);
+                        }
+                    });
+                    tx
+                }
+            }
+        };
+        if tx.try_send((to, data)).is_err() {
+            m.dropped(UdpDrop::Busy);
+        }
+    }
+}
+
+/// One client address's datagrams, both ways, until it idles.
+async fn session(
+    shared: &Shared,
+    socket: &UdpSocket,
+    client: SocketAddr,
+    mut rx: mpsc::Receiver<(TargetAddr, Bytes)>,
+) {
+    let m = &shared.metrics.udp;
+    m.sessions.fetch_add(1, Relaxed);
+    debug!(%client, "UDP session opened");
+    let mut egress = Egress::default();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some((to, data)) => egress.send(shared, &to, &data).await,
+                None => break,
+            },
+            r = egress.recv(&mut buf) => match r {
+                Ok((n, from)) => match udp::seal(&shared.settings.key, &TargetAddr::Ip(from), &buf[..n]) {
+                    Ok(packet) if socket.send_to(&packet, client).await.is_ok() => {
+                        m.packets_down.fetch_add(1, Relaxed);
+                        m.bytes_down.fetch_add(n as u64, Relaxed);
+                    }
+                    _ => m.dropped(UdpDrop::Busy),
+                },
+                Err(e) => debug!(%client, "UDP session: {e}"),
+            },
+            _ = tokio::time::sleep(shared.settings.udp_timeout) => break,
+            _ = shared.shutdown.cancelled() => break,
+        }
+    }
+    rx.close();
+    m.sessions.fetch_sub(1, Relaxed);
+    debug!(%client, "UDP session closed");
+}
+
+/// UDP over a tunnel (`stream`, whose request named [`udp::UOT_MAGIC`]); `first`: the
+/// bytes that came after the request header.
+pub async fn over_tcp<S>(shared: &Shared, mut stream: S, first: BytesMut)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let m = &shared.metrics.udp;
+    let idle = shared.settings.udp_timeout;
+    m.sessions.fetch_add(1, Relaxed);
+    let mut inbuf = first;
+    let mut egress = Egress::default();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut out = BytesMut::new();
+    let mut connected: Option<Option<TargetAddr>> = None;
+    loop {
+        if connected.is_none() {
+            match udp::uot_read_request(&mut inbuf) {
+                Ok(Some((is_connect, dest))) => connected = Some(is_connect.then_some(dest)),
+                Ok(None) => {}
+                Err(e) => {
+                    debug!("UDP over TCP: {e}");
+                    break;
+                }
+            }
+        }
+        if let Some(mode) = &connected {
+            loop {
+                match udp::uot_take(&mut inbuf, mode.as_ref()) {
+                    Ok(Some((to, data))) => egress.send(shared, &to, &data).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!("UDP over TCP: {e}");
+                        m.dropped(UdpDrop::Probe);
+                        m.sessions.fetch_sub(1, Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            r = stream.read_buf(&mut inbuf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            },
+            r = egress.recv(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                out.clear();
+                let from = TargetAddr::Ip(from);
+                let addr = match &connected {
+                    Some(Some(_)) => None,
+                    _ => Some(&from),
+                };
+                udp::uot_put(&mut out, addr, &buf[..n]);
+                if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+                    break;
+                }
+                m.packets_down.fetch_add(1, Relaxed);
+                m.bytes_down.fetch_add(n as u64, Relaxed);
+            },
+            _ = tokio::time::sleep(idle) => break,
+            _ = shared.shutdown.cancelled() => break,
+        }
+    }
+    m.sessions.fetch_sub(1, Relaxed);
+    let _ = stream.shutdown().await;
+}
+
+/// Where one session's datagrams leave from: a socket per address family, made on first
+/// use, and the names it resolved.
+#[derive(Default)]
+struct Egress {
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+    names: HashMap<String, std::net::IpAddr>,
+}
+
+impl Egress {
+    /// Sends `data` to `to` if the policy allows it; counts what happened.
+    async fn send(&mut self, shared: &Shared, to: &TargetAddr, data: &[u8]) {
+        let m = &shared.metrics.udp;
+        if shared.settings.block_quic && to.port() == 443 {
+            m.dropped(UdpDrop::Quic);
+            return;
+        }
+        let Some(addr) = self.allowed(shared, to).await else {
+            m.dropped(UdpDrop::Policy);
+            return;
+        };
+        let sent = match self.socket(addr) {
+            Ok(sock) => sock.send_to(data, addr).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(_) => {
+                m.packets_up.fetch_add(1, Relaxed);
+                m.bytes_up.fetch_add(data.len() as u64, Relaxed);
+            }
+            Err(e) => {
+                debug!("UDP to {addr}: {e}");
+                m.dropped(UdpDrop::Busy);
+            }
+        }
+    }
+
+    /// The first address of `to` the egress policy allows.
+    async fn allowed(&mut self, shared: &Shared, to: &TargetAddr) -> Option<SocketAddr> {
+        let s = &shared.settings;
+        let addrs = match to {
+            TargetAddr::Ip(a) => vec![*a],
+            TargetAddr::Domain(name, port) => match self.names.get(name) {
+                Some(ip) => vec![SocketAddr::new(*ip, *port)],
+                None => burrow_common::net::resolve(name, *port, s.connect_timeout)
+                    .await
+                    .map_err(|e| debug!("UDP to {to}: {e}"))
+                    .ok()?,
+            },
+        };
+        let allowed = addrs.into_iter().find(|a| match s.policy.check(*a) {
+            Ok(()) => true,
+            Err(why) => {
+                debug!("UDP to {to}: {a} is {why}: refused by egress policy");
+                false
+            }
+        })?;
+        if let TargetAddr::Domain(name, _) = to {
+            if self.names.len() >= NAMES {
+                self.names.clear();
+            }
+            self.names.insert(name.clone(), allowed.ip());
+        }
+        Some(allowed)
+    }
+
+    fn socket(&mut self, to: SocketAddr) -> io::Result<&UdpSocket> {
+        let (slot, any) = if to.is_ipv4() {
+            (&mut self.v4, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+        } else {
+            (&mut self.v6, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+        };
+        if slot.is_none() {
+            let std = std::net::UdpSocket::bind(any)?;
+            std.set_nonblocking(true)?;
+            *slot = Some(UdpSocket::from_std(std)?);
+        }
+        slot.as_ref()
+            .ok_or_else(|| io::Error::other("no UDP socket"))
+    }
+
+    /// The next datagram from a target on either socket.
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        match (&self.v4, &self.v6) {
+            (None, None) => std::future::pending().await,
+            (Some(a), None) | (None, Some(a)) => a.recv_from(buf).await,
+            (Some(a), Some(b)) => loop {
+                let ready = tokio::select! {
+                    r = a.readable() => r.map(|_| a),
+                    r = b.readable() => r.map(|_| b),
+                }?;
+                match ready.try_recv_from(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    done => return done,
+                }
+            },
+        }
+    }
+}
