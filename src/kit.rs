@@ -617,3 +617,129 @@ pub async fn send_raw(addr: SocketAddr, raw: &str) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A UDP echo on loopback: every datagram goes back to its sender. Also counts them.
+pub async fn udp_echo() -> (SocketAddr, Arc<AtomicUsize>) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind udp echo");
+    let addr = sock.local_addr().expect("addr");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = sock.send_to(&buf[..n], from).await;
+        }
+    });
+    (addr, seen)
+}
+
+/// A SOCKS5 UDP association through `proxy`: the control connection (keep it open), a
+/// UDP socket of the app's, and the relay address to send to.
+pub struct Socks5Udp {
+    /// The control connection: the association lives as long as it.
+    pub control: TcpStream,
+    /// The app's socket.
+    pub socket: tokio::net::UdpSocket,
+    /// Where the proxy takes datagrams.
+    pub relay: SocketAddr,
+}
+
+impl Socks5Udp {
+    /// UDP ASSOCIATE through `proxy`; `Err` with the reply code if refused.
+    pub async fn associate(proxy: SocketAddr) -> Result<Socks5Udp, u8> {
+        let io = |_| 255u8;
+        let mut control = TcpStream::connect(proxy).await.map_err(io)?;
+        control.write_all(&[5, 1, 0]).await.map_err(io)?;
+        let mut m = [0u8; 2];
+        control.read_exact(&mut m).await.map_err(io)?;
+        control
+            .write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+            .await
+            .map_err(io)?;
+        let mut head = [0u8; 4];
+        control.read_exact(&mut head).await.map_err(io)?;
+        if head[1] != 0 {
+            return Err(head[1]);
+        }
+        let relay = match head[3] {
+            1 => {
+                let mut b = [0u8; 6];
+                control.read_exact(&mut b).await.map_err(io)?;
+                SocketAddr::from(([b[0], b[1], b[2], b[3]], u16::from_be_bytes([b[4], b[5]])))
+            }
+            _ => return Err(254),
+        };
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(io)?;
+        Ok(Socks5Udp {
+            control,
+            socket,
+            relay,
+        })
+    }
+
+    /// Sends `data` to `to` through the association.
+    pub async fn send(&self, to: SocketAddr, data: &[u8]) {
+        let mut d = socks5_udp_header(to);
+        d.extend_from_slice(data);
+        self.socket.send_to(&d, self.relay).await.expect("send");
+    }
+
+    /// The next datagram back: who sent it and its data; `None` after `wait`.
+    pub async fn recv(&self, wait: Duration) -> Option<(SocketAddr, Vec<u8>)> {
+        let mut buf = vec![0u8; 65_536];
+        let (n, _) = tokio::time::timeout(wait, self.socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let d = &buf[..n];
+        if n < 10 || d[3] != 1 {
+            return None;
+        }
+        let from = SocketAddr::from(([d[4], d[5], d[6], d[7]], u16::from_be_bytes([d[8], d[9]])));
+        Some((from, d[10..].to_vec()))
+    }
+}
+
+/// The SOCKS5 UDP request header for an IPv4 destination.
+pub fn socks5_udp_header(to: SocketAddr) -> Vec<u8> {
+    let mut d = vec![0, 0, 0, 1];
+    match to.ip() {
+        std::net::IpAddr::V4(ip) => d.extend_from_slice(&ip.octets()),
+        std::net::IpAddr::V6(_) => panic!("IPv4 destinations only"),
+    }
+    d.extend_from_slice(&to.port().to_be_bytes());
+    d
+}
+
+/// One sample of a metric from a Prometheus endpoint: the value on the line that starts
+/// with `name` (labels included), `None` if there is no such line.
+pub async fn metric(endpoint: SocketAddr, name: &str) -> Option<u64> {
+    let mut c = TcpStream::connect(endpoint).await.ok()?;
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(30), c.read_to_string(&mut text))
+        .await
+        .ok()?
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+}
+
+/// Polls `name` until `ok` says so (60 s at most); its last value.
+pub async fn metric_until(endpoint: SocketAddr, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = metric(endpoint, name).await.unwrap_or(0);
+        if ok(v) || Instant::now() > end {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -57,6 +57,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         routes: Vec::new(),
         host_names: Vec::new(),
         bypass: Vec::new(),
+        udp_transport: burrow_local::udp::UdpTransport::Auto,
         outbound: Default::default(),
         pac: None,
         response_salts: Some(std::sync::Arc::new(

@@ -25,6 +25,7 @@ use crate::own_pac::{from_no_proxy, Bypass};
 use crate::pool::{Dial, Pool, PoolConfig};
 use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
 use crate::tls::{TlsTarget, Trust};
+use crate::udp::UdpTransport;
 use crate::{PacSetting, Settings};
 
 /// burrow-local: a SOCKS5 and HTTP proxy on your machine whose connections travel encrypted
@@ -178,6 +179,8 @@ pub struct RawConfig {
     /// The one scheme to answer corporate proxies with (negotiate, ntlm, basic); else the
     /// strongest each offers.
     pub outbound_auth: Option<String>,
+    /// How SOCKS5 UDP reaches the server: auto, udp (its UDP port), tcp (a tunnel), off.
+    pub udp_transport: Option<String>,
     /// How often a PAC file is fetched again.
     #[serde(default, deserialize_with = "de_duration")]
     pub pac_refresh: Option<Duration>,
@@ -378,6 +381,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         bypass: bypass(&file.bypass)?,
+        udp_transport: UdpTransport::parse(file.udp_transport.as_deref().unwrap_or("auto"))?,
         outbound,
         pac,
         // The server's salts are checked too: a recorded server stream played back at

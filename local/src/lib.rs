@@ -20,6 +20,7 @@ pub mod reverse;
 pub mod route;
 pub mod serve;
 pub mod socks5;
+pub mod udp;
 pub use burrow_common::tls;
 
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct Settings {
     pub pac: Option<PacSetting>,
     /// SIP022: the servers' salts of the last 60 s; a repeated one is refused.
     pub response_salts: Option<Arc<burrow_common::replay::ReplayFilter>>,
+    /// How SOCKS5 UDP reaches the server.
+    pub udp_transport: udp::UdpTransport,
     /// Whether new tunnels wait for the server to confirm the target.
     pub confirm: dial::Confirm,
     /// What has been learned of the server (does it confirm; targets reached lately).

@@ -29,15 +29,29 @@ pub type Pending<T> = Socks5ServerProtocol<T, states::CommandRead>;
 pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
     let started = std::time::Instant::now();
     let s = &*settings;
+    let (peer, local) = match (conn.peer_addr(), conn.local_addr()) {
+        (Ok(p), Ok(l)) => (p, l),
+        _ => return debug!("SOCKS5: the connection is gone"),
+    };
     // Buffered while the handshake lasts: fast-socks5 reads each field on its own, and
     // each read would be a system call.
     let conn = BufReader::with_capacity(HANDSHAKE_BUF, conn);
     let greeting = Box::pin(handshake(conn, s.proxy_auth.as_ref()));
-    let (proto, target) = match tokio::time::timeout(s.handshake_timeout, greeting).await {
+    let (proto, command, target) = match tokio::time::timeout(s.handshake_timeout, greeting).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return debug!("SOCKS5 handshake: {e}"),
         Err(_) => return debug!("SOCKS5 handshake timed out"),
     };
+    if command == Command::UdpAssociate {
+        return Box::pin(crate::udp::associate(
+            settings.clone(),
+            proto,
+            peer,
+            local,
+            target,
+        ))
+        .await;
+    }
     Span::current().record("target", tracing::field::display(&target));
 
     // Boxed: the dial and the reply are not laid out in the tunnel's task for its life.
@@ -107,12 +121,21 @@ where
     Some((Prefixed::new(early, app), tunnel))
 }
 
-/// Runs the SOCKS5 handshake up to the CONNECT request; replies itself on anything it
-/// refuses (auth, other commands).
+/// The SOCKS5 commands served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A TCP tunnel.
+    Connect,
+    /// A UDP port for the app (RFC 1928 §7).
+    UdpAssociate,
+}
+
+/// Runs the SOCKS5 handshake up to the request (CONNECT, or UDP ASSOCIATE with the
+/// address the app will send from); replies itself on anything it refuses (auth, BIND).
 pub async fn handshake<T>(
     io: T,
     auth: Option<&(String, Secret)>,
-) -> Result<(Pending<T>, TargetAddr), SocksServerError>
+) -> Result<(Pending<T>, Command, TargetAddr), SocksServerError>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -131,13 +154,17 @@ where
         }
     };
     let (proto, cmd, target) = proto.read_command().await?;
-    if !matches!(cmd, Socks5Command::TCPConnect) {
-        proto.reply_error(&ReplyError::CommandNotSupported).await?;
-        return Err(SocksServerError::Bug("only CONNECT is supported"));
-    }
+    let command = match cmd {
+        Socks5Command::TCPConnect => Command::Connect,
+        Socks5Command::UDPAssociate => Command::UdpAssociate,
+        Socks5Command::TCPBind => {
+            proto.reply_error(&ReplyError::CommandNotSupported).await?;
+            return Err(SocksServerError::Bug("BIND is not supported"));
+        }
+    };
     let target = match target {
         SocksTarget::Ip(a) => TargetAddr::Ip(a),
         SocksTarget::Domain(d, p) => TargetAddr::Domain(d, p),
     };
-    Ok((proto, target))
+    Ok((proto, command, target))
 }

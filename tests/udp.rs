@@ -1,0 +1,305 @@
+//! UDP: SOCKS5 UDP ASSOCIATE through burrow-local and burrow-server (the Shadowsocks UDP
+//! relay, and UDP over the TCP tunnel through squid and the wss dress), interop with
+//! shadowsocks-rust and -libev, the egress policy, block_quic, idle sessions freed.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
+
+use burrow::kit::{self, free_port, metric, metric_until, Proc, Socks5Udp};
+use burrow::origins;
+use burrow::peers::{Nginx, Squid};
+use common::*;
+
+const METHOD: &str = "chacha20-ietf-poly1305";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// `n` datagrams of sizes 1 to 1 400 through `via` to `echo`, one at a time: each comes
+/// back intact, from the echo.
+async fn echo_each(via: &Socks5Udp, echo: SocketAddr, n: usize) {
+    for i in 0..n {
+        let data: Vec<u8> = (0..(1 + i * 7 % 1400)).map(|j| (i + j) as u8).collect();
+        via.send(echo, &data).await;
+        let (from, back) = via
+            .recv(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("datagram {i} lost"));
+        assert_eq!((from, back.len()), (echo, data.len()), "datagram {i}");
+        assert_eq!(back, data, "datagram {i}");
+    }
+}
+
+/// `n` DNS-sized queries with `window` in flight at once; every one answered.
+async fn queries(via: &Socks5Udp, echo: SocketAddr, n: u32, window: u32) {
+    let mut answered = vec![false; n as usize];
+    let (mut sent, mut got) = (0u32, 0u32);
+    while got < n {
+        while sent < n && sent - got < window {
+            let mut q = sent.to_be_bytes().to_vec();
+            q.extend_from_slice(&[0x5a; 60]);
+            via.send(echo, &q).await;
+            sent += 1;
+        }
+        let (_, back) = via
+            .recv(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{got} of {n} answered, then nothing"));
+        let id = u32::from_be_bytes([back[0], back[1], back[2], back[3]]) as usize;
+        assert!(!answered[id], "query {id} answered twice");
+        answered[id] = true;
+        got += 1;
+    }
+}
+
+/// burrow-local towards `server` with `toml` as its config.
+fn local_with(server: &str, toml: &str) -> (Proc, SocketAddr) {
+    let dir = temp_dir("udp-local");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"{server}\"\npassword = \"pw\"\nmethod = \"{METHOD}\"\n\
+             local_address = \"127.0.0.1\"\nlocal_port = 0\n{toml}"
+        ),
+    )
+    .expect("config");
+    let p = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let a = p.listening();
+    (p, a)
+}
+
+/// burrow-server with metrics and `toml`; its address and metrics address.
+fn server_with(toml: &str) -> (Proc, SocketAddr, SocketAddr) {
+    let dir = temp_dir("udp-server");
+    let cfg = dir.join("server.toml");
+    std::fs::write(&cfg, format!("metrics = \"127.0.0.1:0\"\n{toml}")).expect("config");
+    let p = Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-m",
+            METHOD,
+            "-k",
+            "pw",
+            "-c",
+            cfg.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let (addr, metrics) = (p.listening(), p.listening());
+    p.wait_for("UDP relay on");
+    (p, addr, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_datagrams_each_way_both_transports_only_from_the_app() {
+    let (echo, seen) = kit::udp_echo().await;
+    let (_server, server_addr, metrics) = server_with("allow_private = true\n");
+    for transport in ["auto", "tcp"] {
+        let (local, local_addr) = local_with(
+            &server_addr.to_string(),
+            &format!("udp_transport = \"{transport}\"\n"),
+        );
+        let via = Socks5Udp::associate(local_addr).await.expect("associate");
+        echo_each(&via, echo, 1000).await;
+        // A datagram from another port of the app's host, and a fragment: neither
+        // reaches the echo (the next good one does, and is the only one counted).
+        let before = seen.load(SeqCst);
+        let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut d = kit::socks5_udp_header(echo);
+        d.extend_from_slice(b"not from the app");
+        stranger.send_to(&d, via.relay).await.expect("send");
+        let mut frag = kit::socks5_udp_header(echo);
+        frag[2] = 1;
+        frag.extend_from_slice(b"a fragment");
+        via.socket.send_to(&frag, via.relay).await.expect("send");
+        echo_each(&via, echo, 1).await;
+        assert_eq!(
+            seen.load(SeqCst),
+            before + 1,
+            "{transport}: {}",
+            local.output()
+        );
+    }
+    let up = metric(metrics, "burrow_udp_datagrams_total{direction=\"up\"}").await;
+    assert!(up.is_some_and(|n| n >= 2002), "{up:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_interop_with_shadowsocks_rust_and_libev() {
+    let (echo, _) = kit::udp_echo().await;
+    // sslocal -U → burrow-server.
+    let (_server, server_addr, _) = server_with("allow_private = true\n");
+    let lport = free_port();
+    let sslocal = Proc::spawn(
+        "sslocal",
+        &[
+            "-U",
+            "-b",
+            &format!("127.0.0.1:{lport}"),
+            "-s",
+            &server_addr.to_string(),
+            "-m",
+            METHOD,
+            "-k",
+            "pw",
+        ],
+        &[],
+    );
+    sslocal.wait_for("UDP listening on");
+    let via = Socks5Udp::associate(format!("127.0.0.1:{lport}").parse().expect("addr"))
+        .await
+        .expect("associate");
+    echo_each(&via, echo, 200).await;
+
+    // burrow-local (defaults) → ssserver -U.
+    let sport = free_port();
+    let ssserver = Proc::spawn(
+        "ssserver",
+        &[
+            "-U",
+            "-s",
+            &format!("127.0.0.1:{sport}"),
+            "-m",
+            METHOD,
+            "-k",
+            "pw",
+        ],
+        &[],
+    );
+    ssserver.wait_for("udp server listening on");
+    let (_l, local_addr) = local_with(&format!("127.0.0.1:{sport}"), "");
+    let via = Socks5Udp::associate(local_addr).await.expect("associate");
+    echo_each(&via, echo, 200).await;
+
+    // burrow-local (defaults) → ss-server -u (libev), both SIP004 ciphers.
+    for method in ["chacha20-ietf-poly1305", "aes-256-gcm"] {
+        let port = free_port();
+        let ss = Proc::spawn(
+            "ss-server",
+            &[
+                "-u",
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-k",
+                "pw",
+                "-m",
+                method,
+            ],
+            &[],
+        );
+        ss.wait_for("udp server listening at");
+        let (_l, local_addr) = local(
+            format!("127.0.0.1:{port}").parse().expect("addr"),
+            method,
+            "pw",
+            &[],
+        );
+        let via = Socks5Udp::associate(local_addr).await.expect("associate");
+        echo_each(&via, echo, 200).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_queries_over_tcp_through_squid_and_through_wss() {
+    let (echo, _) = kit::udp_echo().await;
+    let dir = temp_dir("udp-wss");
+    std::fs::write(
+        dir.join("server.toml"),
+        "allow_private = true\nws_listen = \"127.0.0.1:0\"\n",
+    )
+    .expect("config");
+    let server = Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-m",
+            METHOD,
+            "-k",
+            "pw",
+            "-c",
+            dir.join("server.toml").to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let (tcp, ws) = (server.listening(), server.listening());
+    let (cert, key, ca) = origins::write_pki(&dir, &["localhost"]);
+    let nginx = Nginx::start(&dir, &cert, &key, ws, 30);
+    // squid lets CONNECT out to the server's TCP port and nginx only: no UDP gets out.
+    let squid = Squid::start(temp_dir("squid"), &[tcp.port(), nginx.addr.port()]);
+    let proxy = format!("outbound_proxy = \"http://alice:s3cret@{}\"\n", squid.addr);
+    let hops = [
+        (tcp.to_string(), proxy.clone()),
+        (
+            format!("localhost:{}", nginx.addr.port()),
+            format!(
+                "{proxy}transport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
+                ca.display()
+            ),
+        ),
+    ];
+    for (server_at, toml) in hops {
+        let (local, local_addr) = local_with(&server_at, &toml);
+        let via = Socks5Udp::associate(local_addr).await.expect("associate");
+        queries(&via, echo, 10_000, 64).await;
+        drop(via);
+        let closed = local.wait_for("UDP association closed");
+        assert!(
+            closed.contains("10000 datagrams up, 10000 down"),
+            "{closed}"
+        );
+    }
+    let log = squid.access_log_with("CONNECT", 2).await;
+    assert!(
+        log.contains(&format!("CONNECT 127.0.0.1:{}", tcp.port())),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_policy_block_quic_and_idle_sessions_freed() {
+    let (echo, seen) = kit::udp_echo().await;
+    // Loopback is refused but for the echo's own address.
+    let (_server, server_addr, metrics) = server_with(&format!(
+        "allow = [\"{}/32\"]\nblock_quic = true\nudp_timeout = \"3s\"\n",
+        echo.ip()
+    ));
+    let (_local, local_addr) = local_with(&server_addr.to_string(), "");
+    let via = Socks5Udp::associate(local_addr).await.expect("associate");
+    echo_each(&via, echo, 3).await;
+    assert!(metric(metrics, "burrow_udp_sessions ")
+        .await
+        .is_some_and(|n| n >= 1));
+    let dropped = |reason: &str| format!("burrow_udp_dropped_total{{reason=\"{reason}\"}}");
+    // 127.0.0.2 (loopback, not allowed) and port 443 (QUIC) are not sent on.
+    let other: SocketAddr = format!("127.0.0.2:{}", echo.port()).parse().expect("addr");
+    via.send(other, b"to a refused address").await;
+    let quic: SocketAddr = format!("{}:443", echo.ip()).parse().expect("addr");
+    via.send(quic, b"QUIC initial").await;
+    assert_eq!(
+        metric_until(metrics, &dropped("policy"), |n| n >= 1).await,
+        1
+    );
+    assert_eq!(metric_until(metrics, &dropped("quic"), |n| n >= 1).await, 1);
+    assert!(via.recv(Duration::from_millis(300)).await.is_none());
+    assert_eq!(
+        seen.load(SeqCst),
+        3,
+        "only the allowed datagrams reached the echo"
+    );
+    // Idle past udp_timeout: the session is freed.
+    assert_eq!(
+        metric_until(metrics, "burrow_udp_sessions ", |n| n == 0).await,
+        0
+    );
+    // And a new datagram opens a new one that works.
+    echo_each(&via, echo, 1).await;
+}
