@@ -19,13 +19,18 @@ const WAIT: Duration = Duration::from_secs(10);
 /// `n` datagrams of sizes 1 to 1 400 through `via` to `echo`, one at a time: each comes
 /// back intact, from the echo.
 async fn echo_each(via: &Socks5Udp, echo: SocketAddr, n: usize) {
+    echo_each_said(via, echo, n, "").await
+}
+
+/// [`echo_each`], naming `what` in a failure.
+async fn echo_each_said(via: &Socks5Udp, echo: SocketAddr, n: usize, what: &str) {
     for i in 0..n {
         let data: Vec<u8> = (0..(1 + i * 7 % 1400)).map(|j| (i + j) as u8).collect();
         via.send(echo, &data).await;
         let (from, back) = via
             .recv(WAIT)
             .await
-            .unwrap_or_else(|| panic!("datagram {i} lost"));
+            .unwrap_or_else(|| panic!("{what}: datagram {i} lost"));
         assert_eq!((from, back.len()), (echo, data.len()), "datagram {i}");
         assert_eq!(back, data, "datagram {i}");
     }
@@ -72,6 +77,11 @@ fn local_with(server: &str, toml: &str) -> (Proc, SocketAddr) {
 
 /// burrow-server with metrics and `toml`; its address and metrics address.
 fn server_with(toml: &str) -> (Proc, SocketAddr, SocketAddr) {
+    server_keyed(METHOD, "pw", toml)
+}
+
+/// [`server_with`] for `method` and its `secret`.
+fn server_keyed(method: &str, secret: &str, toml: &str) -> (Proc, SocketAddr, SocketAddr) {
     let dir = temp_dir("udp-server");
     let cfg = dir.join("server.toml");
     std::fs::write(&cfg, format!("metrics = \"127.0.0.1:0\"\n{toml}")).expect("config");
@@ -81,9 +91,9 @@ fn server_with(toml: &str) -> (Proc, SocketAddr, SocketAddr) {
             "-s",
             "127.0.0.1:0",
             "-m",
-            METHOD,
+            method,
             "-k",
-            "pw",
+            secret,
             "-c",
             cfg.to_str().expect("utf8"),
         ],
@@ -133,49 +143,66 @@ async fn a_thousand_datagrams_each_way_both_transports_only_from_the_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_interop_with_shadowsocks_rust_and_libev() {
     let (echo, _) = kit::udp_echo().await;
-    // sslocal -U → burrow-server.
-    let (_server, server_addr, _) = server_with("allow_private = true\n");
-    let lport = free_port();
-    let sslocal = Proc::spawn(
-        "sslocal",
-        &[
-            "-U",
-            "-b",
-            &format!("127.0.0.1:{lport}"),
-            "-s",
-            &server_addr.to_string(),
-            "-m",
-            METHOD,
-            "-k",
-            "pw",
-        ],
-        &[],
-    );
-    sslocal.wait_for("UDP listening on");
-    let via = Socks5Udp::associate(format!("127.0.0.1:{lport}").parse().expect("addr"))
-        .await
-        .expect("associate");
-    echo_each(&via, echo, 200).await;
+    for method in ["chacha20-ietf-poly1305", "2022-blake3-chacha20-poly1305"] {
+        let secret = secret_for(method);
+        // sslocal -U → burrow-server.
+        let (_server, server_addr, _) = server_keyed(method, secret, "allow_private = true\n");
+        let lport = free_port();
+        let sslocal = Proc::spawn(
+            "sslocal",
+            &[
+                "-U",
+                "-v",
+                "-b",
+                &format!("127.0.0.1:{lport}"),
+                "-s",
+                &server_addr.to_string(),
+                "-m",
+                method,
+                "-k",
+                secret,
+            ],
+            &[],
+        );
+        sslocal.wait_for("UDP listening on");
+        let via = Socks5Udp::associate(format!("127.0.0.1:{lport}").parse().expect("addr"))
+            .await
+            .expect("associate");
+        echo_each_said(
+            &via,
+            echo,
+            200,
+            &format!("sslocal -U → burrow-server, {method}"),
+        )
+        .await;
 
-    // burrow-local (defaults) → ssserver -U.
-    let sport = free_port();
-    let ssserver = Proc::spawn(
-        "ssserver",
-        &[
-            "-U",
-            "-s",
-            &format!("127.0.0.1:{sport}"),
-            "-m",
-            METHOD,
-            "-k",
-            "pw",
-        ],
-        &[],
-    );
-    ssserver.wait_for("udp server listening on");
-    let (_l, local_addr) = local_with(&format!("127.0.0.1:{sport}"), "");
-    let via = Socks5Udp::associate(local_addr).await.expect("associate");
-    echo_each(&via, echo, 200).await;
+        // burrow-local (defaults) → ssserver -U.
+        let sport = free_port();
+        let ssserver = Proc::spawn(
+            "ssserver",
+            &[
+                "-U",
+                "-s",
+                &format!("127.0.0.1:{sport}"),
+                "-m",
+                method,
+                "-k",
+                secret,
+            ],
+            &[],
+        );
+        ssserver.wait_for("udp server listening on");
+        let (l, local_addr) = local(
+            format!("127.0.0.1:{sport}").parse().expect("addr"),
+            method,
+            secret,
+            &["-v"],
+        );
+        let via = Socks5Udp::associate(local_addr).await.expect("associate");
+        let what = format!("burrow-local → ssserver -U, {method}\n{}", l.output());
+        echo_each_said(&via, echo, 200, &what).await;
+        l.wait_for("carried over the server's UDP port");
+    }
 
     // burrow-local (defaults) → ss-server -u (libev), both SIP004 ciphers.
     for method in ["chacha20-ietf-poly1305", "aes-256-gcm"] {
@@ -196,14 +223,16 @@ async fn udp_interop_with_shadowsocks_rust_and_libev() {
             &[],
         );
         ss.wait_for("udp server listening at");
-        let (_l, local_addr) = local(
+        let (l, local_addr) = local(
             format!("127.0.0.1:{port}").parse().expect("addr"),
             method,
             "pw",
-            &[],
+            &["-v"],
         );
         let via = Socks5Udp::associate(local_addr).await.expect("associate");
-        echo_each(&via, echo, 200).await;
+        l.wait_for("carried over the server's UDP port");
+        let what = format!("burrow-local → ss-server -u, {method}");
+        echo_each_said(&via, echo, 200, &what).await;
     }
 }
 

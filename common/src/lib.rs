@@ -21,6 +21,7 @@ mod test_util;
 pub mod timeout;
 pub mod tls;
 pub mod udp;
+pub mod udp2022;
 
 pub use addr::TargetAddr;
 pub use aead::{MasterKey, Method};

@@ -13,6 +13,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::addr::{AddrError, TargetAddr};
 use crate::aead::{Cipher, MasterKey, TAG_LEN};
+use crate::udp2022;
 
 /// The tunnel target that means "UDP over this stream" (sing-box UoT v2).
 pub const UOT_MAGIC: &str = "sp.v2.udp-over-tcp.arpa";
@@ -36,8 +37,177 @@ pub enum UdpError {
     #[error("does not authenticate")]
     Auth,
     /// A method whose UDP relay is not this framing (SIP022).
-    #[error("{0} has its own UDP format: carried over the TCP tunnel instead")]
+    #[error("{0} has its own UDP format")]
     Method(&'static str),
+    /// SIP022: a packet of the other direction's type.
+    #[error("packet type {0}, not this direction's")]
+    Type(u8),
+    /// SIP022: a timestamp too far from this machine's clock (seconds).
+    #[error("timestamp {0} s away from this machine's clock")]
+    Clock(i128),
+    /// SIP022: a packet id seen before, or too old.
+    #[error("replayed or too old a packet id")]
+    Replay,
+    /// SIP022: an answer to another client session.
+    #[error("an answer to another session")]
+    Session,
+}
+
+/// burrow-local's end of the Shadowsocks UDP relay, for every method: SIP004 packets, or
+/// SIP022 ones in a session of its own (ids counted, the server's checked once each).
+pub struct ClientCodec {
+    key: MasterKey,
+    session: u64,
+    next: u64,
+    /// Windows of the server sessions answering (a few at most).
+    windows: Vec<(u64, udp2022::Window)>,
+}
+
+impl ClientCodec {
+    /// A codec (for SIP022, a new session) for `key`.
+    pub fn new(key: &MasterKey) -> ClientCodec {
+        ClientCodec {
+            key: key.clone(),
+            session: rand::random(),
+            next: 0,
+            windows: Vec::new(),
+        }
+    }
+
+    /// One packet to the server for `to`.
+    pub fn seal(&mut self, to: &TargetAddr, data: &[u8]) -> BytesMut {
+        if !self.key.method().is_2022() {
+            return seal(&self.key, to, data).unwrap_or_default();
+        }
+        self.next += 1;
+        let now = crate::frame::unix_now();
+        udp2022::seal(
+            &self.key,
+            &udp2022::Header {
+                from: udp2022::From::Client,
+                session: self.session,
+                packet_id: self.next,
+                client_session: 0,
+                now,
+            },
+            to,
+            data,
+        )
+    }
+
+    /// A packet from the server: its source and data.
+    pub fn open(&mut self, packet: &[u8]) -> Result<(TargetAddr, Bytes), UdpError> {
+        if !self.key.method().is_2022() {
+            return open(&self.key, packet);
+        }
+        let now = crate::frame::unix_now();
+        let p = udp2022::open(&self.key, udp2022::From::Server, packet, now)?;
+        if p.client_session != Some(self.session) {
+            return Err(UdpError::Session);
+        }
+        let i = match self.windows.iter().position(|(s, _)| *s == p.session) {
+            Some(i) => i,
+            None => {
+                if self.windows.len() >= 4 {
+                    self.windows.remove(0);
+                }
+                self.windows.push((p.session, udp2022::Window::default()));
+                self.windows.len() - 1
+            }
+        };
+        if !self.windows[i].1.take(p.packet_id) {
+            return Err(UdpError::Replay);
+        }
+        Ok((p.addr, p.data))
+    }
+}
+
+/// A packet from a client, opened: for SIP022 with its session and packet id.
+#[derive(Debug)]
+pub struct Incoming {
+    /// SIP022: (client session, packet id).
+    pub ids: Option<(u64, u64)>,
+    /// The destination.
+    pub to: TargetAddr,
+    /// The payload.
+    pub data: Bytes,
+}
+
+/// Opens a packet from a client (any method); the replay check is the session's.
+pub fn open_from_client(key: &MasterKey, packet: &[u8]) -> Result<Incoming, UdpError> {
+    if !key.method().is_2022() {
+        let (to, data) = open(key, packet)?;
+        return Ok(Incoming {
+            ids: None,
+            to,
+            data,
+        });
+    }
+    let p = udp2022::open(key, udp2022::From::Client, packet, crate::frame::unix_now())?;
+    Ok(Incoming {
+        ids: Some((p.session, p.packet_id)),
+        to: p.addr,
+        data: p.data,
+    })
+}
+
+/// burrow-server's end for one client: SIP022 packet ids taken once each, answers in a
+/// server session of its own.
+pub struct ServerCodec {
+    key: MasterKey,
+    session: u64,
+    next: u64,
+    client: Option<(u64, udp2022::Window)>,
+}
+
+impl ServerCodec {
+    /// A codec (for SIP022, a new server session) for `key`.
+    pub fn new(key: &MasterKey) -> ServerCodec {
+        ServerCodec {
+            key: key.clone(),
+            session: rand::random(),
+            next: 0,
+            client: None,
+        }
+    }
+
+    /// Whether `incoming` is new (SIP004: always); a new client session starts afresh.
+    pub fn accept(&mut self, incoming: &Incoming) -> bool {
+        let Some((session, id)) = incoming.ids else {
+            return true;
+        };
+        match &mut self.client {
+            Some((s, w)) if *s == session => w.take(id),
+            _ => {
+                let mut w = udp2022::Window::default();
+                w.take(id);
+                self.client = Some((session, w));
+                true
+            }
+        }
+    }
+
+    /// One packet to the client: `from`'s data.
+    pub fn seal(&mut self, from: &TargetAddr, data: &[u8]) -> BytesMut {
+        if !self.key.method().is_2022() {
+            return seal(&self.key, from, data).unwrap_or_default();
+        }
+        self.next += 1;
+        let client = self.client.as_ref().map_or(0, |(s, _)| *s);
+        let now = crate::frame::unix_now();
+        udp2022::seal(
+            &self.key,
+            &udp2022::Header {
+                from: udp2022::From::Server,
+                session: self.session,
+                packet_id: self.next,
+                client_session: client,
+                now,
+            },
+            from,
+            data,
+        )
+    }
 }
 
 /// Reads a SOCKS5 address at the front of `buf`, advancing past it.

@@ -3,9 +3,10 @@
 //! (its IP, and the first port it sends from unless it named one); fragments are dropped.
 //! They travel to burrow-server one of two ways, chosen once per association:
 //!
-//! - `Relay`: the Shadowsocks UDP relay to the server's UDP port (SIP004 methods, when
-//!   the hop is direct TCP) — shadowsocks-rust's and -libev's servers take it too; if the
-//!   server's port answers "unreachable", the association moves to the tunnel;
+//! - `Relay`: the Shadowsocks UDP relay to the server's UDP port (SIP004, or SIP022's own
+//!   UDP format), when the hop is direct TCP — shadowsocks-rust's (and for SIP004
+//!   -libev's) servers take it too; if the server's port answers "unreachable", the
+//!   association moves to the tunnel;
 //! - `Tunnel`: UDP over a TCP tunnel (sing-box's UDP-over-TCP v2), which passes corporate
 //!   proxies and the WebSocket dress — the way for every other case.
 
@@ -28,7 +29,7 @@ use crate::Settings;
 /// How UDP reaches the server (`udp_transport`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UdpTransport {
-    /// The relay when the hop is direct TCP and the method is SIP004, else the tunnel.
+    /// The relay when the hop is direct TCP, else the tunnel.
     Auto,
     /// The Shadowsocks UDP relay to the server's UDP port.
     Relay,
@@ -55,7 +56,7 @@ impl UdpTransport {
 
 /// The way this association's datagrams travel.
 enum Hop {
-    Relay(UdpSocket),
+    Relay(UdpSocket, udp::ClientCodec),
     Tunnel { tunnel: Tunnel, inbuf: BytesMut },
 }
 
@@ -65,12 +66,10 @@ impl Hop {
             UdpTransport::Relay => true,
             UdpTransport::Tunnel | UdpTransport::Off => false,
             UdpTransport::Auto => {
-                s.outbound.ws.is_none()
-                    && s.outbound.ways.get().iter().all(Option::is_none)
-                    && !s.key.method().is_2022()
+                s.outbound.ws.is_none() && s.outbound.ways.get().iter().all(Option::is_none)
             }
         };
-        if relay && !s.key.method().is_2022() {
+        if relay {
             return Hop::relay(s).await;
         }
         Hop::tunnel(s).await
@@ -90,7 +89,7 @@ impl Hop {
         };
         let sock = UdpSocket::bind(any).await?;
         sock.connect(server).await?;
-        Ok(Hop::Relay(sock))
+        Ok(Hop::Relay(sock, udp::ClientCodec::new(&s.key)))
     }
 
     async fn tunnel(s: &Settings) -> io::Result<Hop> {
@@ -106,10 +105,10 @@ impl Hop {
         })
     }
 
-    async fn send(&mut self, s: &Settings, to: &TargetAddr, data: &[u8]) -> io::Result<()> {
+    async fn send(&mut self, to: &TargetAddr, data: &[u8]) -> io::Result<()> {
         match self {
-            Hop::Relay(sock) => {
-                let packet = udp::seal(&s.key, to, data).map_err(io::Error::other)?;
+            Hop::Relay(sock, codec) => {
+                let packet = codec.seal(to, data);
                 sock.send(&packet).await.map(|_| ())
             }
             Hop::Tunnel { tunnel, .. } => {
@@ -122,11 +121,11 @@ impl Hop {
     }
 
     /// The next datagram from the server's side: who sent it, and its data.
-    async fn recv(&mut self, s: &Settings, buf: &mut [u8]) -> io::Result<(TargetAddr, Bytes)> {
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(TargetAddr, Bytes)> {
         match self {
-            Hop::Relay(sock) => loop {
+            Hop::Relay(sock, codec) => loop {
                 let n = sock.recv(buf).await?;
-                match udp::open(&s.key, &buf[..n]) {
+                match codec.open(&buf[..n]) {
                     Ok(got) => return Ok(got),
                     Err(e) => debug!("UDP from the server: {e}; dropped"),
                 }
@@ -178,7 +177,7 @@ pub async fn associate<T>(
         return debug!("client left before the UDP ASSOCIATE reply");
     };
     let via = match hop {
-        Hop::Relay(_) => "the server's UDP port",
+        Hop::Relay(..) => "the server's UDP port",
         Hop::Tunnel { .. } => "a TCP tunnel",
     };
     debug!("UDP ASSOCIATE on {bound}, carried over {via}");
@@ -202,8 +201,8 @@ pub async fn associate<T>(
                 match parsed {
                     Ok((to, data)) if ours => {
                         client.get_or_insert(from);
-                        if let Err(e) = hop.send(&s, &to, &data).await {
-                            if e.kind() == io::ErrorKind::ConnectionRefused && matches!(hop, Hop::Relay(_)) {
+                        if let Err(e) = hop.send(&to, &data).await {
+                            if e.kind() == io::ErrorKind::ConnectionRefused && matches!(hop, Hop::Relay(..)) {
                                 info!("the server's UDP port does not answer: UDP goes over a TCP tunnel");
                                 match Hop::tunnel(&s).await {
                                     Ok(h) => hop = h,
@@ -227,14 +226,14 @@ pub async fn associate<T>(
                     }
                 }
             },
-            r = hop.recv(&s, &mut down_buf) => match r {
+            r = hop.recv(&mut down_buf) => match r {
                 Ok((from, data)) => {
                     let Some(app) = client else { continue };
                     if sock.send_to(&udp::socks5_seal(&from, &data), app).await.is_ok() {
                         down += 1;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && matches!(hop, Hop::Relay(_)) => {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && matches!(hop, Hop::Relay(..)) => {
                     info!("the server's UDP port does not answer: UDP goes over a TCP tunnel");
                     match Hop::tunnel(&s).await {
                         Ok(h) => hop = h,

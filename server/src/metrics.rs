@@ -53,15 +53,18 @@ pub enum UdpDrop {
     Sessions,
     /// The session's queue was full, or the send failed.
     Busy,
+    /// SIP022: a packet id seen before (or too old).
+    Replay,
 }
 
 impl UdpDrop {
-    const ALL: [UdpDrop; 5] = [
+    const ALL: [UdpDrop; 6] = [
         UdpDrop::Probe,
         UdpDrop::Policy,
         UdpDrop::Quic,
         UdpDrop::Sessions,
         UdpDrop::Busy,
+        UdpDrop::Replay,
     ];
 
     fn label(self) -> &'static str {
@@ -71,6 +74,7 @@ impl UdpDrop {
             UdpDrop::Quic => "quic",
             UdpDrop::Sessions => "sessions",
             UdpDrop::Busy => "busy",
+            UdpDrop::Replay => "replay",
         }
     }
 }
@@ -86,7 +90,7 @@ pub struct UdpMetrics {
     pub bytes_down: AtomicU64,
     /// UDP sessions open now (one per client address, or per UDP-over-TCP tunnel).
     pub sessions: AtomicI64,
-    drops: [AtomicU64; 5],
+    drops: [AtomicU64; 6],
 }
 
 impl UdpMetrics {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use burrow_common::udp::{self, MAX_DATAGRAM};
 use burrow_common::TargetAddr;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ const QUEUE: usize = 64;
 /// Names a session keeps resolved at most.
 const NAMES: usize = 64;
 
-type Sessions = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<(TargetAddr, Bytes)>>>>;
+type Sessions = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<udp::Incoming>>>>;
 
 /// The Shadowsocks UDP relay on `socket` until the server stops.
 pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
@@ -46,9 +46,13 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
                 }
             },
         };
-        let Ok((to, data)) = udp::open(&shared.settings.key, &buf[..n]) else {
-            m.dropped(UdpDrop::Probe);
-            continue;
+        let incoming = match udp::open_from_client(&shared.settings.key, &buf[..n]) {
+            Ok(i) => i,
+            Err(e) => {
+                debug!(%client, "UDP: {e}: dropped");
+                m.dropped(UdpDrop::Probe);
+                continue;
+            }
         };
         let tx = {
             let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -74,7 +78,7 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
                 }
             }
         };
-        if tx.try_send((to, data)).is_err() {
+        if tx.try_send(incoming).is_err() {
             m.dropped(UdpDrop::Busy);
         }
     }
@@ -85,27 +89,33 @@ async fn session(
     shared: &Shared,
     socket: &UdpSocket,
     client: SocketAddr,
-    mut rx: mpsc::Receiver<(TargetAddr, Bytes)>,
+    mut rx: mpsc::Receiver<udp::Incoming>,
 ) {
     let m = &shared.metrics.udp;
     m.sessions.fetch_add(1, Relaxed);
     debug!(%client, "UDP session opened");
+    let mut codec = udp::ServerCodec::new(&shared.settings.key);
     let mut egress = Egress::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
             got = rx.recv() => match got {
-                Some((to, data)) => egress.send(shared, &to, &data).await,
+                Some(incoming) if codec.accept(&incoming) => {
+                    egress.send(shared, &incoming.to, &incoming.data).await;
+                }
+                Some(_) => m.dropped(UdpDrop::Replay),
                 None => break,
             },
             r = egress.recv(&mut buf) => match r {
-                Ok((n, from)) => match udp::seal(&shared.settings.key, &TargetAddr::Ip(from), &buf[..n]) {
-                    Ok(packet) if socket.send_to(&packet, client).await.is_ok() => {
+                Ok((n, from)) => {
+                    let packet = codec.seal(&TargetAddr::Ip(from), &buf[..n]);
+                    if socket.send_to(&packet, client).await.is_ok() {
                         m.packets_down.fetch_add(1, Relaxed);
                         m.bytes_down.fetch_add(n as u64, Relaxed);
+                    } else {
+                        m.dropped(UdpDrop::Busy);
                     }
-                    _ => m.dropped(UdpDrop::Busy),
-                },
+                }
                 Err(e) => debug!(%client, "UDP session: {e}"),
             },
             _ = tokio::time::sleep(shared.settings.udp_timeout) => break,
