@@ -58,6 +58,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         host_names: Vec::new(),
         bypass: Vec::new(),
         udp_transport: burrow_local::udp::UdpTransport::Auto,
+        dns: None,
         outbound: Default::default(),
         pac: None,
         response_salts: Some(std::sync::Arc::new(

@@ -332,3 +332,34 @@ async fn egress_policy_block_quic_and_idle_sessions_freed() {
     // And a new datagram opens a new one that works.
     echo_each(&via, echo, 1).await;
 }
+
+/// `dns = ADDR`: queries to the forwarder come back answered by the resolver named in
+/// `dns_upstream`, reached from the server (an echo on loopback stands for it here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dns_forwarder_asks_through_the_server() {
+    let (resolver, seen) = kit::udp_echo().await;
+    let (_server, server_addr, metrics) = server_with("allow_private = true\n");
+    let (local, _) = local_with(
+        &server_addr.to_string(),
+        &format!("dns = \"127.0.0.1:0\"\ndns_upstream = \"{resolver}\"\n"),
+    );
+    let dns_at = local.listening();
+    let app = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    for id in 0u16..20 {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        app.send_to(&q, dns_at).await.expect("send");
+        let mut buf = [0u8; 512];
+        let (n, from) = tokio::time::timeout(WAIT, app.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("query {id} unanswered\n{}", local.output()))
+            .expect("recv");
+        assert_eq!((from, &buf[..n]), (dns_at, &q[..]), "query {id}");
+    }
+    assert_eq!(seen.load(SeqCst), 20);
+    let up = metric(metrics, "burrow_udp_datagrams_total{direction=\"up\"}").await;
+    assert_eq!(up, Some(20), "the queries went through the server");
+}

@@ -70,6 +70,10 @@ pub struct Cli {
     /// simple-proxy compatibility: the local port (on local_address).
     #[arg(long = "listen-port", env = "LISTEN_PORT", hide = true)]
     pub listen_port: Option<u16>,
+    /// A DNS forwarder on ADDR whose queries go through the server to dns_upstream
+    /// (1.1.1.1:53 unless the config says).
+    #[arg(long = "dns", value_name = "ADDR")]
+    pub dns: Option<String>,
     /// Reply to apps as soon as the server is reached, without waiting for it to confirm
     /// the target (for servers other than burrow-server).
     #[arg(long = "no-confirm")]
@@ -181,6 +185,10 @@ pub struct RawConfig {
     pub outbound_auth: Option<String>,
     /// How SOCKS5 UDP reaches the server: auto, udp (its UDP port), tcp (a tunnel), off.
     pub udp_transport: Option<String>,
+    /// A DNS forwarder here (host:port) whose queries go through the server.
+    pub dns: Option<String>,
+    /// The resolver the forwarded queries reach, from the server (default 1.1.1.1:53).
+    pub dns_upstream: Option<String>,
     /// How often a PAC file is fetched again.
     #[serde(default, deserialize_with = "de_duration")]
     pub pac_refresh: Option<Duration>,
@@ -240,6 +248,8 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     pub const WS_PING: Duration = Duration::from_secs(20);
+    /// The resolver the DNS forwarder asks, from the server.
+    pub const DNS_UPSTREAM: &str = "1.1.1.1:53";
     /// A PAC file is fetched again this often (and when the machine's addresses change).
     pub const PAC_REFRESH: Duration = Duration::from_secs(600);
     /// Warm connections at most: the first tunnels of a burst start with their first
@@ -382,6 +392,19 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .collect(),
         bypass: bypass(&file.bypass)?,
         udp_transport: UdpTransport::parse(file.udp_transport.as_deref().unwrap_or("auto"))?,
+        dns: match cli.dns.as_ref().or(file.dns.as_ref()) {
+            None => None,
+            Some(at) => {
+                let upstream = file
+                    .dns_upstream
+                    .as_deref()
+                    .unwrap_or(defaults::DNS_UPSTREAM);
+                let upstream = upstream
+                    .parse::<TargetAddr>()
+                    .map_err(|_| format!("dns_upstream {upstream:?}: expected host:port"))?;
+                Some((listen_addr("dns", at)?, upstream))
+            }
+        },
         outbound,
         pac,
         // The server's salts are checked too: a recorded server stream played back at

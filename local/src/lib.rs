@@ -8,6 +8,7 @@
 pub mod config;
 pub mod detect;
 pub mod dial;
+pub mod dns;
 pub mod doctor;
 pub mod hop;
 pub mod http;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub pac: Option<PacSetting>,
     /// SIP022: the servers' salts of the last 60 s; a repeated one is refused.
     pub response_salts: Option<Arc<burrow_common::replay::ReplayFilter>>,
+    /// The DNS forwarder: where it listens, and the resolver it asks (from the server).
+    pub dns: Option<(std::net::SocketAddr, burrow_common::TargetAddr)>,
     /// How SOCKS5 UDP reaches the server.
     pub udp_transport: udp::UdpTransport,
     /// Whether new tunnels wait for the server to confirm the target.
@@ -132,6 +135,17 @@ pub async fn run(
         tokio::spawn(pac.keep(settings.outbound.ways.clone(), shutdown.clone(), in_use));
     }
     let settings = Arc::new(settings);
+    if let Some((listen, upstream)) = settings.dns.clone() {
+        let socket = tokio::net::UdpSocket::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("DNS forwarder on {listen}: {e}"))?;
+        tokio::spawn(dns::serve(
+            settings.clone(),
+            socket,
+            upstream,
+            shutdown.clone(),
+        ));
+    }
     let warm = tokio::spawn(settings.pool.clone().keep(shutdown.clone()));
     let loops = listeners.into_iter().map(|listener| {
         let settings = settings.clone();

@@ -54,14 +54,14 @@ impl UdpTransport {
     }
 }
 
-/// The way this association's datagrams travel.
-enum Hop {
+/// The way an association's datagrams travel.
+pub(crate) enum Hop {
     Relay(UdpSocket, udp::ClientCodec),
     Tunnel { tunnel: Tunnel, inbuf: BytesMut },
 }
 
 impl Hop {
-    async fn open(s: &Settings) -> io::Result<Hop> {
+    pub(crate) async fn open(s: &Settings) -> io::Result<Hop> {
         let relay = match s.udp_transport {
             UdpTransport::Relay => true,
             UdpTransport::Tunnel | UdpTransport::Off => false,
@@ -105,7 +105,7 @@ impl Hop {
         })
     }
 
-    async fn send(&mut self, to: &TargetAddr, data: &[u8]) -> io::Result<()> {
+    pub(crate) async fn send(&mut self, to: &TargetAddr, data: &[u8]) -> io::Result<()> {
         match self {
             Hop::Relay(sock, codec) => {
                 let packet = codec.seal(to, data);
@@ -121,7 +121,7 @@ impl Hop {
     }
 
     /// The next datagram from the server's side: who sent it, and its data.
-    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(TargetAddr, Bytes)> {
+    pub(crate) async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(TargetAddr, Bytes)> {
         match self {
             Hop::Relay(sock, codec) => loop {
                 let n = sock.recv(buf).await?;
