@@ -48,8 +48,8 @@ burrow_socks=$(addr_of "$tmp/bl.log")
 
 # shadowsocks-rust
 sp=$(free_port); lp=$(free_port)
-ssserver -s 127.0.0.1:$sp -m "$METHOD" -k $PW >"$tmp/ss.log" 2>&1 & ss=$!; pids+=($ss)
-sslocal -b 127.0.0.1:$lp -s 127.0.0.1:$sp -m "$METHOD" -k $PW >"$tmp/sl.log" 2>&1 & sl=$!; pids+=($sl)
+ssserver -U -s 127.0.0.1:$sp -m "$METHOD" -k $PW >"$tmp/ss.log" 2>&1 & ss=$!; pids+=($ss)
+sslocal -U -b 127.0.0.1:$lp -s 127.0.0.1:$sp -m "$METHOD" -k $PW >"$tmp/sl.log" 2>&1 & sl=$!; pids+=($sl)
 wait_line "$tmp/ss.log" "listening on"
 wait_line "$tmp/sl.log" "listening on"
 ss_socks=127.0.0.1:$lp
@@ -92,6 +92,9 @@ for r in $(seq "$ROUNDS"); do
     one $who rr --count "$RR"
     one $who connect --count "$COUNT"
   done
+  for size in 64 1200; do
+    for who in $(order "$r"); do one $who udp --count "${UDP:-50000}" --size $size; done
+  done
   for who in $(order "$r"); do one $who idle --count "$IDLE"; done
 done
 echo "after load RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
@@ -114,6 +117,11 @@ figs = [
     ("rr p50 us", r"rr 1KiB .* p50 ([\d.]+) us", False),
     ("rr p99 us", r"rr 1KiB .* p99 ([\d.]+) us", False),
     ("rr p99.9 us", r"rr 1KiB .* p99.9 ([\d.]+) us", False),
+    ("udp 64B datagrams/s", r"udp 64B : ([\d.]+) datagrams/s", True),
+    ("udp 64B rtt p50 us", r"udp 64B .*rtt p50 ([\d.]+) us", False),
+    ("udp 64B rtt p99 us", r"udp 64B .*p99 ([\d.]+) us", False),
+    ("udp 1200B datagrams/s", r"udp 1200B : ([\d.]+) datagrams/s", True),
+    ("udp 1200B rtt p99 us", r"udp 1200B .*p99 ([\d.]+) us", False),
     ("KB per idle tunnel", r"idle .*: ([\d.]+) KB per tunnel", False),
     ("idle tunnels failed", r"idle .*, (\d+) errors", False),
     ("tunnels/s", r"connect .*: ([\d.]+) tunnels/s", True),
