@@ -104,6 +104,21 @@ pub struct RawConfig {
     pub udp_timeout: Option<Duration>,
     /// UDP sessions open at most (each holds its sockets and a 64 KiB buffer).
     pub max_udp_sessions: Option<usize>,
+    /// Several users on this port, each with a name and a password or key.
+    #[serde(default)]
+    pub user: Vec<RawUser>,
+    /// A removed user's open tunnels close this long after a reload.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub user_grace: Option<Duration>,
+}
+
+/// `[[user]]`: a name and a password (SIP004) or key (SIP022, base64).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    pub password: Option<Secret>,
+    pub key: Option<Secret>,
 }
 
 /// Defaults, all in one place.
@@ -118,6 +133,8 @@ pub mod defaults {
     /// shadowsocks-rust's `udp_timeout`.
     pub const UDP_TIMEOUT: Duration = Duration::from_secs(300);
     pub const MAX_UDP_SESSIONS: usize = 512;
+    /// A removed user's tunnels close this long after a reload.
+    pub const USER_GRACE: Duration = Duration::from_secs(60);
 }
 
 /// A validated server: where to listen and how to serve.
@@ -141,6 +158,7 @@ const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("no_delay", "no_delay", false),
     ("udp_timeout", "udp_timeout", true),
     ("udp_max_associations", "max_udp_sessions", false),
+    ("users", "user", false),
 ];
 
 /// Merges CLI, environment (through clap) and file; every error is one line.
@@ -176,12 +194,26 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, Some(_)) => (password, None),
         (None, None) => (password, key),
     };
-    let key = master_key(&method, password.as_ref(), key.as_ref())?;
     let mut warnings: Vec<String> = notes;
-    warnings.extend(burrow_common::config::weak_password(
-        &method,
-        password.as_ref(),
-    ));
+    let users = if file.user.is_empty() {
+        warnings.extend(burrow_common::config::weak_password(
+            &method,
+            password.as_ref(),
+        ));
+        vec![(
+            "-".to_owned(),
+            master_key(&method, password.as_ref(), key.as_ref())?,
+        )]
+    } else {
+        if password.is_some() || key.is_some() {
+            return Err(
+                "give either password/key or [[user]] entries, not both (a user needs a name)"
+                    .into(),
+            );
+        }
+        users(&method, &file.user, &mut warnings)?
+    };
+    let key = users[0].1.clone();
 
     let allow = file
         .allow
@@ -204,6 +236,8 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         .unwrap_or_default();
     let settings = Settings {
         key,
+        users: std::sync::Arc::new(crate::users::Users::new(users)),
+        user_grace: file.user_grace.unwrap_or(defaults::USER_GRACE),
         policy: Policy {
             allow_private: cli.allow_private || file.allow_private.unwrap_or(false),
             allow,
@@ -258,6 +292,35 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         settings,
         warnings,
     })
+}
+
+/// The `[[user]]` entries, checked: names non-empty and distinct, keys valid and distinct.
+fn users(
+    method: &str,
+    raw: &[RawUser],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, burrow_common::MasterKey)>, String> {
+    let mut out: Vec<(String, burrow_common::MasterKey)> = Vec::with_capacity(raw.len());
+    for u in raw {
+        let name = u.name.trim();
+        if name.is_empty() || name == "-" || name.contains(['"', '\\', '\n']) {
+            return Err(format!("[[user]] name {:?}: give a plain name", u.name));
+        }
+        let key = master_key(method, u.password.as_ref(), u.key.as_ref())
+            .map_err(|e| format!("[[user]] {name}: {e}"))?;
+        if let Some((other, _)) = out.iter().find(|(n, k)| n == name || *k == key) {
+            return Err(format!(
+                "[[user]] {name}: same name or key as {other} (each user needs their own)"
+            ));
+        }
+        warnings.extend(
+            burrow_common::config::weak_password(method, u.password.as_ref())
+                .into_iter()
+                .map(|w| format!("[[user]] {name}: {w}")),
+        );
+        out.push((name.to_owned(), key));
+    }
+    Ok(out)
 }
 
 /// `genkey`: a random 32-byte key (base64) usable as password or key, and its URL.

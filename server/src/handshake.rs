@@ -9,15 +9,21 @@
 use std::time::Duration;
 
 use burrow_common::addr::AddrError;
-use burrow_common::aead::{AeadError, Decoder, MasterKey, MAX_CHUNK};
+use std::sync::Arc;
+
+use burrow_common::aead::{AeadError, Decoder, MasterKey, MAX_CHUNK, TAG_LEN};
 use burrow_common::replay::ReplayFilter;
 use burrow_common::TargetAddr;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::users::User;
+
 /// A first flight that authenticated.
 pub struct Request {
+    /// Whose key opened it.
+    pub user: Arc<User>,
     /// Where to go.
     pub target: TargetAddr,
     /// The decoder, positioned after the chunks read so far.
@@ -65,23 +71,58 @@ impl BadRequest {
 /// for the tunnel's whole life.
 pub async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
-    key: &MasterKey,
+    users: &[Arc<User>],
     replay: Option<&ReplayFilter>,
 ) -> Result<Box<Request>, BadRequest> {
-    Box::pin(read_request_inner(io, key, replay))
+    Box::pin(read_request_inner(io, users, replay))
         .await
         .map(Box::new)
 }
 
+/// Bytes of a first flight that say whose key it is: the salt and the first sealed
+/// length (SIP004) or fixed header (SIP022).
+fn identifying_len(key: &MasterKey) -> usize {
+    let sealed = if key.method().is_2022() { 11 } else { 2 };
+    key.method().salt_len() + sealed + TAG_LEN
+}
+
+/// The user whose key opens the start of `flight` (at least [`identifying_len`] bytes).
+fn whose(users: &[Arc<User>], flight: &[u8]) -> Result<Arc<User>, BadRequest> {
+    for u in users {
+        let mut probe = BytesMut::from(flight);
+        match Decoder::new(&u.key).decode(&mut probe) {
+            Err(AeadError::LengthTag) => continue,
+            _ => return Ok(u.clone()),
+        }
+    }
+    Err(BadRequest::Aead(AeadError::LengthTag))
+}
+
 async fn read_request_inner<S: AsyncRead + Unpin>(
     io: &mut S,
-    key: &MasterKey,
+    users: &[Arc<User>],
     replay: Option<&ReplayFilter>,
 ) -> Result<Request, BadRequest> {
-    let mut dec = Decoder::new(key);
     // Only what the next step needs is allocated: a silent connection holds a salt's
     // worth of buffer, a slow one no more than the chunk it is sending.
     let mut rbuf = BytesMut::new();
+    let Some(first_user) = users.first() else {
+        return Err(BadRequest::Aead(AeadError::LengthTag));
+    };
+    let user = if users.len() == 1 {
+        first_user.clone()
+    } else {
+        // Several users: read what says whose flight it is, then try each key on it.
+        let need = identifying_len(&first_user.key);
+        while rbuf.len() < need {
+            rbuf.reserve(need - rbuf.len());
+            if io.read_buf(&mut rbuf).await? == 0 {
+                return Err(BadRequest::Closed);
+            }
+        }
+        whose(users, &rbuf[..need])?
+    };
+    let mut dec = Decoder::new(&user.key);
     let mut plain = BytesMut::new();
     let mut first = true;
     loop {
@@ -97,6 +138,7 @@ async fn read_request_inner<S: AsyncRead + Unpin>(
             plain.extend_from_slice(&chunk);
             if let Some(target) = TargetAddr::decode(&mut plain)? {
                 return Ok(Request {
+                    user,
                     target,
                     dec,
                     rbuf,
@@ -166,6 +208,13 @@ mod tests {
     use super::*;
     use burrow_common::aead::{Encoder, Method};
 
+    /// One user with `key`.
+    fn one(key: &MasterKey) -> Vec<Arc<User>> {
+        crate::users::Users::new(vec![("-".into(), key.clone())])
+            .get()
+            .to_vec()
+    }
+
     fn flight(key: &MasterKey, plain: &[u8]) -> Vec<u8> {
         let mut out = BytesMut::new();
         Encoder::new(key).encode(plain, &mut out);
@@ -180,7 +229,7 @@ mod tests {
         plain.extend_from_slice(b"GET /");
         let wire = flight(&key, &plain);
         let mut b = tokio_test_builder(&wire);
-        let req = read_request(&mut b, &key, None).await.expect("valid");
+        let req = read_request(&mut b, &one(&key), None).await.expect("valid");
         assert_eq!(req.target.to_string(), "example.com:80");
         assert_eq!(&req.payload[..], b"GET /");
     }
@@ -212,21 +261,70 @@ mod tests {
         TargetAddr::Ip("1.2.3.4:5".parse().expect("addr")).encode(&mut plain);
         let wire = flight(&key, &plain);
         let filter = ReplayFilter::new(16);
-        read_request(&mut &wire[..], &key, Some(&filter))
+        read_request(&mut &wire[..], &one(&key), Some(&filter))
             .await
             .expect("first time");
-        let again = read_request(&mut &wire[..], &key, Some(&filter)).await;
+        let again = read_request(&mut &wire[..], &one(&key), Some(&filter)).await;
         assert!(matches!(again, Err(BadRequest::Replay)));
 
         let other = MasterKey::from_password(Method::Aes256Gcm, "other");
-        let r = read_request(&mut &wire[..], &other, Some(&filter)).await;
+        let r = read_request(&mut &wire[..], &one(&other), Some(&filter)).await;
         assert!(matches!(r, Err(BadRequest::Aead(AeadError::LengthTag))));
 
         let bad = flight(&key, &[9, 1, 2, 3]);
-        let r = read_request(&mut &bad[..], &key, None).await;
+        let r = read_request(&mut &bad[..], &one(&key), None).await;
         assert!(matches!(r, Err(BadRequest::Addr(AddrError::BadAtyp(9)))));
 
-        let r = read_request(&mut &wire[..40], &key, None).await;
+        let r = read_request(&mut &wire[..40], &one(&key), None).await;
         assert!(matches!(r, Err(BadRequest::Closed)));
+    }
+
+    /// Several users: each flight is opened with its own user's key, found by trying each
+    /// (SIP004 and SIP022); a key that is nobody's is a probe; one byte at a time too.
+    #[tokio::test]
+    async fn the_key_decides_whose_flight_it_is() {
+        for method in [Method::ChaCha20IetfPoly1305, Method::Blake3ChaCha20Poly1305] {
+            let keys: Vec<MasterKey> = (0..10u8)
+                .map(|i| {
+                    if method.is_2022() {
+                        use base64::Engine;
+                        let k = base64::engine::general_purpose::STANDARD.encode([i; 32]);
+                        MasterKey::from_base64(method, &k).expect("key")
+                    } else {
+                        MasterKey::from_password(method, &format!("password {i}"))
+                    }
+                })
+                .collect();
+            let users = crate::users::Users::new(
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("user{i}"), k.clone()))
+                    .collect(),
+            )
+            .get()
+            .to_vec();
+            let mut plain = BytesMut::new();
+            TargetAddr::Domain("example.com".into(), 80).encode(&mut plain);
+            plain.extend_from_slice(b"hello");
+            for (i, k) in keys.iter().enumerate() {
+                let wire = flight(k, &plain);
+                let mut b = tokio_test_builder(&wire);
+                let req = read_request(&mut b, &users, None).await.expect("valid");
+                assert_eq!(req.user.name, format!("user{i}"), "{method}");
+                assert_eq!(&req.payload[..], b"hello");
+            }
+            let stranger = if method.is_2022() {
+                MasterKey::from_base64(method, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+                    .expect("key")
+            } else {
+                MasterKey::from_password(method, "nobody")
+            };
+            let wire = flight(&stranger, &plain);
+            let r = read_request(&mut &wire[..], &users, None).await;
+            assert!(
+                matches!(r, Err(BadRequest::Aead(AeadError::LengthTag))),
+                "{method}"
+            );
+        }
     }
 }

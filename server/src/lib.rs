@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod policy;
 pub mod serve;
 pub mod udp;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +30,12 @@ pub use policy::Policy;
 /// Everything the server needs at run time, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The key every client must use.
+    /// The key of the first user (the only one without `[[user]]`).
     pub key: MasterKey,
+    /// Everyone whose key opens a tunnel (replaced on reload).
+    pub users: Arc<users::Users>,
+    /// A removed user's tunnels close this long after a reload.
+    pub user_grace: Duration,
     /// Which targets may be dialled.
     pub policy: Policy,
     /// A whole first request must arrive within this (jittered ±10 %); bad data is drained until then.
@@ -85,6 +90,46 @@ pub struct Shared {
     pub shutdown: CancellationToken,
 }
 
+/// Re-reads the users on every SIGHUP (until `shutdown`): `load` reads and checks the
+/// config again; one that does not load is refused in one line and the running users
+/// stay. Users added or changed count for new tunnels at once; a removed user's open
+/// tunnels close `grace` later.
+pub async fn reload_on_hangup<F>(
+    users: Arc<users::Users>,
+    grace: Duration,
+    load: F,
+    shutdown: CancellationToken,
+) where
+    F: Fn() -> Result<Vec<(String, MasterKey)>, String>,
+{
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(h) => h,
+        Err(e) => return tracing::warn!("no reload on SIGHUP: {e}"),
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        let method = users.get().first().map(|u| u.key.method());
+        match load() {
+            Ok(next) if next.first().map(|(_, k)| k.method()) != method => tracing::warn!(
+                "reload refused (the running config stays): the method changed, which needs a restart"
+            ),
+            Ok(next) => {
+                let (added, changed, removed) = users.replace(next, grace);
+                tracing::info!(
+                    "config reloaded: users added {added:?}, changed {changed:?}, removed {removed:?} \
+                     (open tunnels of changed or removed users close in {})",
+                    format!("{grace:?}")
+                );
+            }
+            Err(e) => tracing::warn!("reload refused (the running config stays): {e}"),
+        }
+    }
+}
+
 /// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
 /// `shutdown_grace` and returns.
 pub async fn run(
@@ -121,9 +166,10 @@ pub async fn run(
     };
     let endpoint = {
         let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        let users = settings.users.clone();
         async move {
             if let Some(l) = metrics_listener {
-                metrics::serve(l, metrics, shutdown).await;
+                metrics::serve(l, metrics, users, shutdown).await;
             }
         }
     };

@@ -13,6 +13,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::users::{Counters, Users};
+
 /// What the server counts. Cheap relaxed atomics, read only by the endpoint.
 #[derive(Default)]
 pub struct Metrics {
@@ -199,21 +201,65 @@ impl Metrics {
     }
 }
 
+/// Per-user counters, when the config names users.
+pub fn render_users(users: &Users) -> String {
+    if !users.named() {
+        return String::new();
+    }
+    let list = users.get();
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, pick: &dyn Fn(&Counters) -> Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for u in list.iter() {
+            for (labels, v) in pick(&u.counters) {
+                let _ = writeln!(out, "{name}{{user=\"{}\"{labels}}} {v}", u.name);
+            }
+        }
+    };
+    family(
+        "burrow_user_bytes_total",
+        "Plaintext bytes relayed, per user.",
+        &|c| {
+            vec![
+                (",direction=\"up\"".into(), c.bytes_up.load(Relaxed)),
+                (",direction=\"down\"".into(), c.bytes_down.load(Relaxed)),
+            ]
+        },
+    );
+    family(
+        "burrow_user_tunnels_total",
+        "Tunnels and UDP sessions opened, per user.",
+        &|c| vec![(String::new(), c.tunnels.load(Relaxed))],
+    );
+    family(
+        "burrow_user_dial_errors_total",
+        "Targets not reached, per user.",
+        &|c| vec![(String::new(), c.dial_errors.load(Relaxed))],
+    );
+    out
+}
+
 /// Serves `GET /metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    users: Arc<Users>,
+    shutdown: CancellationToken,
+) {
     loop {
         let conn = tokio::select! {
             _ = shutdown.cancelled() => return,
             c = burrow_common::net::accept_with_backoff(&listener) => c,
         };
         let (conn, _) = conn;
-        let metrics = metrics.clone();
+        let (metrics, users) = (metrics.clone(), users.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
+                let (metrics, users) = (metrics.clone(), users.clone());
                 async move {
                     let mut r = if req.uri().path() == "/metrics" {
-                        Response::new(Full::new(Bytes::from(metrics.render())))
+                        let text = metrics.render() + &render_users(&users);
+                        Response::new(Full::new(Bytes::from(text)))
                     } else {
                         let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
                         *r.status_mut() = StatusCode::NOT_FOUND;

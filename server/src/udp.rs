@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::metrics::UdpDrop;
+use crate::users::{Counters, User};
 use crate::Shared;
 
 /// Datagrams queued for one session's egress at most; more are dropped, as a router would.
@@ -27,7 +28,22 @@ const QUEUE: usize = 64;
 /// Names a session keeps resolved at most.
 const NAMES: usize = 64;
 
-type Sessions = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<udp::Incoming>>>>;
+type Sessions = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<(Arc<User>, udp::Incoming)>>>>;
+
+/// The user whose key opens `packet`, and what it says.
+fn open_any(
+    users: &[Arc<User>],
+    packet: &[u8],
+) -> Result<(Arc<User>, udp::Incoming), udp::UdpError> {
+    let mut last = udp::UdpError::Auth;
+    for u in users {
+        match udp::open_from_client(&u.key, packet) {
+            Ok(i) => return Ok((u.clone(), i)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
 
 /// The Shadowsocks UDP relay on `socket` until the server stops.
 pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
@@ -46,7 +62,7 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
                 }
             },
         };
-        let incoming = match udp::open_from_client(&shared.settings.key, &buf[..n]) {
+        let incoming = match open_any(&shared.settings.users.get(), &buf[..n]) {
             Ok(i) => i,
             Err(e) => {
                 debug!(%client, "UDP: {e}: dropped");
@@ -89,21 +105,33 @@ async fn session(
     shared: &Shared,
     socket: &UdpSocket,
     client: SocketAddr,
-    mut rx: mpsc::Receiver<udp::Incoming>,
+    mut rx: mpsc::Receiver<(Arc<User>, udp::Incoming)>,
 ) {
     let m = &shared.metrics.udp;
     m.sessions.fetch_add(1, Relaxed);
     debug!(%client, "UDP session opened");
+    // The session is its first packet's user's; a packet under another key starts anew.
+    let mut user: Option<Arc<User>> = None;
     let mut codec = udp::ServerCodec::new(&shared.settings.key);
     let mut egress = Egress::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
             got = rx.recv() => match got {
-                Some(incoming) if codec.accept(&incoming) => {
-                    egress.send(shared, &incoming.to, &incoming.data).await;
+                Some((who, incoming)) => {
+                    if !user.as_ref().is_some_and(|u| Arc::ptr_eq(u, &who)) {
+                        codec = udp::ServerCodec::new(&who.key);
+                        who.counters.tunnels.fetch_add(1, Relaxed);
+                        user = Some(who.clone());
+                    }
+                    if codec.accept(&incoming) {
+                        if egress.send(shared, &incoming.to, &incoming.data).await {
+                            who.counters.moved(incoming.data.len() as u64, 0);
+                        }
+                    } else {
+                        m.dropped(UdpDrop::Replay);
+                    }
                 }
-                Some(_) => m.dropped(UdpDrop::Replay),
                 None => break,
             },
             r = egress.recv(&mut buf) => match r {
@@ -112,6 +140,9 @@ async fn session(
                     if socket.send_to(&packet, client).await.is_ok() {
                         m.packets_down.fetch_add(1, Relaxed);
                         m.bytes_down.fetch_add(n as u64, Relaxed);
+                        if let Some(u) = &user {
+                            u.counters.moved(0, n as u64);
+                        }
                     } else {
                         m.dropped(UdpDrop::Busy);
                     }
@@ -129,7 +160,7 @@ async fn session(
 
 /// UDP over a tunnel (`stream`, whose request named [`udp::UOT_MAGIC`]); `first`: the
 /// bytes that came after the request header.
-pub async fn over_tcp<S>(shared: &Shared, mut stream: S, first: BytesMut)
+pub async fn over_tcp<S>(shared: &Shared, mut stream: S, first: BytesMut, counters: &Counters)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -155,7 +186,11 @@ where
         if let Some(mode) = &connected {
             loop {
                 match udp::uot_take(&mut inbuf, mode.as_ref()) {
-                    Ok(Some((to, data))) => egress.send(shared, &to, &data).await,
+                    Ok(Some((to, data))) => {
+                        if egress.send(shared, &to, &data).await {
+                            counters.moved(data.len() as u64, 0);
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         debug!("UDP over TCP: {e}");
@@ -185,6 +220,7 @@ where
                 }
                 m.packets_down.fetch_add(1, Relaxed);
                 m.bytes_down.fetch_add(n as u64, Relaxed);
+                counters.moved(0, n as u64);
             },
             _ = tokio::time::sleep(idle) => break,
             _ = shared.shutdown.cancelled() => break,
@@ -204,16 +240,16 @@ struct Egress {
 }
 
 impl Egress {
-    /// Sends `data` to `to` if the policy allows it; counts what happened.
-    async fn send(&mut self, shared: &Shared, to: &TargetAddr, data: &[u8]) {
+    /// Sends `data` to `to` if the policy allows it; counts what happened. True if sent.
+    async fn send(&mut self, shared: &Shared, to: &TargetAddr, data: &[u8]) -> bool {
         let m = &shared.metrics.udp;
         if shared.settings.block_quic && to.port() == 443 {
             m.dropped(UdpDrop::Quic);
-            return;
+            return false;
         }
         let Some(addr) = self.allowed(shared, to).await else {
             m.dropped(UdpDrop::Policy);
-            return;
+            return false;
         };
         let sent = match self.socket(addr) {
             Ok(sock) => sock.send_to(data, addr).await,
@@ -223,10 +259,12 @@ impl Egress {
             Ok(_) => {
                 m.packets_up.fetch_add(1, Relaxed);
                 m.bytes_up.fetch_add(data.len() as u64, Relaxed);
+                true
             }
             Err(e) => {
                 debug!("UDP to {addr}: {e}");
                 m.dropped(UdpDrop::Busy);
+                false
             }
         }
     }

@@ -25,21 +25,32 @@ fn main() -> ExitCode {
     listen.extend(loaded.ws_listen);
     listen.extend(loaded.metrics);
     let (has_ws, has_metrics) = (loaded.ws_listen.is_some(), loaded.metrics.is_some());
-    let run = move |listeners: Vec<tokio::net::TcpListener>, shutdown| async move {
+    let (verbose, log_format) = (args.shared.verbose, args.shared.log_format.clone());
+    let run = move |listeners: Vec<tokio::net::TcpListener>,
+                    shutdown: tokio_util::sync::CancellationToken| async move {
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
+        // SIGHUP: the users are read again from the same command line and config.
+        let load = move || {
+            let next = config::load(&args)?;
+            let users = next.settings.users.get();
+            Ok(users
+                .iter()
+                .map(|u| (u.name.clone(), u.key.clone()))
+                .collect())
+        };
+        tokio::spawn(burrow_server::reload_on_hangup(
+            loaded.settings.users.clone(),
+            loaded.settings.user_grace,
+            load,
+            shutdown.clone(),
+        ));
         let mut it = listeners.into_iter();
         let Some(tcp) = it.next() else { return Ok(()) };
         let ws = if has_ws { it.next() } else { None };
         let metrics = if has_metrics { it.next() } else { None };
         burrow_server::run(loaded.settings, tcp, ws, metrics, shutdown).await
     };
-    cli::serve(
-        "burrow-server",
-        &listen,
-        args.shared.verbose,
-        &args.shared.log_format,
-        run,
-    )
+    cli::serve("burrow-server", &listen, verbose, &log_format, run)
 }

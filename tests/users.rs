@@ -1,0 +1,184 @@
+//! Several users on one server port: each moves bytes counted as theirs, a key that is
+//! nobody's gets silence; SIGHUP reloads the users while a transfer runs.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use burrow::kit::{self, metric, metric_until, pattern, sha256_hex, Proc};
+use common::*;
+
+const METHOD: &str = "chacha20-ietf-poly1305";
+
+fn write_users(path: &Path, users: &[(&str, &str)], extra: &str) {
+    let mut toml = format!(
+        "method = \"{METHOD}\"\nallow_private = true\nmetrics = \"127.0.0.1:0\"\nuser_grace = \"1s\"\n{extra}"
+    );
+    for (name, pw) in users {
+        toml.push_str(&format!(
+            "\n[[user]]\nname = \"{name}\"\npassword = \"{pw}\"\n"
+        ));
+    }
+    std::fs::write(path, toml).expect("config");
+}
+
+/// burrow-server from `cfg`; its address and metrics address.
+fn server_from(cfg: &Path) -> (Proc, SocketAddr, SocketAddr) {
+    let p = Proc::spawn(
+        SERVER,
+        &["-s", "127.0.0.1:0", "-c", cfg.to_str().expect("utf8")],
+        &[],
+    );
+    let (a, m) = (p.listening(), p.listening());
+    (p, a, m)
+}
+
+async fn download(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>) {
+    let (code, out, _) = curl(&[
+        "--socks5-hostname",
+        &local.to_string(),
+        &format!("http://{target}/bytes/{n}"),
+    ])
+    .await;
+    (code, out)
+}
+
+fn bytes_of(user: &str, dir: &str) -> String {
+    format!("burrow_user_bytes_total{{user=\"{user}\",direction=\"{dir}\"}}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_on_one_port_are_counted_apart_and_a_stranger_gets_silence() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("users");
+    let cfg = dir.join("server.toml");
+    write_users(
+        &cfg,
+        &[
+            ("alice", "alice-password-long"),
+            ("bob", "bob-password-long!"),
+        ],
+        // The stranger's connection is drained until this deadline, then closed.
+        "handshake_timeout = \"3s\"\n",
+    );
+    let (_server, addr, metrics) = server_from(&cfg);
+    let sizes = [
+        ("alice", "alice-password-long", 3_000_000),
+        ("bob", "bob-password-long!", 1_000_000),
+    ];
+    for (_, pw, n) in sizes {
+        let (_l, local_addr) = local(addr, METHOD, pw, &[]);
+        let (code, out) = download(local_addr, target, n).await;
+        assert_eq!(code, 0);
+        assert_eq!(sha256_hex(&out), sha256_hex(&pattern(n, n as u64)));
+    }
+    for (name, _, n) in sizes {
+        // The answer's head rides along: within 1 % of the bytes moved.
+        let down = metric_until(metrics, &bytes_of(name, "down"), |v| v >= n as u64).await;
+        assert!(
+            down >= n as u64 && down <= n as u64 + n as u64 / 100,
+            "{name}: {down} for {n}"
+        );
+        let tunnels = metric(
+            metrics,
+            &format!("burrow_user_tunnels_total{{user=\"{name}\"}}"),
+        )
+        .await;
+        assert!(tunnels.is_some_and(|t| t >= 1), "{name}: {tunnels:?}");
+    }
+    // A key that is nobody's: no tunnel, counted as a probe, nothing for either user.
+    let probes = metric(metrics, "burrow_rejected_total{kind=\"probe\"}")
+        .await
+        .unwrap_or(0);
+    let (_l, local_addr) = local(addr, METHOD, "carol-is-not-a-user", &["--no-confirm"]);
+    let (code, out) = download(local_addr, target, 1000).await;
+    assert!(
+        code != 0 && out.is_empty(),
+        "a stranger got {code} / {} bytes",
+        out.len()
+    );
+    assert!(
+        metric_until(metrics, "burrow_rejected_total{kind=\"probe\"}", |v| v
+            > probes)
+        .await
+            > probes
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_users_while_a_transfer_runs() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("reload");
+    let cfg = dir.join("server.toml");
+    let (alice, bob, carol) = (
+        "alice-password-long",
+        "bob-password-long!",
+        "carol-password-long",
+    );
+    write_users(&cfg, &[("alice", alice), ("bob", bob)], "");
+    let (server, addr, _metrics) = server_from(&cfg);
+    let (_la, via_alice) = local(addr, METHOD, alice, &[]);
+    let (_lb, via_bob) = local(addr, METHOD, bob, &[]);
+    let (_lc, via_carol) = local(addr, METHOD, carol, &[]);
+    // Bob holds a tunnel open.
+    let echo = kit::half_close_target().await;
+    let (mut bobs, reply) = kit::socks5_connect(via_bob, "127.0.0.1", echo.port())
+        .await
+        .expect("bob's tunnel");
+    assert_eq!(reply, 0);
+    // Alice downloads 30 MB at 10 MB/s while the users change.
+    let n = 30_000_000;
+    let transfer = tokio::spawn(async move {
+        curl(&[
+            "--limit-rate",
+            "10M",
+            "--socks5-hostname",
+            &via_alice.to_string(),
+            &format!("http://{target}/bytes/{n}"),
+        ])
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await; // the transfer is under way
+    write_users(&cfg, &[("alice", alice), ("carol", carol)], "");
+    let pid = server.pid().to_string();
+    let hup = |pid: &str| {
+        std::process::Command::new("kill")
+            .args(["-HUP", pid])
+            .status()
+    };
+    assert!(hup(&pid).is_ok_and(|s| s.success()));
+    let said = server.wait_for("config reloaded");
+    assert!(
+        said.contains("added [\"carol\"]") && said.contains("removed [\"bob\"]"),
+        "{said}"
+    );
+    // Carol works at once; bob's new tunnels are refused; bob's open one closes after
+    // the grace (1 s).
+    let (code, out) = download(via_carol, target, 1000).await;
+    assert_eq!((code, out.len()), (0, 1000));
+    let (code, _) = download(via_bob, target, 1000).await;
+    assert_ne!(code, 0, "a removed user is refused");
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), bobs.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "bob's open tunnel closed after the grace");
+    // A config that does not load is refused; the running users stay.
+    std::fs::write(
+        &cfg,
+        "method = \"chacha20-ietf-poly1305\"\n[[user]]\nname = \"\"\n",
+    )
+    .expect("broken");
+    assert!(hup(&pid).is_ok_and(|s| s.success()));
+    let said = server.wait_for("reload refused");
+    assert!(said.contains("name"), "{said}");
+    let (code, out) = download(via_carol, target, 1000).await;
+    assert_eq!((code, out.len()), (0, 1000), "the running users stay");
+    // Alice's transfer lost nothing.
+    let (code, out, err) = transfer.await.expect("join");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sha256_hex(&out), sha256_hex(&pattern(n, n as u64)));
+    let _ = std::fs::remove_dir_all(dir);
+}
