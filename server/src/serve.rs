@@ -3,12 +3,11 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use burrow_common::aead::{AeadError, Decoder, Encoder};
+use burrow_common::aead::{AeadError, Encoder};
 use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::timeout::with_timeout;
 use burrow_common::udp;
 use burrow_common::{EncryptedStream, TargetAddr};
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -18,7 +17,6 @@ use crate::dial::{dial, DialError};
 use crate::handshake::{
     close_quietly, drain_silently, jittered_deadline, read_request, readable, BadRequest, Request,
 };
-use crate::users::User;
 use crate::Shared;
 
 /// Serves one accepted connection until its tunnel ends.
@@ -72,14 +70,7 @@ where
             return;
         }
     };
-    let Request {
-        user,
-        dec,
-        rbuf,
-        payload,
-        ..
-    } = *req;
-    tunnel(shared, conn, user, dec, rbuf, payload, target, started).await;
+    tunnel(shared, conn, *req, target, started).await;
 }
 
 /// UDP carried in this tunnel (sing-box UDP-over-TCP v2): announced at once (there is
@@ -194,16 +185,20 @@ where
 fn tunnel<'a, S>(
     shared: &'a Shared,
     conn: S,
-    user: Arc<User>,
-    dec: Decoder,
-    rbuf: BytesMut,
-    payload: BytesMut,
+    req: Request,
     mut target: TcpStream,
     started: std::time::Instant,
 ) -> impl std::future::Future<Output = ()> + 'a
 where
     S: AsyncRead + AsyncWrite + Unpin + 'a,
 {
+    let Request {
+        user,
+        dec,
+        rbuf,
+        payload,
+        ..
+    } = req;
     let s = &shared.settings;
     let asked = dec.confirmation_asked();
     let enc = Encoder::response(&user.key, dec.salt().unwrap_or_default());
@@ -299,9 +294,9 @@ mod tests {
         let req = Box::new(Request {
             user: shared.settings.users.get()[0].clone(),
             target: burrow_common::TargetAddr::Domain("example.com".into(), 80),
-            dec: Decoder::new(&shared.settings.key),
-            rbuf: BytesMut::new(),
-            payload: BytesMut::new(),
+            dec: burrow_common::aead::Decoder::new(&shared.settings.key),
+            rbuf: bytes::BytesMut::new(),
+            payload: bytes::BytesMut::new(),
         });
         let f = serve_request(&shared, c, req);
         let size = std::mem::size_of_val(&f);
