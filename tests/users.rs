@@ -182,3 +182,61 @@ async fn sighup_reloads_users_while_a_transfer_runs() {
     assert_eq!(sha256_hex(&out), sha256_hex(&pattern(n, n as u64)));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `burrow-server url USER [--qr]`: the user's ss:// URL, which a client takes as it is
+/// (the same server serves it), and a QR code of it for phones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_url_opens_tunnels_and_comes_as_a_qr_code() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("url");
+    let cfg = dir.join("server.toml");
+    write_users(
+        &cfg,
+        &[
+            ("alice", "alice pass/word+long"),
+            ("bob", "bob-password-long!"),
+        ],
+        "",
+    );
+    let (_server, addr, _) = server_from(&cfg);
+    let url_of = |args: &[&str]| {
+        let out = std::process::Command::new(SERVER)
+            .args([
+                "-s",
+                &addr.to_string(),
+                "-c",
+                cfg.to_str().expect("utf8"),
+                "url",
+            ])
+            .args(args)
+            .output()
+            .expect("url");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, url, err) = url_of(&["alice"]);
+    assert_eq!(code, Some(0), "{err}");
+    let url = url.trim().to_owned();
+    assert!(
+        url.starts_with("ss://") && url.ends_with(&format!("@{addr}")),
+        "{url}"
+    );
+    let l = Proc::spawn(LOCAL, &["-b", "127.0.0.1:0", "-s", &url], &[]);
+    let (code, out) = download(l.listening(), target, 10_000).await;
+    assert_eq!((code, out.len()), (0, 10_000));
+    let (code, qr, _) = url_of(&["alice", "--qr"]);
+    assert_eq!(code, Some(0));
+    let mut lines = qr.lines();
+    assert_eq!(lines.next(), Some(url.as_str()));
+    let rows: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+    let blocks = |r: &&str| r.contains(['█', '▀', '▄']);
+    assert!(rows.len() >= 10 && rows.iter().all(blocks), "{qr}");
+    let width = rows[0].chars().count();
+    assert!(rows.iter().all(|r| r.chars().count() == width), "{qr}");
+    let (code, _, err) = url_of(&["carol"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no [[user]] named \"carol\""), "{err}");
+}

@@ -61,6 +61,19 @@ pub enum Command {
         #[arg(long = "server", default_value = "your.vps.example:8388")]
         server: String,
     },
+    /// Print a user's ss:// URL (the one user of a config without [[user]] when no name
+    /// is given), and with --qr a QR code that phone Shadowsocks apps scan.
+    Url {
+        /// The user's name, as in [[user]].
+        user: Option<String>,
+        /// The host phones reach the server at (default: the listen address, unless it
+        /// is 0.0.0.0 or ::).
+        #[arg(long)]
+        host: Option<String>,
+        /// Also print the URL as a QR code.
+        #[arg(long)]
+        qr: bool,
+    },
 }
 
 /// The config file; every field optional, unknown fields refused.
@@ -321,6 +334,70 @@ fn users(
         out.push((name.to_owned(), key));
     }
     Ok(out)
+}
+
+/// `url [USER] [--host H] [--qr]`: the user's ss:// URL (and QR code), from the config as
+/// written (the password, not the key derived from it).
+pub fn user_url(
+    cli: &Cli,
+    user: Option<&str>,
+    host: Option<&str>,
+    qr: bool,
+) -> Result<String, String> {
+    let loaded = load(cli)?;
+    let (file, _): (RawConfig, Vec<String>) = match &cli.config {
+        Some(p) => read_config(p, SHADOWSOCKS_KEYS)?,
+        None => (RawConfig::default(), Vec::new()),
+    };
+    let method = loaded.settings.key.method();
+    let secret = match user {
+        Some(name) => {
+            let u = file
+                .user
+                .iter()
+                .find(|u| u.name.trim() == name)
+                .ok_or_else(|| format!("no [[user]] named {name:?} in the config"))?;
+            u.password.clone().or(u.key.clone())
+        }
+        None if !file.user.is_empty() => {
+            return Err("this config has [[user]] entries: name one".into())
+        }
+        None => cli
+            .shared
+            .password
+            .clone()
+            .map(Secret::new)
+            .or(cli.shared.key.clone().map(Secret::new))
+            .or(file.password.clone())
+            .or(file.key.clone()),
+    }
+    .ok_or("no password or key to put in the URL")?;
+    let host = match host {
+        Some(h) => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        None if loaded.listen.ip().is_unspecified() => {
+            return Err(format!(
+                "the server listens on {}: give --host, the address phones reach it at",
+                loaded.listen
+            ))
+        }
+        None => loaded.listen.ip().to_string(),
+    };
+    let url = burrow_common::config::SsUrl {
+        method,
+        password: secret,
+        host,
+        port: loaded.listen.port(),
+    }
+    .to_url();
+    if !qr {
+        return Ok(format!("{url}\n"));
+    }
+    let code = qrcode::QrCode::new(url.as_bytes()).map_err(|e| format!("QR code: {e}"))?;
+    let picture = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    Ok(format!("{url}\n{picture}\n"))
 }
 
 /// `genkey`: a random 32-byte key (base64) usable as password or key, and its URL.

@@ -16,6 +16,15 @@ fn main() -> ExitCode {
             Err(e) => cli::usage_error("burrow-server", &e),
         };
     }
+    if let Some(Command::Url { user, host, qr }) = &args.command {
+        return match config::user_url(&args, user.as_deref(), host.as_deref(), *qr) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => cli::usage_error("burrow-server", &e),
+        };
+    }
     let loaded = match config::load(&args) {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-server", &e),
