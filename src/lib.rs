@@ -7,3 +7,4 @@ pub mod link;
 pub mod origins;
 pub mod peers;
 pub mod quickstart;
+pub mod status;

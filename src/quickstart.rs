@@ -54,6 +54,10 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         max_udp_sessions: 512,
         socket: SocketOpts::default(),
     };
+    let metrics = std::sync::Arc::new(burrow_local::metrics::Metrics::new(
+        "tcp",
+        server_addr.to_string(),
+    ));
     let local = burrow_local::Settings {
         server_host: server_addr.ip().to_string(),
         server_port: server_addr.port(),
@@ -64,6 +68,8 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         bypass: Vec::new(),
         udp_transport: burrow_local::udp::UdpTransport::Auto,
         dns: None,
+        metrics: metrics.clone(),
+        metrics_listen: None,
         outbound: Default::default(),
         pac: None,
         response_salts: Some(std::sync::Arc::new(
@@ -71,6 +77,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         )),
         pool: burrow_local::pool::Pool::new(
             burrow_local::pool::Dial {
+                metrics: metrics.clone(),
                 outbound: Default::default(),
                 host: server_addr.ip().to_string(),
                 port: server_addr.port(),

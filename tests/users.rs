@@ -240,3 +240,75 @@ async fn a_users_url_opens_tunnels_and_comes_as_a_qr_code() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no [[user]] named \"carol\""), "{err}");
 }
+
+/// `status` on both ends: what the running processes count, printed for a person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_the_running_processes() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("status");
+    let (smetrics, lmetrics) = (kit::free_port(), kit::free_port());
+    let cfg = dir.join("server.toml");
+    write_users(&cfg, &[("alice", "alice-password-long")], "");
+    let text = std::fs::read_to_string(&cfg).expect("config").replace(
+        "metrics = \"127.0.0.1:0\"",
+        &format!("metrics = \"127.0.0.1:{smetrics}\""),
+    );
+    std::fs::write(&cfg, text).expect("config");
+    let (_server, addr, _) = server_from(&cfg);
+    let lcfg = dir.join("local.toml");
+    std::fs::write(
+        &lcfg,
+        format!(
+            "server = \"{addr}\"\nmethod = \"{METHOD}\"\npassword = \"alice-password-long\"\n\
+             local_address = \"127.0.0.1\"\nlocal_port = 0\nmetrics = \"127.0.0.1:{lmetrics}\"\n"
+        ),
+    )
+    .expect("local config");
+    let l = Proc::spawn(LOCAL, &["-c", lcfg.to_str().expect("utf8")], &[]);
+    let local_addr = l.listening();
+    let (code, out) = download(local_addr, target, 2_000_000).await;
+    assert_eq!((code, out.len()), (0, 2_000_000));
+    metric_until(
+        format!("127.0.0.1:{smetrics}").parse().expect("addr"),
+        &bytes_of("alice", "down"),
+        |v| v >= 2_000_000,
+    )
+    .await;
+    let status = |program: &str, cfg: &Path| {
+        let out = std::process::Command::new(program)
+            .args(["-c", cfg.to_str().expect("utf8"), "status"])
+            .output()
+            .expect("status");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = status(SERVER, &cfg);
+    assert_eq!(code, Some(0), "{said}");
+    let alice = said
+        .lines()
+        .find(|l| l.trim_start().starts_with("alice"))
+        .unwrap_or_default();
+    assert!(
+        alice.contains("2.0 MB down") && alice.contains("1 tunnels"),
+        "{said}"
+    );
+    let (code, said) = status(LOCAL, &lcfg);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("server       {addr} (reachable)")),
+        "{said}"
+    );
+    assert!(said.contains("socks5 1"), "{said}");
+    assert!(said.contains("fresh to the server over tcp"), "{said}");
+    // With metrics off, status says how to turn them on.
+    let off = dir.join("off.toml");
+    std::fs::write(&off, format!("server = \"{addr}\"\npassword = \"x\"\n")).expect("config");
+    let out = std::process::Command::new(LOCAL)
+        .args(["-c", off.to_str().expect("utf8"), "status"])
+        .output()
+        .expect("status");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("metrics are off"));
+}

@@ -9,6 +9,7 @@ pub mod addr;
 pub mod aead;
 pub mod config;
 pub mod frame;
+pub mod metrics;
 pub mod net;
 pub mod outbound;
 pub mod readsize;

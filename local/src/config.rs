@@ -70,6 +70,9 @@ pub struct Cli {
     /// simple-proxy compatibility: the local port (on local_address).
     #[arg(long = "listen-port", env = "LISTEN_PORT", hide = true)]
     pub listen_port: Option<u16>,
+    /// Serve burrow-local's counters at http://ADDR/metrics (off unless given).
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// A DNS forwarder on ADDR whose queries go through the server to dns_upstream
     /// (1.1.1.1:53 unless the config says).
     #[arg(long = "dns", value_name = "ADDR")]
@@ -83,6 +86,9 @@ pub struct Cli {
 /// burrow-local's commands besides serving.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
+    /// What the running burrow-local says at its metrics endpoint (`metrics` in the
+    /// config, or --metrics), printed for a person.
+    Status,
     /// Try the way to the server step by step (PAC, each corporate proxy and the scheme
     /// it takes, TLS, WebSocket, a tunnel) and say where it stops.
     Doctor {
@@ -187,6 +193,8 @@ pub struct RawConfig {
     pub udp_transport: Option<String>,
     /// A DNS forwarder here (host:port) whose queries go through the server.
     pub dns: Option<String>,
+    /// Serve burrow-local's counters at http://ADDR/metrics.
+    pub metrics: Option<String>,
     /// The resolver the forwarded queries reach, from the server (default 1.1.1.1:53).
     pub dns_upstream: Option<String>,
     /// How often a PAC file is fetched again.
@@ -370,7 +378,16 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         nodelay: file.no_delay.unwrap_or(true),
         keepalive: Some(keepalive),
     };
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        match &outbound.ws {
+            None => "tcp",
+            Some(w) if w.tls.is_some() => "wss",
+            Some(_) => "ws",
+        },
+        format!("{server_host}:{server_port}"),
+    ));
     let dial = Dial {
+        metrics: metrics.clone(),
         outbound: outbound.clone(),
         host: server_host.clone(),
         port: server_port,
@@ -392,6 +409,13 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .collect(),
         bypass: bypass(&file.bypass)?,
         udp_transport: UdpTransport::parse(file.udp_transport.as_deref().unwrap_or("auto"))?,
+        metrics,
+        metrics_listen: cli
+            .metrics
+            .as_ref()
+            .or(file.metrics.as_ref())
+            .map(|m| listen_addr("metrics", m))
+            .transpose()?,
         dns: match cli.dns.as_ref().or(file.dns.as_ref()) {
             None => None,
             Some(at) => {

@@ -22,6 +22,7 @@ use tracing::{debug, Instrument, Span};
 
 use crate::dial::{add_first_bytes, open_tunnel, Plan};
 use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
+use crate::metrics::Inbound;
 use crate::origin::{self, Cache, Origin, Upgrade};
 use crate::route::{self, Route};
 use crate::{reverse, Settings};
@@ -115,6 +116,7 @@ async fn handle(
             ),
             Some(r) => {
                 let r = r.clone();
+                s.metrics.request(Inbound::Reverse);
                 reverse(req, &r, s, st).await
             }
             None if path == "/proxy.pac" => pac(local, &s.bypass),
@@ -135,6 +137,7 @@ async fn handle(
         return denied;
     }
     if req.method() == Method::CONNECT {
+        s.metrics.request(Inbound::Connect);
         return connect(req, s, &st.cache.tasks).await;
     }
     match req.uri().scheme_str() {
@@ -291,6 +294,7 @@ async fn connect(
 }
 
 async fn forward(req: Request<Incoming>, s: Arc<Settings>, st: Arc<Conn>) -> Response<Body> {
+    s.metrics.request(Inbound::Forward);
     let Some(target) = target_of(req.uri(), 80) else {
         return text(StatusCode::BAD_REQUEST, "burrow-local: bad request target");
     };

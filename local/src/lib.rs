@@ -12,6 +12,7 @@ pub mod dns;
 pub mod doctor;
 pub mod hop;
 pub mod http;
+pub mod metrics;
 pub mod origin;
 pub mod own_pac;
 #[cfg(feature = "pac")]
@@ -65,6 +66,9 @@ pub struct Settings {
     pub response_salts: Option<Arc<burrow_common::replay::ReplayFilter>>,
     /// The DNS forwarder: where it listens, and the resolver it asks (from the server).
     pub dns: Option<(std::net::SocketAddr, burrow_common::TargetAddr)>,
+    /// burrow-local's counters, and where they are served (`metrics = "ADDR"`), if asked.
+    pub metrics: Arc<metrics::Metrics>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// How SOCKS5 UDP reaches the server.
     pub udp_transport: udp::UdpTransport,
     /// Whether new tunnels wait for the server to confirm the target.
@@ -135,6 +139,21 @@ pub async fn run(
         tokio::spawn(pac.keep(settings.outbound.ways.clone(), shutdown.clone(), in_use));
     }
     let settings = Arc::new(settings);
+    if let Some(at) = settings.metrics_listen {
+        let listener = TcpListener::bind(at)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics on {at}: {e}"))?;
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!("listening on {a} (metrics)");
+        }
+        let m = settings.metrics.clone();
+        let render = Arc::new(move || m.render());
+        tokio::spawn(burrow_common::metrics::serve(
+            listener,
+            render,
+            shutdown.clone(),
+        ));
+    }
     if let Some((listen, upstream)) = settings.dns.clone() {
         let socket = tokio::net::UdpSocket::bind(listen)
             .await

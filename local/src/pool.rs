@@ -36,19 +36,27 @@ pub struct Dial {
     pub timeout: Duration,
     /// Socket options.
     pub socket: SocketOpts,
+    /// Counts set-up times and failures.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Dial {
     /// A fresh connection to the server.
     pub async fn connect(&self) -> std::io::Result<ServerIo> {
-        outbound::connect(
+        let started = std::time::Instant::now();
+        let made = outbound::connect(
             &self.outbound,
             &self.host,
             self.port,
             self.timeout,
             &self.socket,
         )
-        .await
+        .await;
+        match &made {
+            Ok(_) => self.metrics.connected(started.elapsed()),
+            Err(e) => self.metrics.failed(e),
+        }
+        made
     }
 }
 

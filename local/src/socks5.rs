@@ -43,6 +43,7 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         Err(_) => return debug!("SOCKS5 handshake timed out"),
     };
     if command == Command::UdpAssociate {
+        s.metrics.request(crate::metrics::Inbound::Udp);
         return Box::pin(crate::udp::associate(
             settings.clone(),
             proto,
@@ -53,6 +54,7 @@ pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
         .await;
     }
     Span::current().record("target", tracing::field::display(&target));
+    s.metrics.request(crate::metrics::Inbound::Socks5);
 
     // Boxed: the dial and the reply are not laid out in the tunnel's task for its life.
     let Some((mut client, mut tunnel)) = Box::pin(start(proto, &target, s)).await else {

@@ -61,6 +61,9 @@ pub enum Command {
         #[arg(long = "server", default_value = "your.vps.example:8388")]
         server: String,
     },
+    /// What the running server says at its metrics endpoint (`metrics` in the config, or
+    /// --metrics), printed for a person: connections, bytes, refusals, UDP, users.
+    Status,
     /// Print a user's ss:// URL (the one user of a config without [[user]] when no name
     /// is given), and with --qr a QR code that phone Shadowsocks apps scan.
     Url {

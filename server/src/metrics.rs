@@ -1,15 +1,9 @@
 //! Counters, and the opt-in Prometheus text endpoint that shows them.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -246,37 +240,6 @@ pub async fn serve(
     users: Arc<Users>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let conn = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            c = burrow_common::net::accept_with_backoff(&listener) => c,
-        };
-        let (conn, _) = conn;
-        let (metrics, users) = (metrics.clone(), users.clone());
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let (metrics, users) = (metrics.clone(), users.clone());
-                async move {
-                    let mut r = if req.uri().path() == "/metrics" {
-                        let text = metrics.render() + &render_users(&users);
-                        Response::new(Full::new(Bytes::from(text)))
-                    } else {
-                        let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
-                        *r.status_mut() = StatusCode::NOT_FOUND;
-                        r
-                    };
-                    r.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                    );
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(conn), svc);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), served).await;
-        });
-    }
+    let render = Arc::new(move || metrics.render() + &render_users(&users));
+    burrow_common::metrics::serve(listener, render, shutdown).await;
 }

@@ -43,6 +43,24 @@ fn main() -> ExitCode {
     if let Some(config::Command::Doctor { target }) = &args.command {
         return doctor(loaded, target, args.shared.verbose);
     }
+    if let Some(config::Command::Status) = &args.command {
+        let Some(at) = loaded.settings.metrics_listen else {
+            return cli::usage_error(
+                "burrow-local",
+                "metrics are off: set metrics = \"ADDR\" (or --metrics) to read the status",
+            );
+        };
+        return match burrow::status::fetch(at) {
+            Ok(samples) => {
+                print!("{}", burrow::status::local(at, &samples));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("burrow-local: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     cli::serve(
         "burrow-local",
         &loaded.listen,

@@ -29,6 +29,24 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-server", &e),
     };
+    if let Some(Command::Status) = &args.command {
+        let Some(at) = loaded.metrics else {
+            return cli::usage_error(
+                "burrow-server",
+                "metrics are off: set metrics = \"ADDR\" (or --metrics) to read the status",
+            );
+        };
+        return match burrow::status::fetch(at) {
+            Ok(samples) => {
+                print!("{}", burrow::status::server(at, &samples));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("burrow-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The TCP listener first, then the WebSocket one and the metrics endpoint if asked for.
     let mut listen = vec![loaded.listen];
     listen.extend(loaded.ws_listen);
