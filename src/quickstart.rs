@@ -58,10 +58,36 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         "tcp",
         server_addr.to_string(),
     ));
-    let local = burrow_local::Settings {
-        server_host: server_addr.ip().to_string(),
-        server_port: server_addr.port(),
+    let pool = burrow_local::pool::Pool::new(
+        burrow_local::pool::Dial {
+            metrics: metrics.clone(),
+            outbound: Default::default(),
+            host: server_addr.ip().to_string(),
+            port: server_addr.port(),
+            timeout: Duration::from_secs(10),
+            socket: SocketOpts::default(),
+        },
+        burrow_local::pool::PoolConfig {
+            max: 4,
+            max_age: Duration::from_secs(20),
+            idle_after: Duration::from_secs(180),
+        },
+    );
+    let only = burrow_local::servers::Server::new(
+        server_addr.ip().to_string(),
+        server_addr.port(),
         key,
+        Default::default(),
+        pool,
+        Some(std::sync::Arc::new(
+            burrow_common::replay::ReplayFilter::sip022(),
+        )),
+    );
+    let local = burrow_local::Settings {
+        servers: std::sync::Arc::new(burrow_local::servers::Servers::new(
+            vec![std::sync::Arc::new(only)],
+            Duration::from_secs(30),
+        )),
         proxy_auth: None,
         routes: Vec::new(),
         host_names: Vec::new(),
@@ -70,31 +96,11 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         dns: None,
         metrics: metrics.clone(),
         metrics_listen: None,
-        outbound: Default::default(),
         pac: None,
-        response_salts: Some(std::sync::Arc::new(
-            burrow_common::replay::ReplayFilter::sip022(),
-        )),
-        pool: burrow_local::pool::Pool::new(
-            burrow_local::pool::Dial {
-                metrics: metrics.clone(),
-                outbound: Default::default(),
-                host: server_addr.ip().to_string(),
-                port: server_addr.port(),
-                timeout: Duration::from_secs(10),
-                socket: SocketOpts::default(),
-            },
-            burrow_local::pool::PoolConfig {
-                max: 4,
-                max_age: Duration::from_secs(20),
-                idle_after: Duration::from_secs(180),
-            },
-        ),
         handshake_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),
         confirm: burrow_local::dial::Confirm::Auto,
-        learned: Default::default(),
         max_connections: 1024,
         shutdown_grace: Duration::from_secs(2),
         socket: SocketOpts::default(),

@@ -24,6 +24,7 @@ use crate::dial::Confirm;
 use crate::own_pac::{from_no_proxy, Bypass};
 use crate::pool::{Dial, Pool, PoolConfig};
 use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
+use crate::servers::{Server, Servers};
 use crate::tls::{TlsTarget, Trust};
 use crate::udp::UdpTransport;
 use crate::{PacSetting, Settings};
@@ -45,7 +46,7 @@ pub struct Cli {
     pub local_addr: Vec<String>,
     /// The server: host:port, or an ss:// URL carrying method and password.
     #[arg(short = 's', long = "server-addr", global = true)]
-    pub server_addr: Option<String>,
+    pub server_addr: Vec<String>,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Reach the server through this proxy: http://[user:pass@]host:port, socks5://…,
@@ -146,6 +147,12 @@ impl ConfirmSetting {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub server: Option<String>,
+    /// Several servers, tried in order and moved between by health (see README).
+    #[serde(default, rename = "server_list")]
+    pub servers: Vec<RawServer>,
+    /// How often the servers are timed while in use (several servers only).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub server_check: Option<Duration>,
     pub server_port: Option<u16>,
     pub password: Option<Secret>,
     pub key: Option<Secret>,
@@ -227,6 +234,17 @@ pub struct RawWebSocket {
     pub ping: Option<Duration>,
 }
 
+/// `[[server_list]]` in the config file: one server of several.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `host:port` or an `ss://` URL.
+    pub server: String,
+    pub method: Option<String>,
+    pub password: Option<Secret>,
+    pub key: Option<Secret>,
+}
+
 /// `[[route]]` in the config file.
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -256,6 +274,8 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     pub const WS_PING: Duration = Duration::from_secs(20);
+    /// Several servers: how often they are timed while in use.
+    pub const SERVER_CHECK: Duration = Duration::from_secs(30);
     /// The resolver the DNS forwarder asks, from the server.
     pub const DNS_UPSTREAM: &str = "1.1.1.1:53";
     /// A PAC file is fetched again this often (and when the machine's addresses change).
@@ -317,50 +337,9 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         .map(|t| listen_addr("local address", t))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let server_text = cli
-        .server_addr
-        .clone()
-        .or(file.server.clone())
-        .ok_or("no server: use -s HOST:PORT, -s ss://… or `server` in the config")?;
-    let url = if server_text.starts_with("ss://") {
-        Some(SsUrl::parse(&server_text).map_err(|e| format!("server {e}"))?)
-    } else {
-        None
-    };
-    let (server_host, server_port) = match &url {
-        Some(u) => (u.host.clone(), u.port),
-        None => {
-            let text = with_port(
-                &server_text,
-                file.server_port.unwrap_or(defaults::SERVER_PORT),
-            );
-            split_host_port(&text)
-                .ok_or_else(|| format!("server {server_text:?} is not host:port"))?
-        }
-    };
-
-    let method = cli
-        .shared
-        .method
-        .clone()
-        .or(url.as_ref().map(|u| u.method.name().to_owned()))
-        .or(file.method.clone())
-        .unwrap_or_else(|| defaults::METHOD.into());
-    let (password, key) = match (&cli.shared.key, &cli.shared.password, &url) {
-        (Some(k), _, _) => (None, Some(Secret::new(k.clone()))),
-        (None, Some(p), _) => (Some(Secret::new(p.clone())), None),
-        (None, None, Some(u)) => (Some(u.password.clone()), None),
-        (None, None, None) => (file.password.clone(), file.key.clone()),
-    };
-    let key = master_key(&method, password.as_ref(), key.as_ref())?;
     let mut warnings: Vec<String> = notes;
-    warnings.extend(burrow_common::config::weak_password(
-        &method,
-        password.as_ref(),
-    ));
-
-    let (outbound, pac) = outbound(cli, &file, (&server_host, server_port))?;
-    let proxy_auth = match (file.proxy_username, file.proxy_password) {
+    let entries = server_entries(cli, &file, &mut warnings)?;
+    let proxy_auth = match (file.proxy_username.clone(), file.proxy_password.clone()) {
         (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() => Some((u, p)),
         (None, None) => None,
         _ => return Err("proxy_username and proxy_password go together, both non-empty".into()),
@@ -378,29 +357,74 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         nodelay: file.no_delay.unwrap_or(true),
         keepalive: Some(keepalive),
     };
-    let metrics = Arc::new(crate::metrics::Metrics::new(
-        match &outbound.ws {
-            None => "tcp",
-            Some(w) if w.tls.is_some() => "wss",
-            Some(_) => "ws",
-        },
-        format!("{server_host}:{server_port}"),
-    ));
-    let dial = Dial {
-        metrics: metrics.clone(),
-        outbound: outbound.clone(),
-        host: server_host.clone(),
-        port: server_port,
-        timeout: connect_timeout,
-        socket,
-    };
     let warm = PoolConfig {
         max: file.warm_connections.unwrap_or(defaults::WARM_CONNECTIONS),
         max_age: file.warm_max_age.unwrap_or(defaults::WARM_MAX_AGE),
         idle_after: file.warm_idle_after.unwrap_or(defaults::WARM_IDLE_AFTER),
     };
+    // Each server's way; a PAC file (asked about the first) decides for all of them.
+    let mut list = Vec::with_capacity(entries.len());
+    let mut pac = None;
+    let mut shared_ways = None;
+    let mut metrics = None;
+    for (host, port, key) in entries {
+        let (mut outbound, this_pac) = outbound(cli, &file, (&host, port))?;
+        if pac.is_none() {
+            pac = this_pac;
+        }
+        match &shared_ways {
+            None => shared_ways = Some(outbound.ways.clone()),
+            Some(w) if pac.is_some() => outbound.ways = w.clone(),
+            Some(_) => {}
+        }
+        let m = metrics
+            .get_or_insert_with(|| {
+                Arc::new(crate::metrics::Metrics::new(
+                    match &outbound.ws {
+                        None => "tcp",
+                        Some(w) if w.tls.is_some() => "wss",
+                        Some(_) => "ws",
+                    },
+                    if port == 0 {
+                        host.clone()
+                    } else {
+                        format!("{host}:{port}")
+                    },
+                ))
+            })
+            .clone();
+        let dial = Dial {
+            metrics: m,
+            outbound: outbound.clone(),
+            host: host.clone(),
+            port,
+            timeout: connect_timeout,
+            socket,
+        };
+        // The server's salts are checked too: a recorded server stream played back at
+        // us is refused (SIP022 by time; SIP004 the last 64 Ki to 128 Ki salts, 460 KB
+        // at most).
+        let salts = Arc::new(if key.method().is_2022() {
+            burrow_common::replay::ReplayFilter::sip022()
+        } else {
+            burrow_common::replay::ReplayFilter::new(1 << 16)
+        });
+        list.push(Arc::new(Server::new(
+            host,
+            port,
+            key,
+            outbound,
+            Pool::new(dial, warm),
+            Some(salts),
+        )));
+    }
+    let metrics = metrics.ok_or("no server")?;
+    let servers = Arc::new(Servers::new(
+        list,
+        file.server_check.unwrap_or(defaults::SERVER_CHECK),
+    ));
     let settings = Settings {
-        pool: Pool::new(dial, warm),
+        servers,
         routes,
         host_names: file
             .host_names
@@ -429,19 +453,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
                 Some((listen_addr("dns", at)?, upstream))
             }
         },
-        outbound,
         pac,
-        // The server's salts are checked too: a recorded server stream played back at
-        // us is refused (SIP022 by time; SIP004 the last 64 Ki to 128 Ki salts, 460 KB
-        // at most).
-        response_salts: Some(Arc::new(if key.method().is_2022() {
-            burrow_common::replay::ReplayFilter::sip022()
-        } else {
-            burrow_common::replay::ReplayFilter::new(1 << 16)
-        })),
-        server_host,
-        server_port,
-        key,
         proxy_auth,
         handshake_timeout: file
             .handshake_timeout
@@ -453,7 +465,6 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             (Some(c), false) => c.resolve()?,
             (None, false) => Confirm::Auto,
         },
-        learned: Default::default(),
         max_connections: file
             .max_connections
             .unwrap_or_else(burrow_common::net::connection_budget)
@@ -642,6 +653,82 @@ fn outbound(
         ws,
     };
     Ok((out, pac))
+}
+
+/// The servers, each `(host, port, key)`: `-s` (repeatable), else `[[server_list]]`,
+/// else `server`. An `ss://` URL carries its own method and password; otherwise the
+/// entry's, else `-m`/`-k`, else the top-level ones.
+fn server_entries(
+    cli: &Cli,
+    file: &RawConfig,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, u16, burrow_common::MasterKey)>, String> {
+    let raw: Vec<RawServer> = if !cli.server_addr.is_empty() {
+        cli.server_addr
+            .iter()
+            .map(|s| RawServer {
+                server: s.clone(),
+                ..Default::default()
+            })
+            .collect()
+    } else if !file.servers.is_empty() {
+        file.servers.clone()
+    } else {
+        let server = file
+            .server
+            .clone()
+            .ok_or("no server: use -s HOST:PORT, -s ss://… or `server` in the config")?;
+        vec![RawServer {
+            server,
+            ..Default::default()
+        }]
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let text = entry.server.trim();
+        let url = if text.starts_with("ss://") {
+            Some(SsUrl::parse(text).map_err(|e| format!("server {e}"))?)
+        } else {
+            None
+        };
+        let (host, port) = match &url {
+            Some(u) => (u.host.clone(), u.port),
+            None => {
+                let with = with_port(text, file.server_port.unwrap_or(defaults::SERVER_PORT));
+                split_host_port(&with).ok_or_else(|| format!("server {text:?} is not host:port"))?
+            }
+        };
+        let method = cli
+            .shared
+            .method
+            .clone()
+            .or(url.as_ref().map(|u| u.method.name().to_owned()))
+            .or(entry.method.clone())
+            .or(file.method.clone())
+            .unwrap_or_else(|| defaults::METHOD.into());
+        let (password, key) = match (&cli.shared.key, &cli.shared.password, &url) {
+            (Some(k), _, _) => (None, Some(Secret::new(k.clone()))),
+            (None, Some(p), _) => (Some(Secret::new(p.clone())), None),
+            (None, None, Some(u)) => (Some(u.password.clone()), None),
+            (None, None, None) if entry.password.is_some() || entry.key.is_some() => {
+                (entry.password.clone(), entry.key.clone())
+            }
+            (None, None, None) => (file.password.clone(), file.key.clone()),
+        };
+        let key = master_key(&method, password.as_ref(), key.as_ref()).map_err(|e| {
+            if out.is_empty() {
+                e
+            } else {
+                format!("server {text}: {e}")
+            }
+        })?;
+        warnings.extend(burrow_common::config::weak_password(
+            &method,
+            password.as_ref(),
+        ));
+        out.push((host, port, key));
+    }
+    Ok(out)
 }
 
 /// `bypass` as written, then the environment's NO_PROXY (entries PAC can say).

@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use crate::servers::Server;
 use crate::Settings;
 
 /// Extra time the server gets, on top of its own connect timeout, to answer.
@@ -105,9 +106,9 @@ impl Plan {
         match s.confirm {
             Confirm::Never => Plan::Go,
             Confirm::Always => Plan::Wait { learning: false },
-            Confirm::Auto => match s.learned.server.load(Relaxed) {
+            Confirm::Auto => match s.servers.current().learned.server.load(Relaxed) {
                 SILENT => Plan::Go,
-                CONFIRMS if s.learned.reached_lately(target) => Plan::Go,
+                CONFIRMS if s.servers.current().learned.reached_lately(target) => Plan::Go,
                 CONFIRMS => Plan::Wait { learning: false },
                 _ => Plan::Wait { learning: true },
             },
@@ -191,13 +192,42 @@ pub async fn open_tunnel(
 /// state of every task that awaits before and after opening it.
 pub type Tunnel = Box<EncryptedStream<ServerIo>>;
 
+/// Through the server in use; when it cannot be reached, through the next (nothing has
+/// reached the app yet), which is then the one in use.
 async fn open_tunnel_inner(
     target: &TargetAddr,
     s: &Settings,
     plan: Plan,
 ) -> Result<EncryptedStream<ServerIo>, TunnelError> {
-    if let Some(warm) = s.pool.take() {
-        match start(target, s, plan, warm, Duration::ZERO).await {
+    let mut last = None;
+    for srv in s.servers.in_order() {
+        match open_on(target, s, &srv, plan).await {
+            Err(e @ TunnelError::Server { .. }) => {
+                s.servers.failed(&srv);
+                if s.servers.list.len() > 1 {
+                    tracing::debug!("{e}; trying the next server");
+                }
+                last = Some(e);
+            }
+            done => {
+                if done.is_ok() {
+                    s.servers.worked(&srv);
+                }
+                return done;
+            }
+        }
+    }
+    Err(last.unwrap_or(TunnelError::NoAnswer(Duration::ZERO)))
+}
+
+async fn open_on(
+    target: &TargetAddr,
+    s: &Settings,
+    srv: &Server,
+    plan: Plan,
+) -> Result<EncryptedStream<ServerIo>, TunnelError> {
+    if let Some(warm) = srv.pool.take() {
+        match start(target, s, srv, plan, warm, Duration::ZERO).await {
             // The server or a proxy may have dropped the warm connection a moment ago
             // (the request could not be sent): one more try on a fresh one before the
             // app hears of a failure. A server that closes without a byte after reading
@@ -209,18 +239,18 @@ async fn open_tunnel_inner(
         }
     }
     let started = Instant::now();
-    let conn = s
+    let conn = srv
         .pool
         .dial()
         .connect()
         .await
-        .map_err(|e| server_err(s, e))?;
-    start(target, s, plan, conn, started.elapsed()).await
+        .map_err(|e| server_err(srv, e))?;
+    start(target, s, srv, plan, conn, started.elapsed()).await
 }
 
-fn server_err(s: &Settings, source: io::Error) -> TunnelError {
+fn server_err(srv: &Server, source: io::Error) -> TunnelError {
     TunnelError::Server {
-        server: format!("{}:{}", s.server_host, s.server_port),
+        server: srv.name(),
         source,
     }
 }
@@ -229,17 +259,18 @@ fn server_err(s: &Settings, source: io::Error) -> TunnelError {
 async fn start(
     target: &TargetAddr,
     s: &Settings,
+    srv: &Server,
     plan: Plan,
     conn: ServerIo,
     connect_time: Duration,
 ) -> Result<EncryptedStream<ServerIo>, TunnelError> {
-    let server_err = |e| server_err(s, e);
-    let mut tunnel = EncryptedStream::new(conn, &s.key);
+    let server_err = |e| server_err(srv, e);
+    let mut tunnel = EncryptedStream::new(conn, &srv.key);
     if s.confirm != Confirm::Never {
         // Harmless to other servers: SIP022 padding they skip; SIP004 has no field.
         tunnel.ask_confirmation();
     }
-    if let Some(filter) = &s.response_salts {
+    if let Some(filter) = &srv.response_salts {
         tunnel.check_peer_salt(filter.clone());
     }
     let mut header = BytesMut::with_capacity(target.encoded_len());
@@ -260,7 +291,7 @@ async fn start(
         full
     };
     let answered = tokio::time::timeout(wait, tunnel.peer_answered()).await;
-    let learned = &s.learned;
+    let learned = &srv.learned;
     match answered {
         Ok(Ok(true)) => {
             if s.confirm == Confirm::Auto {

@@ -26,9 +26,10 @@ fn ms(start: Instant) -> String {
 /// Runs every step; true when a tunnel to `target` opened.
 pub async fn run(settings: Settings, target: TargetAddr) -> bool {
     let s = &settings;
-    let server = format!("{}:{}", s.server_host, s.server_port);
+    let srv = s.servers.current().clone();
+    let server = srv.name();
     println!("burrow-local doctor: the way to {server}");
-    let transport = match &s.outbound.ws {
+    let transport = match &srv.outbound.ws {
         None => "tcp".to_owned(),
         Some(w) if w.tls.is_some() => format!("wss (path {})", w.path),
         Some(w) => format!("ws (path {})", w.path),
@@ -38,7 +39,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
         true,
         format!(
             "server {server}, transport {transport}, method {}",
-            s.key.method().name()
+            srv.key.method().name()
         ),
     );
 
@@ -57,7 +58,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
                         ms(start)
                     ),
                 );
-                s.outbound.ways.set(list);
+                srv.outbound.ways.set(list);
             }
             Err(e) => say(
                 "PAC",
@@ -67,7 +68,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
         }
     }
 
-    let ways = s.outbound.ways.get();
+    let ways = srv.outbound.ways.get();
     let ways: Vec<_> = if ways.is_empty() {
         vec![None]
     } else {
@@ -78,22 +79,14 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
         let step = format!("way {}/{}", i + 1, ways.len());
         let one = Outbound {
             ways: Arc::new(Ways::new(vec![way.clone()])),
-            ws: s.outbound.ws.clone(),
+            ws: srv.outbound.ws.clone(),
         };
         let start = Instant::now();
         let via = match way {
             Some(p) => format!("through {p}"),
             None => "direct".to_owned(),
         };
-        match outbound::connect(
-            &one,
-            &s.server_host,
-            s.server_port,
-            s.connect_timeout,
-            &s.socket,
-        )
-        .await
-        {
+        match outbound::connect(&one, &srv.host, srv.port, s.connect_timeout, &s.socket).await {
             Ok(_) => {
                 let auth = way
                     .as_ref()
@@ -119,7 +112,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
         return false;
     };
     // The tunnel itself, over the way that worked, waiting for the server's word.
-    s.outbound.ways.set(vec![ways[i].clone()]);
+    srv.outbound.ways.set(vec![ways[i].clone()]);
     let start = Instant::now();
     let plan = match s.confirm {
         // A server that never answers first: the request goes, nothing more is known.

@@ -21,6 +21,7 @@ pub mod pool;
 pub mod reverse;
 pub mod route;
 pub mod serve;
+pub mod servers;
 pub mod socks5;
 pub mod udp;
 pub use burrow_common::tls;
@@ -31,19 +32,14 @@ use std::time::Duration;
 use burrow_common::accept::{accept_loop, AcceptOpts};
 use burrow_common::config::Secret;
 use burrow_common::net::SocketOpts;
-use burrow_common::MasterKey;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Everything burrow-local needs at run time, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The server's host (a name is resolved here, for the hop to the server only).
-    pub server_host: String,
-    /// The server's port.
-    pub server_port: u16,
-    /// The tunnel key.
-    pub key: MasterKey,
+    /// The servers, and the one in use.
+    pub servers: Arc<servers::Servers>,
     /// Reverse routes, served on every listener.
     pub routes: Vec<route::Route>,
     /// Extra names accepted in `Host` for routes and /proxy.pac (lower case).
@@ -58,12 +54,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// A tunnel with no traffic either way for this long is closed.
     pub idle_timeout: Duration,
-    /// How to reach the server: direct or through a corporate proxy, raw or WebSocket.
-    pub outbound: burrow_common::outbound::Outbound,
     /// A PAC file that chooses the corporate proxy (it sets `outbound.ways`).
     pub pac: Option<PacSetting>,
-    /// SIP022: the servers' salts of the last 60 s; a repeated one is refused.
-    pub response_salts: Option<Arc<burrow_common::replay::ReplayFilter>>,
     /// The DNS forwarder: where it listens, and the resolver it asks (from the server).
     pub dns: Option<(std::net::SocketAddr, burrow_common::TargetAddr)>,
     /// burrow-local's counters, and where they are served (`metrics = "ADDR"`), if asked.
@@ -73,10 +65,6 @@ pub struct Settings {
     pub udp_transport: udp::UdpTransport,
     /// Whether new tunnels wait for the server to confirm the target.
     pub confirm: dial::Confirm,
-    /// What has been learned of the server (does it confirm; targets reached lately).
-    pub learned: Arc<dial::Learned>,
-    /// Connections to the server opened ahead of use.
-    pub pool: Arc<pool::Pool>,
     /// Open connections at most.
     pub max_connections: usize,
     /// How long open tunnels may drain after SIGTERM/SIGINT.
@@ -128,7 +116,7 @@ pub async fn run(
         let in_use = match pac.answer().await {
             Ok((text, list)) => {
                 tracing::info!("PAC {}: the way to {} is {text:?}", pac.source, pac.url);
-                settings.outbound.ways.set(list);
+                settings.servers.current().outbound.ways.set(list);
                 Some(text)
             }
             Err(e) => {
@@ -136,7 +124,8 @@ pub async fn run(
                 None
             }
         };
-        tokio::spawn(pac.keep(settings.outbound.ways.clone(), shutdown.clone(), in_use));
+        let ways = settings.servers.current().outbound.ways.clone();
+        tokio::spawn(pac.keep(ways, shutdown.clone(), in_use));
     }
     let settings = Arc::new(settings);
     if let Some(at) = settings.metrics_listen {
@@ -165,7 +154,17 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    let warm = tokio::spawn(settings.pool.clone().keep(shutdown.clone()));
+    let warm: Vec<_> = settings
+        .servers
+        .list
+        .iter()
+        .map(|srv| tokio::spawn(srv.pool.clone().keep(shutdown.clone())))
+        .collect();
+    tokio::spawn(settings.servers.clone().watch(
+        settings.connect_timeout,
+        settings.socket,
+        shutdown.clone(),
+    ));
     let loops = listeners.into_iter().map(|listener| {
         let settings = settings.clone();
         accept_loop(listener, opts.clone(), shutdown.clone(), move |conn| {
@@ -173,6 +172,6 @@ pub async fn run(
         })
     });
     futures_util::future::join_all(loops).await;
-    let _ = warm.await;
+    futures_util::future::join_all(warm).await;
     Ok(())
 }

@@ -66,7 +66,8 @@ impl Hop {
             UdpTransport::Relay => true,
             UdpTransport::Tunnel | UdpTransport::Off => false,
             UdpTransport::Auto => {
-                s.outbound.ws.is_none() && s.outbound.ways.get().iter().all(Option::is_none)
+                let out = &s.servers.current().outbound;
+                out.ws.is_none() && out.ways.get().iter().all(Option::is_none)
             }
         };
         if relay {
@@ -76,8 +77,8 @@ impl Hop {
     }
 
     async fn relay(s: &Settings) -> io::Result<Hop> {
-        let addrs =
-            burrow_common::net::resolve(&s.server_host, s.server_port, s.connect_timeout).await?;
+        let srv = s.servers.current();
+        let addrs = burrow_common::net::resolve(&srv.host, srv.port, s.connect_timeout).await?;
         let server = addrs
             .first()
             .copied()
@@ -89,7 +90,7 @@ impl Hop {
         };
         let sock = UdpSocket::bind(any).await?;
         sock.connect(server).await?;
-        Ok(Hop::Relay(sock, udp::ClientCodec::new(&s.key)))
+        Ok(Hop::Relay(sock, udp::ClientCodec::new(&srv.key)))
     }
 
     async fn tunnel(s: &Settings) -> io::Result<Hop> {

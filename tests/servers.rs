@@ -1,0 +1,114 @@
+//! Several servers for one laptop: failover within a tunnel attempt when the one in use
+//! dies, and the return to a faster one only after the hysteresis.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use burrow::kit::{self, free_port, metric, metric_until, Proc};
+use burrow::link::Link;
+use common::*;
+
+const METHOD: &str = "chacha20-ietf-poly1305";
+const PW: &str = "two-servers-password";
+
+/// burrow-server on `port` with metrics; its metrics address.
+fn server_on(port: u16) -> (Proc, SocketAddr) {
+    let dir = temp_dir("srv");
+    let cfg = dir.join("server.toml");
+    std::fs::write(&cfg, "allow_private = true\nmetrics = \"127.0.0.1:0\"\n").expect("config");
+    let p = Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            &format!("127.0.0.1:{port}"),
+            "-m",
+            METHOD,
+            "-k",
+            PW,
+            "-c",
+            cfg.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let (_, m) = (p.listening(), p.listening());
+    (p, m)
+}
+
+const DOWN: &str = "burrow_bytes_total{direction=\"down\"}";
+
+/// Bytes sent down by a server, once they reach `at_least` (counted as tunnels close).
+async fn down_bytes(metrics: SocketAddr, at_least: u64) -> u64 {
+    metric_until(metrics, DOWN, |v| v >= at_least).await
+}
+
+async fn fetch(local: SocketAddr, target: SocketAddr) -> i32 {
+    let (code, out, _) = curl(&[
+        "--socks5-hostname",
+        &local.to_string(),
+        &format!("http://{target}/bytes/5000"),
+    ])
+    .await;
+    assert!(code != 0 || out.len() == 5000);
+    code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_server_takes_over_and_the_first_returns_after_the_hysteresis() {
+    let target = kit::http_target().await;
+    let port1 = free_port();
+    let (first, m1) = server_on(port1);
+    let (_second, m2) = server_on(0);
+    let second_addr = {
+        let out = _second.output();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("listening on "))
+            .unwrap_or_default();
+        line["listening on ".len()..]
+            .parse::<SocketAddr>()
+            .expect("addr")
+    };
+    // The second sits 60 ms away: the first, when up, is clearly faster.
+    let link = Link::start("127.0.0.1:0", second_addr, Duration::from_millis(60))
+        .await
+        .expect("link");
+    let dir = temp_dir("two");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "method = \"{METHOD}\"\npassword = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+             warm_connections = 0\nconnect_timeout = \"3s\"\nserver_check = \"300ms\"\n\
+             [[server_list]]\nserver = \"127.0.0.1:{port1}\"\n[[server_list]]\nserver = \"{}\"\n",
+            link.addr
+        ),
+    )
+    .expect("config");
+    let local = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let local_addr = local.listening();
+
+    // Through the first.
+    assert_eq!(fetch(local_addr, target).await, 0);
+    assert!(down_bytes(m1, 5000).await >= 5000);
+    assert_eq!(metric(m2, DOWN).await, Some(0));
+
+    // The first dies: the very next tunnel goes through the second, in the same attempt.
+    drop(first);
+    assert_eq!(fetch(local_addr, target).await, 0, "{}", local.output());
+    assert!(down_bytes(m2, 5000).await >= 5000, "through the second");
+    let said = local.wait_for("now using the server");
+    assert!(said.contains(&link.addr.to_string()), "{said}");
+
+    // The first comes back (faster): tunnels keep going to the second until the first has
+    // been clearly faster at two checks in a row, then return to it.
+    let (_first, m1) = server_on(port1);
+    let said = local.wait_for("now using the server");
+    assert!(
+        said.contains(&format!("127.0.0.1:{port1}")) && said.contains("reached in"),
+        "{said}"
+    );
+    assert_eq!(fetch(local_addr, target).await, 0);
+    assert!(down_bytes(m1, 5000).await >= 5000, "back through the first");
+}
