@@ -127,8 +127,11 @@ fn genkey_prints_a_key_and_a_url_that_local_accepts() {
         <burrow_local::config::Cli as clap::Parser>::try_parse_from(["burrow-local", "-s", &url])
             .expect("parse");
     let loaded = burrow_local::config::load(&cli).expect("local accepts genkey's URL");
-    assert_eq!(loaded.settings.server_port, 443);
-    assert_eq!(loaded.settings.key.method().name(), "aes-256-gcm");
+    assert_eq!(loaded.settings.servers.current().port, 443);
+    assert_eq!(
+        loaded.settings.servers.current().key.method().name(),
+        "aes-256-gcm"
+    );
 }
 
 #[test]
