@@ -31,6 +31,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         users: std::sync::Arc::new(burrow_server::users::Users::new(vec![(
             "-".into(),
             key.clone(),
+            None,
         )])),
         user_grace: Duration::from_secs(60),
         // Only the demo origin is allowed among private addresses; the internet is open.

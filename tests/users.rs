@@ -312,3 +312,51 @@ async fn status_reads_the_running_processes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("metrics are off"));
 }
+
+/// `max_connections` in a [[user]]: tunnels past it are refused, counted; one closed
+/// makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_cap_on_open_tunnels() {
+    let dir = temp_dir("cap");
+    let cfg = dir.join("server.toml");
+    write_users(&cfg, &[("alice", "alice-password-long")], "");
+    let text = std::fs::read_to_string(&cfg).expect("config") + "max_connections = 2\n";
+    std::fs::write(&cfg, text).expect("config");
+    let (_server, addr, metrics) = server_from(&cfg);
+    let echo = kit::half_close_target().await;
+    // Always waiting for the server's word: a refusal is then the app's SOCKS5 error.
+    let lcfg = dir.join("local.toml");
+    std::fs::write(&lcfg, "confirm_connect = true\nwarm_connections = 0\n").expect("local");
+    let (_l, local_addr) = local(
+        addr,
+        METHOD,
+        "alice-password-long",
+        &["-c", lcfg.to_str().expect("utf8")],
+    );
+    let open = || kit::socks5_connect(local_addr, "127.0.0.1", echo.port());
+    let (first, r1) = open().await.expect("first");
+    let (_second, r2) = open().await.expect("second");
+    assert_eq!((r1, r2), (0, 0));
+    let (_third, r3) = open().await.expect("third");
+    assert_eq!(
+        r3, 4,
+        "the third is refused (host unreachable, as a failed dial)"
+    );
+    let capped = metric_until(metrics, "burrow_user_capped_total{user=\"alice\"}", |v| {
+        v >= 1
+    })
+    .await;
+    assert_eq!(capped, 1, "{}", _server.output());
+    drop(first);
+    // Once the first is closed on the server too, there is room again.
+    let mut ok = false;
+    for _ in 0..100 {
+        let (_s, r) = open().await.expect("again");
+        if r == 0 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "room again after a tunnel closed");
+}

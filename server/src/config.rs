@@ -135,6 +135,8 @@ pub struct RawUser {
     pub name: String,
     pub password: Option<Secret>,
     pub key: Option<Secret>,
+    /// Tunnels (and UDP sessions) open at once at most.
+    pub max_connections: Option<usize>,
 }
 
 /// Defaults, all in one place.
@@ -219,6 +221,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         vec![(
             "-".to_owned(),
             master_key(&method, password.as_ref(), key.as_ref())?,
+            None,
         )]
     } else {
         if password.is_some() || key.is_some() {
@@ -315,8 +318,8 @@ fn users(
     method: &str,
     raw: &[RawUser],
     warnings: &mut Vec<String>,
-) -> Result<Vec<(String, burrow_common::MasterKey)>, String> {
-    let mut out: Vec<(String, burrow_common::MasterKey)> = Vec::with_capacity(raw.len());
+) -> Result<Vec<crate::users::Spec>, String> {
+    let mut out: Vec<crate::users::Spec> = Vec::with_capacity(raw.len());
     for u in raw {
         let name = u.name.trim();
         if name.is_empty() || name == "-" || name.contains(['"', '\\', '\n']) {
@@ -324,7 +327,7 @@ fn users(
         }
         let key = master_key(method, u.password.as_ref(), u.key.as_ref())
             .map_err(|e| format!("[[user]] {name}: {e}"))?;
-        if let Some((other, _)) = out.iter().find(|(n, k)| n == name || *k == key) {
+        if let Some((other, _, _)) = out.iter().find(|(n, k, _)| n == name || *k == key) {
             return Err(format!(
                 "[[user]] {name}: same name or key as {other} (each user needs their own)"
             ));
@@ -334,7 +337,7 @@ fn users(
                 .into_iter()
                 .map(|w| format!("[[user]] {name}: {w}")),
         );
-        out.push((name.to_owned(), key));
+        out.push((name.to_owned(), key, u.max_connections.filter(|c| *c > 0)));
     }
     Ok(out)
 }

@@ -210,7 +210,7 @@ mod tests {
 
     /// One user with `key`.
     fn one(key: &MasterKey) -> Vec<Arc<User>> {
-        crate::users::Users::new(vec![("-".into(), key.clone())])
+        crate::users::Users::new(vec![("-".into(), key.clone(), None)])
             .get()
             .to_vec()
     }
@@ -298,7 +298,7 @@ mod tests {
             let users = crate::users::Users::new(
                 keys.iter()
                     .enumerate()
-                    .map(|(i, k)| (format!("user{i}"), k.clone()))
+                    .map(|(i, k)| (format!("user{i}"), k.clone(), None))
                     .collect(),
             )
             .get()

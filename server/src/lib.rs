@@ -100,7 +100,7 @@ pub async fn reload_on_hangup<F>(
     load: F,
     shutdown: CancellationToken,
 ) where
-    F: Fn() -> Result<Vec<(String, MasterKey)>, String>,
+    F: Fn() -> Result<Vec<users::Spec>, String>,
 {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -114,7 +114,7 @@ pub async fn reload_on_hangup<F>(
         }
         let method = users.get().first().map(|u| u.key.method());
         match load() {
-            Ok(next) if next.first().map(|(_, k)| k.method()) != method => tracing::warn!(
+            Ok(next) if next.first().map(|(_, k, _)| k.method()) != method => tracing::warn!(
                 "reload refused (the running config stays): the method changed, which needs a restart"
             ),
             Ok(next) => {

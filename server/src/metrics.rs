@@ -230,6 +230,11 @@ pub fn render_users(users: &Users) -> String {
         "Targets not reached, per user.",
         &|c| vec![(String::new(), c.dial_errors.load(Relaxed))],
     );
+    family(
+        "burrow_user_capped_total",
+        "Tunnels refused at the user's max_connections.",
+        &|c| vec![(String::new(), c.capped.load(Relaxed))],
+    );
     out
 }
 

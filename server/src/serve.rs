@@ -51,6 +51,18 @@ where
     let started = std::time::Instant::now();
     let m = &shared.metrics;
     Span::current().record("target", tracing::field::display(&req.target));
+    // A user at their cap of open tunnels: refused as a failed dial is (closed, no byte).
+    let Some(_slot) = req.user.open_slot() else {
+        let u = &req.user;
+        u.counters.capped.fetch_add(1, Relaxed);
+        info!(
+            "user {} has {} tunnels open (max_connections): refused",
+            u.name,
+            u.max_connections.unwrap_or_default()
+        );
+        Box::pin(close_quietly(&mut conn)).await;
+        return;
+    };
     if matches!(&req.target, TargetAddr::Domain(name, _) if name == udp::UOT_MAGIC) {
         return Box::pin(udp_over_tcp(shared, conn, req)).await;
     }

@@ -22,6 +22,34 @@ pub struct User {
     pub removed: CancellationToken,
     /// Their counters.
     pub counters: Arc<Counters>,
+    /// Tunnels (and UDP sessions) open at once at most, if capped.
+    pub max_connections: Option<usize>,
+}
+
+/// A user as the config gives them: name, key, cap on open tunnels.
+pub type Spec = (String, MasterKey, Option<usize>);
+
+impl User {
+    /// Takes one of the user's open-tunnel slots: `None` when they are at their cap. The
+    /// slot is given back when the guard drops.
+    pub fn open_slot(self: &Arc<Self>) -> Option<Slot> {
+        let now = self.counters.open.fetch_add(1, Relaxed) + 1;
+        if self.max_connections.is_some_and(|cap| now as usize > cap) {
+            self.counters.open.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Slot(self.clone()))
+    }
+}
+
+/// One open tunnel of a user's (see [`User::open_slot`]).
+#[derive(Debug)]
+pub struct Slot(Arc<User>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.counters.open.fetch_sub(1, Relaxed);
+    }
 }
 
 /// What one user did.
@@ -35,6 +63,10 @@ pub struct Counters {
     pub tunnels: AtomicU64,
     /// Targets not reached (refused by policy or unreachable).
     pub dial_errors: AtomicU64,
+    /// Tunnels open now.
+    pub open: std::sync::atomic::AtomicI64,
+    /// Tunnels refused at the user's cap.
+    pub capped: AtomicU64,
 }
 
 impl Counters {
@@ -53,15 +85,16 @@ pub struct Users {
 
 impl Users {
     /// The users of a config: `(name, key)` pairs.
-    pub fn new(users: Vec<(String, MasterKey)>) -> Users {
+    pub fn new(users: Vec<Spec>) -> Users {
         let list = users
             .into_iter()
-            .map(|(name, key)| {
+            .map(|(name, key, max_connections)| {
                 Arc::new(User {
                     name,
                     key,
                     removed: CancellationToken::new(),
                     counters: Default::default(),
+                    max_connections,
                 })
             })
             .collect();
@@ -85,15 +118,28 @@ impl Users {
     /// tunnels closed after `grace`. Returns (added, changed, removed) names.
     pub fn replace(
         &self,
-        next: Vec<(String, MasterKey)>,
+        next: Vec<Spec>,
         grace: Duration,
     ) -> (Vec<String>, Vec<String>, Vec<String>) {
         let old = self.get();
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
         let mut list = Vec::with_capacity(next.len());
-        for (name, key) in next {
+        for (name, key, max_connections) in next {
             match old.iter().find(|u| u.name == name) {
-                Some(u) if u.key == key => list.push(u.clone()),
+                Some(u) if u.key == key && u.max_connections == max_connections => {
+                    list.push(u.clone())
+                }
+                Some(u) if u.key == key => {
+                    // Only the cap changed: same tunnels, same counters.
+                    changed.push(name.clone());
+                    list.push(Arc::new(User {
+                        name,
+                        key,
+                        removed: u.removed.clone(),
+                        counters: u.counters.clone(),
+                        max_connections,
+                    }));
+                }
                 found => {
                     if found.is_some() {
                         changed.push(name.clone());
@@ -106,12 +152,16 @@ impl Users {
                         key,
                         removed: CancellationToken::new(),
                         counters,
+                        max_connections,
                     }));
                 }
             }
         }
         for u in old.iter() {
-            let kept = list.iter().any(|n| Arc::ptr_eq(n, u));
+            // Kept: the same user, or the same key and tunnels with a new cap.
+            let kept = list.iter().any(|n| {
+                Arc::ptr_eq(n, u) || (Arc::ptr_eq(&n.counters, &u.counters) && n.key == u.key)
+            });
             if !kept {
                 if !changed.contains(&u.name) {
                     removed.push(u.name.clone());

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             let users = next.settings.users.get();
             Ok(users
                 .iter()
-                .map(|u| (u.name.clone(), u.key.clone()))
+                .map(|u| (u.name.clone(), u.key.clone(), u.max_connections))
                 .collect())
         };
         tokio::spawn(burrow_server::reload_on_hangup(
