@@ -112,3 +112,41 @@ async fn the_second_server_takes_over_and_the_first_returns_after_the_hysteresis
     assert_eq!(fetch(local_addr, target).await, 0);
     assert!(down_bytes(m1, 5000).await >= 5000, "back through the first");
 }
+
+/// Each server may have its own way out: the first's own (dead) proxy makes it
+/// unreachable, the second goes direct, and tunnels go through the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_server_has_its_own_way_out() {
+    let target = kit::http_target().await;
+    let (_s1, m1) = server_on(0);
+    let (_s2, m2) = server_on(0);
+    let addr_of = |p: &Proc| {
+        let out = p.output();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("listening on "))
+            .unwrap_or_default();
+        line["listening on ".len()..]
+            .parse::<SocketAddr>()
+            .expect("addr")
+    };
+    let (a1, a2) = (addr_of(&_s1), addr_of(&_s2));
+    let dead = free_port();
+    let dir = temp_dir("own-way");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "method = \"{METHOD}\"\npassword = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+             warm_connections = 0\n\
+             [[server_list]]\nserver = \"{a1}\"\noutbound_proxy = \"http://127.0.0.1:{dead}\"\n\
+             [[server_list]]\nserver = \"{a2}\"\ntransport = \"tcp\"\n"
+        ),
+    )
+    .expect("config");
+    let local = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let local_addr = local.listening();
+    assert_eq!(fetch(local_addr, target).await, 0, "{}", local.output());
+    assert!(down_bytes(m2, 5000).await >= 5000, "through the second");
+    assert_eq!(metric(m1, DOWN).await, Some(0), "never through the first");
+}

@@ -143,7 +143,7 @@ impl ConfirmSetting {
 }
 
 /// The config file; every field optional, unknown fields refused.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub server: Option<String>,
@@ -243,6 +243,10 @@ pub struct RawServer {
     pub method: Option<String>,
     pub password: Option<Secret>,
     pub key: Option<Secret>,
+    /// This server's transport (tcp, ws, wss), if not the top-level one.
+    pub transport: Option<String>,
+    /// This server's way out (a proxy URL, a list, a PAC file), if not the top-level one.
+    pub outbound_proxy: Option<OneOrMany>,
 }
 
 /// `[[route]]` in the config file.
@@ -367,14 +371,22 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let mut pac = None;
     let mut shared_ways = None;
     let mut metrics = None;
-    for (host, port, key) in entries {
-        let (mut outbound, this_pac) = outbound(cli, &file, (&host, port))?;
+    for (host, port, key, entry) in entries {
+        // An entry's own transport and proxy stand in for the top-level ones.
+        let mut own = file.clone();
+        if entry.transport.is_some() {
+            own.transport = entry.transport.clone();
+        }
+        if entry.outbound_proxy.is_some() {
+            own.outbound_proxy = entry.outbound_proxy.clone();
+        }
+        let (mut outbound, this_pac) = outbound(cli, &own, (&host, port))?;
         if pac.is_none() {
             pac = this_pac;
         }
         match &shared_ways {
             None => shared_ways = Some(outbound.ways.clone()),
-            Some(w) if pac.is_some() => outbound.ways = w.clone(),
+            Some(w) if pac.is_some() && entry.outbound_proxy.is_none() => outbound.ways = w.clone(),
             Some(_) => {}
         }
         let m = metrics
@@ -662,7 +674,7 @@ fn server_entries(
     cli: &Cli,
     file: &RawConfig,
     warnings: &mut Vec<String>,
-) -> Result<Vec<(String, u16, burrow_common::MasterKey)>, String> {
+) -> Result<Vec<(String, u16, burrow_common::MasterKey, RawServer)>, String> {
     let raw: Vec<RawServer> = if !cli.server_addr.is_empty() {
         cli.server_addr
             .iter()
@@ -726,7 +738,7 @@ fn server_entries(
             &method,
             password.as_ref(),
         ));
-        out.push((host, port, key));
+        out.push((host, port, key, entry));
     }
     Ok(out)
 }
