@@ -85,6 +85,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         )),
     );
     let local = burrow_local::Settings {
+        generation: Default::default(),
         servers: std::sync::Arc::new(burrow_local::servers::Servers::new(
             vec![std::sync::Arc::new(only)],
             Duration::from_secs(30),

@@ -150,3 +150,80 @@ async fn each_server_has_its_own_way_out() {
     assert!(down_bytes(m2, 5000).await >= 5000, "through the second");
     assert_eq!(metric(m1, DOWN).await, Some(0), "never through the first");
 }
+
+/// SIGHUP to burrow-local: the config is read again; new tunnels go to the server it now
+/// names while an open tunnel goes on; a config that does not load is refused in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_moves_burrow_local_to_the_server_the_config_now_names() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = kit::http_target().await;
+    let (s1, m1) = server_on(0);
+    let (s2, m2) = server_on(0);
+    let addr_of = |p: &Proc| {
+        let out = p.output();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("listening on "))
+            .unwrap_or_default();
+        line["listening on ".len()..]
+            .parse::<SocketAddr>()
+            .expect("addr")
+    };
+    let (a1, a2) = (addr_of(&s1), addr_of(&s2));
+    let dir = temp_dir("local-reload");
+    let cfg = dir.join("local.toml");
+    let write = |server: SocketAddr| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "server = \"{server}\"\nmethod = \"{METHOD}\"\npassword = \"{PW}\"\n\
+                 local_address = \"127.0.0.1\"\nlocal_port = 0\n"
+            ),
+        )
+        .expect("config")
+    };
+    write(a1);
+    let local = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let local_addr = local.listening();
+    assert_eq!(fetch(local_addr, target).await, 0);
+    assert!(down_bytes(m1, 5000).await >= 5000);
+    // A tunnel held open through the first server.
+    let echo = kit::half_close_target().await;
+    let (mut held, reply) = kit::socks5_connect(local_addr, "127.0.0.1", echo.port())
+        .await
+        .expect("held tunnel");
+    assert_eq!(reply, 0);
+    held.write_all(b"before ").await.expect("write");
+
+    write(a2);
+    let hup = |pid: u32| {
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(hup(local.pid()));
+    let said = local.wait_for("config reloaded");
+    assert!(said.contains(&a2.to_string()), "{said}");
+    assert_eq!(fetch(local_addr, target).await, 0);
+    assert!(
+        down_bytes(m2, 5000).await >= 5000,
+        "new tunnels through the second"
+    );
+
+    // The held tunnel went on through the first.
+    held.write_all(b"and after")
+        .await
+        .expect("write after reload");
+    held.shutdown().await.expect("half-close");
+    let mut answer = String::new();
+    held.read_to_string(&mut answer).await.expect("answer");
+    assert!(answer.starts_with("got 16 bytes"), "{answer}");
+
+    // A config that does not load: refused, the running one stays.
+    std::fs::write(&cfg, "server = \"nowhere\"\nmethod = \"rot13\"\n").expect("broken");
+    assert!(hup(local.pid()));
+    let said = local.wait_for("reload refused");
+    assert!(said.contains("rot13") || said.contains("method"), "{said}");
+    assert_eq!(fetch(local_addr, target).await, 0);
+}

@@ -436,6 +436,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         file.server_check.unwrap_or(defaults::SERVER_CHECK),
     ));
     let settings = Settings {
+        generation: Default::default(),
         servers,
         routes,
         host_names: file

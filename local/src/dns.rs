@@ -29,7 +29,7 @@ type Clients = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>>;
 
 /// Forwards the queries that reach `socket` to `upstream`, until `shutdown`.
 pub async fn serve(
-    s: Arc<Settings>,
+    current: crate::Current,
     socket: UdpSocket,
     upstream: TargetAddr,
     shutdown: CancellationToken,
@@ -57,8 +57,9 @@ pub async fn serve(
                 _ => {
                     let (tx, rx) = mpsc::channel(64);
                     map.insert(client, tx.clone());
-                    let (s, socket, upstream, clients) =
-                        (s.clone(), socket.clone(), upstream.clone(), clients.clone());
+                    let s = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+                    let (socket, upstream, clients) =
+                        (socket.clone(), upstream.clone(), clients.clone());
                     tokio::spawn(async move {
                         one_client(&s, &socket, client, &upstream, rx).await;
                         let mut map = clients.lock().unwrap_or_else(|p| p.into_inner());

@@ -61,6 +61,8 @@ pub struct Settings {
     /// burrow-local's counters, and where they are served (`metrics = "ADDR"`), if asked.
     pub metrics: Arc<metrics::Metrics>,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Cancelled when these settings are replaced by a reload (or at the stop).
+    pub generation: CancellationToken,
     /// How SOCKS5 UDP reaches the server.
     pub udp_transport: udp::UdpTransport,
     /// Whether new tunnels wait for the server to confirm the target.
@@ -80,11 +82,105 @@ pub type PacSetting = pac::Pac;
 #[cfg(not(feature = "pac"))]
 pub type PacSetting = std::convert::Infallible;
 
+/// The settings in use, replaced on reload (open tunnels keep the ones they began with).
+pub type Current = Arc<std::sync::RwLock<Arc<Settings>>>;
+
+/// Reads and checks the config again (for SIGHUP).
+pub type Reload = Box<dyn Fn() -> Result<Settings, String> + Send + Sync>;
+
 /// Serves every listener until `shutdown` is cancelled, then drains open tunnels.
 pub async fn run(
     settings: Settings,
     listeners: Vec<TcpListener>,
     shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_reload(settings, listeners, shutdown, None).await
+}
+
+/// One generation of settings at work: the PAC file's first answer, then its refresh,
+/// the warm connections and the servers' checks, all until `gen` is cancelled (a reload
+/// or the stop). The pools' tasks are returned.
+async fn start(
+    settings: Settings,
+    shutdown: &CancellationToken,
+) -> (Arc<Settings>, Vec<tokio::task::JoinHandle<()>>) {
+    let gen = shutdown.child_token();
+    #[cfg(feature = "pac")]
+    if let Some(pac) = settings.pac.clone() {
+        // The first answer before the first tunnel; then kept current in the background.
+        let in_use = match pac.answer().await {
+            Ok((text, list)) => {
+                tracing::info!("PAC {}: the way to {} is {text:?}", pac.source, pac.url);
+                settings.servers.current().outbound.ways.set(list);
+                Some(text)
+            }
+            Err(e) => {
+                tracing::warn!("PAC {}: {e}; going DIRECT until it answers", pac.source);
+                None
+            }
+        };
+        let ways = settings.servers.current().outbound.ways.clone();
+        tokio::spawn(pac.keep(ways, gen.clone(), in_use));
+    }
+    let settings = Arc::new(Settings {
+        generation: gen.clone(),
+        ..settings
+    });
+    let warm = settings
+        .servers
+        .list
+        .iter()
+        .map(|srv| tokio::spawn(srv.pool.clone().keep(gen.clone())))
+        .collect();
+    tokio::spawn(
+        settings
+            .servers
+            .clone()
+            .watch(settings.connect_timeout, settings.socket, gen),
+    );
+    (settings, warm)
+}
+
+/// On every SIGHUP: the config is read again; one that loads replaces the settings for
+/// new connections (servers, routes, proxy settings, timeouts; listen addresses, the DNS
+/// forwarder's and the metrics' need a restart), one that does not is refused in one line.
+async fn reload_on_hangup(
+    mut hup: tokio::signal::unix::Signal,
+    current: Current,
+    reload: Reload,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        match reload() {
+            Ok(next) => {
+                let (next, _) = start(next, &shutdown).await;
+                let servers: Vec<String> = next.servers.list.iter().map(|s| s.name()).collect();
+                let routes = next.routes.len();
+                let old = std::mem::replace(
+                    &mut *current.write().unwrap_or_else(|p| p.into_inner()),
+                    next,
+                );
+                // The old generation's warm connections and checks stop; its open tunnels go on.
+                old.generation.cancel();
+                tracing::info!(
+                    "config reloaded: servers {servers:?}, {routes} routes (open tunnels go on)"
+                );
+            }
+            Err(e) => tracing::warn!("reload refused (the running config stays): {e}"),
+        }
+    }
+}
+
+/// [`run`], with SIGHUP reading the config again through `reload`.
+pub async fn run_with_reload(
+    settings: Settings,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+    reload: Option<Reload>,
 ) -> anyhow::Result<()> {
     // One budget shared by every listener.
     let opts = AcceptOpts {
@@ -110,24 +206,13 @@ pub async fn run(
             );
         }
     }
-    #[cfg(feature = "pac")]
-    if let Some(pac) = settings.pac.clone() {
-        // The first answer before the first tunnel; then kept current in the background.
-        let in_use = match pac.answer().await {
-            Ok((text, list)) => {
-                tracing::info!("PAC {}: the way to {} is {text:?}", pac.source, pac.url);
-                settings.servers.current().outbound.ways.set(list);
-                Some(text)
-            }
-            Err(e) => {
-                tracing::warn!("PAC {}: {e}; going DIRECT until it answers", pac.source);
-                None
-            }
-        };
-        let ways = settings.servers.current().outbound.ways.clone();
-        tokio::spawn(pac.keep(ways, shutdown.clone(), in_use));
-    }
-    let settings = Arc::new(settings);
+    let (first, warm) = start(settings, &shutdown).await;
+    let current: Current = Arc::new(std::sync::RwLock::new(first));
+    let now = {
+        let current = current.clone();
+        move || current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    };
+    let settings = now();
     if let Some(at) = settings.metrics_listen {
         let listener = TcpListener::bind(at)
             .await
@@ -135,8 +220,8 @@ pub async fn run(
         if let Ok(a) = listener.local_addr() {
             tracing::info!("listening on {a} (metrics)");
         }
-        let m = settings.metrics.clone();
-        let render = Arc::new(move || m.render());
+        let now = now.clone();
+        let render = Arc::new(move || now().metrics.render());
         tokio::spawn(burrow_common::metrics::serve(
             listener,
             render,
@@ -148,27 +233,31 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("DNS forwarder on {listen}: {e}"))?;
         tokio::spawn(dns::serve(
-            settings.clone(),
+            current.clone(),
             socket,
             upstream,
             shutdown.clone(),
         ));
     }
-    let warm: Vec<_> = settings
-        .servers
-        .list
-        .iter()
-        .map(|srv| tokio::spawn(srv.pool.clone().keep(shutdown.clone())))
-        .collect();
-    tokio::spawn(settings.servers.clone().watch(
-        settings.connect_timeout,
-        settings.socket,
-        shutdown.clone(),
-    ));
+    if let Some(reload) = reload {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Taken before any connection is served: a SIGHUP from then on is a reload.
+        match signal(SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(reload_on_hangup(
+                    hup,
+                    current.clone(),
+                    reload,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => tracing::warn!("no reload on SIGHUP: {e}"),
+        }
+    }
     let loops = listeners.into_iter().map(|listener| {
-        let settings = settings.clone();
+        let now = now.clone();
         accept_loop(listener, opts.clone(), shutdown.clone(), move |conn| {
-            serve::serve(settings.clone(), conn)
+            serve::serve(now(), conn)
         })
     });
     futures_util::future::join_all(loops).await;

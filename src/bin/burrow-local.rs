@@ -61,16 +61,20 @@ fn main() -> ExitCode {
             }
         };
     }
+    let (verbose, log_format) = (args.shared.verbose, args.shared.log_format.clone());
     cli::serve(
         "burrow-local",
         &loaded.listen,
-        args.shared.verbose,
-        &args.shared.log_format,
+        verbose,
+        &log_format,
         |listener, shutdown| {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            burrow_local::run(loaded.settings, listener, shutdown)
+            // SIGHUP: the config is read again from the same command line.
+            let reload: burrow_local::Reload =
+                Box::new(move || config::load(&args).map(|l| l.settings));
+            burrow_local::run_with_reload(loaded.settings, listener, shutdown, Some(reload))
         },
     )
 }
