@@ -55,10 +55,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         max_udp_sessions: 512,
         socket: SocketOpts::default(),
     };
-    let metrics = std::sync::Arc::new(burrow_local::metrics::Metrics::new(
-        "tcp",
-        server_addr.to_string(),
-    ));
+    let metrics = std::sync::Arc::new(burrow_local::metrics::Metrics::new("tcp"));
     let pool = burrow_local::pool::Pool::new(
         burrow_local::pool::Dial {
             metrics: metrics.clone(),

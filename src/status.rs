@@ -135,7 +135,14 @@ pub fn local(addr: SocketAddr, s: &[Sample]) -> String {
             } else {
                 "NOT reachable at the last try"
             };
-            out += &format!("  server       {server} ({state})\n");
+            let used = value(s, "burrow_local_server_in_use", l) >= 1.0;
+            let checked = s
+                .iter()
+                .find(|(n, lb, _)| n == "burrow_local_server_check_microseconds" && lb == l)
+                .map(|x| format!(", {:.0} ms at the last check", x.2 / 1e3))
+                .unwrap_or_default();
+            let mark = if used { ", in use" } else { "" };
+            out += &format!("  server       {server} ({state}{checked}{mark})\n");
         }
     }
     let requests: Vec<String> = s

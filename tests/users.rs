@@ -297,7 +297,7 @@ async fn status_reads_the_running_processes() {
     let (code, said) = status(LOCAL, &lcfg);
     assert_eq!(code, Some(0), "{said}");
     assert!(
-        said.contains(&format!("server       {addr} (reachable)")),
+        said.contains(&format!("server       {addr} (reachable, in use)")),
         "{said}"
     );
     assert!(said.contains("socks5 1"), "{said}");

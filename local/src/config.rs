@@ -391,18 +391,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         }
         let m = metrics
             .get_or_insert_with(|| {
-                Arc::new(crate::metrics::Metrics::new(
-                    match &outbound.ws {
-                        None => "tcp",
-                        Some(w) if w.tls.is_some() => "wss",
-                        Some(_) => "ws",
-                    },
-                    if port == 0 {
-                        host.clone()
-                    } else {
-                        format!("{host}:{port}")
-                    },
-                ))
+                Arc::new(crate::metrics::Metrics::new(match &outbound.ws {
+                    None => "tcp",
+                    Some(w) if w.tls.is_some() => "wss",
+                    Some(_) => "ws",
+                }))
             })
             .clone();
         let dial = Dial {

@@ -221,7 +221,10 @@ pub async fn run_with_reload(
             tracing::info!("listening on {a} (metrics)");
         }
         let now = now.clone();
-        let render = Arc::new(move || now().metrics.render());
+        let render = Arc::new(move || {
+            let s = now();
+            s.metrics.render() + &s.servers.render()
+        });
         tokio::spawn(burrow_common::metrics::serve(
             listener,
             render,

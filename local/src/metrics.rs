@@ -1,10 +1,10 @@
 //! burrow-local's counters, served when asked (`metrics = "ADDR"`): requests by inbound
-//! kind, the set-up time of fresh connections to the server by transport, corporate
-//! proxy failures by what the proxy answered, and whether the server was reachable at
-//! the last try.
+//! kind, the set-up time of fresh connections to the server by transport, and corporate
+//! proxy failures by what the proxy answered (the servers' own state is
+//! [`crate::servers::Servers::render`]'s).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -55,20 +55,16 @@ pub struct Metrics {
     setup: Histogram,
     transport: &'static str,
     proxy_failures: Mutex<BTreeMap<String, u64>>,
-    server_up: AtomicI64,
-    server: String,
 }
 
 impl Metrics {
-    /// Counters for a hop of `transport` (tcp, ws, wss) to `server`.
-    pub fn new(transport: &'static str, server: String) -> Metrics {
+    /// Counters for a hop of `transport` (tcp, ws, wss).
+    pub fn new(transport: &'static str) -> Metrics {
         Metrics {
             requests: Default::default(),
             setup: Histogram::new(SETUP_BOUNDS),
             transport,
             proxy_failures: Default::default(),
-            server_up: AtomicI64::new(-1),
-            server,
         }
     }
 
@@ -80,12 +76,10 @@ impl Metrics {
     /// A fresh connection to the server was made in `took`.
     pub fn connected(&self, took: Duration) {
         self.setup.observe(took);
-        self.server_up.store(1, Relaxed);
     }
 
     /// A fresh connection to the server failed with `e` (through a proxy, or not).
     pub fn failed(&self, e: &std::io::Error) {
-        self.server_up.store(0, Relaxed);
         if let Some(status) = proxy_status(e) {
             let mut m = self
                 .proxy_failures
@@ -132,16 +126,6 @@ impl Metrics {
             "Corporate proxy refusals and failures, by answer.",
             &failures,
         );
-        let up = self.server_up.load(Relaxed);
-        if up >= 0 {
-            family(
-                &mut out,
-                "burrow_local_server_up",
-                "gauge",
-                "1 if the last fresh connection to the server (the one in use) was made, else 0.",
-                &[(format!("{{server=\"{}\"}}", self.server), up as u64)],
-            );
-        }
         out
     }
 }

@@ -226,6 +226,55 @@ impl Servers {
         }
     }
 
+    /// Each server's state as Prometheus text: reachable at the last try, its last check
+    /// time, and which one is in use.
+    pub fn render(&self) -> String {
+        use burrow_common::metrics::family;
+        let current = self.current().clone();
+        let mut out = String::new();
+        let label = |s: &Server| format!("{{server=\"{}\"}}", s.name());
+        let up: Vec<(String, u64)> = self
+            .list
+            .iter()
+            .map(|s| (label(s), u64::from(!s.down.load(Relaxed))))
+            .collect();
+        family(
+            &mut out,
+            "burrow_local_server_up",
+            "gauge",
+            "1 if the server was reachable at the last try.",
+            &up,
+        );
+        let used: Vec<(String, u64)> = self
+            .list
+            .iter()
+            .map(|s| (label(s), u64::from(Arc::ptr_eq(s, &current))))
+            .collect();
+        family(
+            &mut out,
+            "burrow_local_server_in_use",
+            "gauge",
+            "1 for the server new tunnels go to.",
+            &used,
+        );
+        let checked: Vec<(String, u64)> = self
+            .list
+            .iter()
+            .filter(|s| s.rtt_us.load(Relaxed) != u64::MAX)
+            .map(|s| (label(s), s.rtt_us.load(Relaxed)))
+            .collect();
+        if !checked.is_empty() {
+            family(
+                &mut out,
+                "burrow_local_server_check_microseconds",
+                "gauge",
+                "Time to reach the server at the last check.",
+                &checked,
+            );
+        }
+        out
+    }
+
     /// After a check: the fastest server reachable takes over if it beat the one in use
     /// clearly at `STREAK` checks in a row (at once if the one in use is down).
     fn choose(&self) {
