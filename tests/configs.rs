@@ -89,3 +89,62 @@ async fn shadowsocks_json_configs_are_read_as_they_are() {
     assert_eq!(p.wait_exit(), Some(2));
     assert!(p.output().contains("bad.json:2:"), "{}", p.output());
 }
+
+/// Several servers written three ways (`[[server]]` tables, an array of addresses, the
+/// earlier `[[server_list]]`) load alike; a table's own port and key are its own; both
+/// forms at once, or none, are refused in one line.
+#[test]
+fn server_lists_load_in_every_form() {
+    let dir = common::temp_dir("server-forms");
+    let load = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write config");
+        let p = path.to_str().expect("utf8").to_owned();
+        let cli =
+            burrow_local::config::Cli::try_parse_from(["burrow-local", "-c", &p]).expect("cli");
+        burrow_local::config::load(&cli).map(|l| {
+            l.settings
+                .servers
+                .in_order()
+                .iter()
+                .map(|s| format!("{}:{}", s.host, s.port))
+                .collect::<Vec<_>>()
+        })
+    };
+    let top = "method = \"chacha20-ietf-poly1305\"\npassword = \"a password for tests\"\n";
+    let tables = load(
+        "tables.toml",
+        &format!(
+            "{top}[[server]]\nserver = \"vps1.example\"\nserver_port = 443\n\
+             [[server]]\nserver = \"vps2.example:8443\"\nmethod = \"aes-256-gcm\"\n\
+             password = \"another password here\"\n"
+        ),
+    )
+    .expect("[[server]] tables load");
+    assert_eq!(tables, ["vps1.example:443", "vps2.example:8443"]);
+    let array = load(
+        "array.toml",
+        &format!("{top}server_port = 9000\nserver = [\"a.example\", \"b.example:1\"]\n"),
+    )
+    .expect("an array of addresses loads");
+    assert_eq!(array, ["a.example:9000", "b.example:1"]);
+    let one = load("one.toml", &format!("{top}server = \"c.example\"\n")).expect("one server");
+    assert_eq!(one, ["c.example:8388"]);
+    let old = load(
+        "old.toml",
+        &format!("{top}[[server_list]]\nserver = \"d.example:2\"\n"),
+    )
+    .expect("[[server_list]] still loads");
+    assert_eq!(old, ["d.example:2"]);
+    let both = load(
+        "both.toml",
+        &format!("{top}server = \"e.example\"\n[[server_list]]\nserver = \"f.example\"\n"),
+    )
+    .expect_err("both forms at once are refused");
+    assert!(
+        both.contains("both `server` and `[[server_list]]`"),
+        "{both}"
+    );
+    let none = load("none.toml", top).expect_err("no server is refused");
+    assert!(none.contains("no server"), "{none}");
+}

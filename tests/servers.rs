@@ -139,8 +139,8 @@ async fn each_server_has_its_own_way_out() {
         format!(
             "method = \"{METHOD}\"\npassword = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
              warm_connections = 0\n\
-             [[server_list]]\nserver = \"{a1}\"\noutbound_proxy = \"http://127.0.0.1:{dead}\"\n\
-             [[server_list]]\nserver = \"{a2}\"\ntransport = \"tcp\"\n"
+             [[server]]\nserver = \"{a1}\"\noutbound_proxy = \"http://127.0.0.1:{dead}\"\n\
+             [[server]]\nserver = \"{a2}\"\ntransport = \"tcp\"\n"
         ),
     )
     .expect("config");

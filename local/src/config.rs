@@ -146,7 +146,9 @@ impl ConfirmSetting {
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    pub server: Option<String>,
+    /// One server (`server = "host:port"`), or several (`[[server]]` tables, or an array
+    /// of addresses).
+    pub server: Option<ServerSetting>,
     /// Several servers, tried in order and moved between by health (see README).
     #[serde(default, rename = "server_list")]
     pub servers: Vec<RawServer>,
@@ -234,12 +236,34 @@ pub struct RawWebSocket {
     pub ping: Option<Duration>,
 }
 
-/// `[[server_list]]` in the config file: one server of several.
+/// `server` as written: one address, or a list of servers.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum ServerSetting {
+    /// `server = "host:port"` (or an `ss://` URL).
+    One(String),
+    /// `[[server]]` tables, or `server = ["a:8388", "b:8388"]`.
+    Many(Vec<ServerEntry>),
+}
+
+/// One entry of a list of servers: an address alone, or a table.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum ServerEntry {
+    /// `"host:port"` or an `ss://` URL, with the top-level method and key.
+    Address(String),
+    /// A table with its own settings.
+    Table(RawServer),
+}
+
+/// `[[server]]` (or `[[server_list]]`) in the config file: one server of several.
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    /// `host:port` or an `ss://` URL.
+    /// `host:port`, a host (with `server_port`) or an `ss://` URL.
     pub server: String,
+    /// The port when `server` names none (else the top-level `server_port`, else 8388).
+    pub server_port: Option<u16>,
     pub method: Option<String>,
     pub password: Option<Secret>,
     pub key: Option<Secret>,
@@ -661,34 +685,55 @@ fn outbound(
     Ok((out, pac))
 }
 
-/// The servers, each `(host, port, key)`: `-s` (repeatable), else `[[server_list]]`,
-/// else `server`. An `ss://` URL carries its own method and password; otherwise the
+/// The servers, each `(host, port, key)`: `-s` (repeatable), else `[[server]]` (or
+/// `[[server_list]]`, its earlier name), else `server`. An `ss://` URL carries its own method and password; otherwise the
 /// entry's, else `-m`/`-k`, else the top-level ones.
 fn server_entries(
     cli: &Cli,
     file: &RawConfig,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(String, u16, burrow_common::MasterKey, RawServer)>, String> {
-    let raw: Vec<RawServer> = if !cli.server_addr.is_empty() {
-        cli.server_addr
-            .iter()
-            .map(|s| RawServer {
-                server: s.clone(),
-                ..Default::default()
-            })
-            .collect()
-    } else if !file.servers.is_empty() {
-        file.servers.clone()
-    } else {
-        let server = file
-            .server
-            .clone()
-            .ok_or("no server: use -s HOST:PORT, -s ss://… or `server` in the config")?;
-        vec![RawServer {
-            server,
-            ..Default::default()
-        }]
-    };
+    let raw: Vec<RawServer> =
+        if !cli.server_addr.is_empty() {
+            cli.server_addr
+                .iter()
+                .map(|s| RawServer {
+                    server: s.clone(),
+                    ..Default::default()
+                })
+                .collect()
+        } else {
+            let listed = match &file.server {
+                Some(ServerSetting::Many(list)) => list
+                    .iter()
+                    .map(|e| match e {
+                        ServerEntry::Address(a) => RawServer {
+                            server: a.clone(),
+                            ..Default::default()
+                        },
+                        ServerEntry::Table(t) => t.clone(),
+                    })
+                    .collect(),
+                Some(ServerSetting::One(server)) => vec![RawServer {
+                    server: server.clone(),
+                    ..Default::default()
+                }],
+                None => Vec::new(),
+            };
+            match (listed.is_empty(), file.servers.is_empty()) {
+                (false, false) => return Err(
+                    "both `server` and `[[server_list]]` are set: list the servers in one of them"
+                        .into(),
+                ),
+                (true, true) => {
+                    return Err(
+                        "no server: use -s HOST:PORT, -s ss://… or `server` in the config".into(),
+                    )
+                }
+                (false, true) => listed,
+                (true, false) => file.servers.clone(),
+            }
+        };
     let mut out = Vec::with_capacity(raw.len());
     for entry in raw {
         let text = entry.server.trim();
@@ -700,7 +745,8 @@ fn server_entries(
         let (host, port) = match &url {
             Some(u) => (u.host.clone(), u.port),
             None => {
-                let with = with_port(text, file.server_port.unwrap_or(defaults::SERVER_PORT));
+                let port = entry.server_port.or(file.server_port);
+                let with = with_port(text, port.unwrap_or(defaults::SERVER_PORT));
                 split_host_port(&with).ok_or_else(|| format!("server {text:?} is not host:port"))?
             }
         };
