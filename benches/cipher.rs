@@ -1,12 +1,16 @@
-//! The sans-IO cipher path, seal and open, per chunk size, next to the raw AEAD crates in
-//! the same run: `ring` (what burrow seals with) and RustCrypto `chacha20poly1305` (the
-//! reference). burrow's framing should cost little above raw `ring`.
+//! The sans-IO cipher path, seal and open, per chunk size, next to the raw AEAD
+//! implementations in the same run: each one this build can seal with (`ring`, and with the
+//! `fast-aead` feature aws-lc-rs and OpenSSL; the process picks among them at start) and
+//! RustCrypto `chacha20poly1305` (the reference). burrow's framing should cost little above
+//! the raw seal of the implementation it picked. (`raw-*` open rows include a copy of the
+//! sealed chunk back into place before each open.)
 //!     cargo bench --bench cipher
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use burrow_common::aead::{Decoder, Encoder};
+use burrow_common::backend::{Implementation, Key};
 use burrow_common::{MasterKey, Method};
 
 const SIZES: [usize; 4] = [64, 1024, 16_383, 65_532];
@@ -37,21 +41,16 @@ fn seal(c: &mut Criterion) {
                     run_enc.seal_run(&mut run, &mut side);
                 })
             });
-            let alg = match method {
-                Method::Aes256Gcm => &ring::aead::AES_256_GCM,
-                _ => &ring::aead::CHACHA20_POLY1305,
-            };
-            let raw = ring::aead::LessSafeKey::new(
-                ring::aead::UnboundKey::new(alg, &[7u8; 32]).expect("key"),
-            );
-            let mut buf = vec![0x5au8; n];
-            g.bench_function(format!("ring-raw/{n}"), |b| {
-                b.iter(|| {
-                    let nonce = ring::aead::Nonce::assume_unique_for_key([0u8; 12]);
-                    raw.seal_in_place_separate_tag(nonce, ring::aead::Aad::empty(), &mut buf)
-                        .expect("seal")
-                })
-            });
+            // Each AEAD implementation in this build sealing the same bytes once.
+            for &imp in Implementation::ALL {
+                let Some(mut raw) = Key::new(imp, method.algorithm(), &[7u8; 32]) else {
+                    continue;
+                };
+                let mut buf = vec![0x5au8; n];
+                g.bench_function(format!("raw-{imp}/{n}"), |b| {
+                    b.iter(|| raw.seal([0u8; 12], &mut buf).expect("seal"))
+                });
+            }
             if method == Method::ChaCha20IetfPoly1305 {
                 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
                 let rc =
@@ -85,6 +84,22 @@ fn open(c: &mut Criterion) {
                     BatchSize::SmallInput,
                 )
             });
+            // Each AEAD implementation opening one sealed chunk where it lies.
+            for &imp in Implementation::ALL {
+                let Some(mut raw) = Key::new(imp, method.algorithm(), &[7u8; 32]) else {
+                    continue;
+                };
+                let mut sealed = vec![0x5au8; n + 16];
+                let tag = raw.seal([0u8; 12], &mut sealed[..n]).expect("seal");
+                sealed[n..].copy_from_slice(&tag);
+                let mut buf = sealed.clone();
+                g.bench_function(format!("raw-{imp}/{n}"), |b| {
+                    b.iter(|| {
+                        buf.copy_from_slice(&sealed);
+                        assert!(raw.open_within([0u8; 12], &mut buf, 0));
+                    })
+                });
+            }
             // What the relay does: chunks opened into one contiguous run.
             g.bench_function(format!("burrow-run/{n}"), |b| {
                 b.iter_batched(

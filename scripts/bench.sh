@@ -2,6 +2,8 @@
 # burrow vs shadowsocks-rust vs direct loopback, interleaved, ROUNDS rounds; prints every
 # run, then medians and ratios (burrow / shadowsocks-rust).
 #   METHOD=aes-256-gcm MB=1000 COUNT=5000 ROUNDS=3 scripts/bench.sh
+# PINNED=ring (or aws-lc, openssl) adds a fourth contender: burrow with BURROW_AEAD pinned
+# to that implementation, to weigh the one chosen at start against it in the same run.
 # Then, unless LINK=0, the first-byte figures over a simulated long link (RTT_MS, 100 by
 # default) for every hop: tcp, tcp via squid, wss via squid and nginx, shadowsocks-rust.
 # Then an NTLM-only proxy PROXY_RTT_MS (10) away answered by burrow-local itself, against
@@ -45,6 +47,15 @@ wait_line "$tmp/bs.log" "listening on"
 RUST_LOG=warn $B/burrow-local -b 127.0.0.1:0 -s "$(addr_of "$tmp/bs.log")" -m "$METHOD" -k $PW 2>"$tmp/bl.log" & bl=$!; pids+=($bl)
 wait_line "$tmp/bl.log" "listening on"
 burrow_socks=$(addr_of "$tmp/bl.log")
+contenders=(burrow ssrust direct)
+if [ -n "${PINNED:-}" ]; then
+  BURROW_AEAD=$PINNED RUST_LOG=warn $B/burrow-server -s 127.0.0.1:0 -m "$METHOD" -k $PW --allow-private 2>"$tmp/ps.log" & ps=$!; pids+=($ps)
+  wait_line "$tmp/ps.log" "listening on"
+  BURROW_AEAD=$PINNED RUST_LOG=warn $B/burrow-local -b 127.0.0.1:0 -s "$(addr_of "$tmp/ps.log")" -m "$METHOD" -k $PW 2>"$tmp/pl.log" & pl=$!; pids+=($pl)
+  wait_line "$tmp/pl.log" "listening on"
+  pinned_socks=$(addr_of "$tmp/pl.log")
+  contenders+=(pinned)
+fi
 
 # shadowsocks-rust
 sp=$(free_port); lp=$(free_port)
@@ -56,7 +67,7 @@ ss_socks=127.0.0.1:$lp
 
 rss() { awk '/VmRSS/{print $2}' /proc/$1/status; }
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|pclmulqdq|avx|avx2|avx512f|avx512vl|vaes|vpclmulqdq|sha_ni' | tr '\n' ' ')
+cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|pclmulqdq|avx|avx2|avx512f|avx512bw|avx512vl|avx512ifma|vaes|vpclmulqdq|sha_ni' | tr '\n' ' ')
 echo "cpu: $cpu_model; flags: $cpu_flags"
 echo "machine: $(nproc) cores, $(uname -r); method $METHOD; $MB MB per bulk run; $COUNT tunnels per connect run"
 echo "at rest RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
@@ -70,8 +81,8 @@ run() { # label socks-or-empty pid... -- mode args
 out="$tmp/results"
 # Who goes first changes every round: the run right after the bulk runs, or after another
 # proxy's, meets a busier machine (the kernel still freeing socket memory, caches cold).
-order() { # round -> the three labels, rotated
-  local all=(burrow ssrust direct) i=$((($1 - 1) % 3))
+order() { # round -> the labels, rotated
+  local all=("${contenders[@]}") i=$((($1 - 1) % ${#contenders[@]}))
   echo "${all[@]:$i}" "${all[@]:0:$i}"
 }
 one() { # who mode args...
@@ -80,6 +91,7 @@ one() { # who mode args...
     burrow) run burrow "$burrow_socks" --pid $bl --pid $bs "$@" ;;
     ssrust) run ssrust "$ss_socks" --pid $sl --pid $ss "$@" ;;
     direct) [ "$1" = idle ] || run direct "" "$@" ;;
+    pinned) run pinned "$pinned_socks" --pid $pl --pid $ps "$@" ;;
   esac | tee -a "$out"
 }
 for r in $(seq "$ROUNDS"); do
@@ -99,8 +111,9 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "after load RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
 
-python3 - "$out" <<'PY'
+python3 - "$out" "${PINNED:-}" <<'PY'
 import re, statistics, sys
+pinned = sys.argv[2]
 rows = open(sys.argv[1]).read().splitlines()
 def vals(label, pat):
     return [float(m.group(1)) for r in rows if r.startswith(label + " ") for m in [re.search(pat, r)] if m]
@@ -128,12 +141,17 @@ figs = [
     ("first byte p50 ms", r"p50 ([\d.]+) ms", False),
     ("first byte p99 ms", r"p99 ([\d.]+) ms", False),
 ]
-print(f"\n{'figure':22} {'burrow':>16} {'ss-rust':>16} {'direct':>16} {'burrow/ss-rust':>15}")
+extra = f" {'pinned ' + pinned:>16} {'burrow/pinned':>14}" if pinned else ""
+print(f"\n{'figure':22} {'burrow':>16} {'ss-rust':>16} {'direct':>16} {'burrow/ss-rust':>15}{extra}")
 for name, pat, _ in figs:
     b, s, d = vals("burrow", pat), vals("ssrust", pat), vals("direct", pat)
     ratio = med(b) / med(s) if s and med(s) else float("nan")
     cell = lambda v: f"{med(v):.2f} [{spread(v)}]" if v else "-"
-    print(f"{name:22} {cell(b):>16} {cell(s):>16} {cell(d):>16} {ratio:>15.2f}")
+    line = f"{name:22} {cell(b):>16} {cell(s):>16} {cell(d):>16} {ratio:>15.2f}"
+    if pinned:
+        p = vals("pinned", pat)
+        line += f" {cell(p):>16} {(med(b) / med(p) if p and med(p) else float('nan')):>14.2f}"
+    print(line)
 PY
 
 if [ "${LINK:-1}" != 0 ]; then

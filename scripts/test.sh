@@ -2,7 +2,7 @@
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
 # shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light, an
 # MIT Kerberos KDC and client from Debian, with libkrb5-dev and libclang-dev to
-# build the negotiate feature; ws and playwright-core from npm into tests/browser;
+# build the negotiate feature, libssl-dev and pkg-config for the OpenSSL AEAD; ws and playwright-core from npm into tests/browser;
 # pyspnego and mitmproxy from PyPI), so it works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,11 @@ command -v krb5kdc >/dev/null 2>&1 || need+=(krb5-kdc)
 command -v kadmin.local >/dev/null 2>&1 || need+=(krb5-admin-server)
 command -v kinit >/dev/null 2>&1 || need+=(krb5-user)
 command -v krb5-config >/dev/null 2>&1 || need+=(libkrb5-dev)
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || need+=(libclang-dev)
+# bindgen wants libclang itself (libclang.so), not libclang-cpp, which other packages bring.
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* 2>/dev/null)" ] || need+=(libclang-dev)
+# OpenSSL's libcrypto, one of the AEAD implementations (fast-aead feature, on by default).
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ -f /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""

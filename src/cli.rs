@@ -73,6 +73,19 @@ pub fn init_tracing(verbose: u8, format: &str) {
     }
 }
 
+/// Chooses the AEAD implementation for each method in use (a short measurement, once)
+/// and says which at `-v`.
+pub fn choose_aead(methods: impl IntoIterator<Item = burrow_common::Method>) {
+    let mut seen = Vec::new();
+    for alg in methods.into_iter().map(|m| m.algorithm()) {
+        if !seen.contains(&alg) {
+            seen.push(alg);
+            let choice = burrow_common::backend::choice(alg);
+            tracing::debug!("{alg} sealed by {choice}");
+        }
+    }
+}
+
 /// The runtime every binary uses.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // BURROW_WORKER_THREADS: 0 (or 1) runs everything on one thread; default: one per core.

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! The length and the payload are sealed separately, each consuming one nonce.
-//! Sealing and opening go through `ring` (the same assembly as aws-lc-rs); the
-//! RustCrypto crates are the reference the unit tests compare against.
+//! Sealing and opening go through the implementation [`crate::backend`] found fastest
+//! on this CPU (ring, aws-lc-rs or OpenSSL); the RustCrypto crates are the reference the
+//! unit tests compare against.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,8 +24,9 @@ use std::str::FromStr;
 use base64::Engine as _;
 
 use md5::{Digest, Md5};
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
+
+use crate::backend::{self, Algorithm, Implementation, Key};
 
 /// Largest payload of one chunk (SIP004).
 pub const MAX_PAYLOAD: usize = 0x3FFF;
@@ -87,12 +89,13 @@ impl Method {
         }
     }
 
-    fn algorithm(self) -> &'static aead::Algorithm {
+    /// The AEAD its chunks are sealed with.
+    pub fn algorithm(self) -> Algorithm {
         match self {
             Method::ChaCha20IetfPoly1305 | Method::Blake3ChaCha20Poly1305 => {
-                &aead::CHACHA20_POLY1305
+                Algorithm::ChaCha20Poly1305
             }
-            Method::Aes256Gcm => &aead::AES_256_GCM,
+            Method::Aes256Gcm => Algorithm::Aes256Gcm,
         }
     }
 }
@@ -247,9 +250,14 @@ pub fn derive_subkey(key: &MasterKey, salt: &[u8]) -> [u8; 32] {
     out
 }
 
-/// The AEAD of one direction: a session key and its nonce counter.
+/// The AEAD of one direction: a session key and its nonce counter. Small seals (a chunk's
+/// length) and large ones (its payload) may go through different implementations, as
+/// [`backend::choice`] found fastest on this CPU; the large one is keyed on first use.
 pub struct Cipher {
-    key: LessSafeKey,
+    alg: Algorithm,
+    small: Key,
+    large: Option<Box<Key>>,
+    subkey: [u8; 32],
     nonce: [u8; 12],
 }
 
@@ -257,21 +265,28 @@ impl Cipher {
     /// A cipher for the direction that starts with `salt`.
     pub fn new(key: &MasterKey, salt: &[u8]) -> Self {
         let subkey = derive_subkey(key, salt);
-        Self::from_subkey(key.method, &subkey[..key.method.key_len()])
+        Self::from_subkey(key.method, subkey)
     }
 
-    fn from_subkey(method: Method, subkey: &[u8]) -> Self {
-        // ring only refuses a key of the wrong length, which `key_len` rules out.
-        let unbound = UnboundKey::new(method.algorithm(), subkey)
-            .unwrap_or_else(|_| unreachable!("subkey length matches the algorithm"));
+    fn from_subkey(method: Method, subkey: [u8; 32]) -> Self {
+        let alg = method.algorithm();
+        let small = backend::choice(alg).small;
+        // ring makes a key of the right length without fail; another implementation
+        // that cannot (OpenSSL out of memory) leaves the work to ring.
+        let small = Key::new(small, alg, &subkey)
+            .or_else(|| Key::new(Implementation::Ring, alg, &subkey))
+            .unwrap_or_else(|| unreachable!("ring takes a 32-byte key"));
         Cipher {
-            key: LessSafeKey::new(unbound),
+            alg,
+            small,
+            large: None,
+            subkey,
             nonce: [0u8; 12],
         }
     }
 
-    fn next_nonce(&mut self) -> Nonce {
-        let n = Nonce::assume_unique_for_key(self.nonce);
+    fn next_nonce(&mut self) -> [u8; 12] {
+        let n = self.nonce;
         // Little-endian increment (libsodium's sodium_increment).
         for b in self.nonce.iter_mut() {
             *b = b.wrapping_add(1);
@@ -282,34 +297,48 @@ impl Cipher {
         n
     }
 
+    /// The key for a seal or open of `len` bytes.
+    fn key_for(&mut self, len: usize) -> &mut Key {
+        let choice = backend::choice(self.alg);
+        if len >= choice.from && choice.large != choice.small {
+            if self.large.is_none() {
+                self.large = Key::new(choice.large, self.alg, &self.subkey).map(Box::new);
+            }
+            if let Some(k) = self.large.as_deref_mut() {
+                return k;
+            }
+        }
+        &mut self.small
+    }
+
     /// Seals `buf` in place and returns the tag.
     pub fn seal(&mut self, buf: &mut [u8]) -> [u8; TAG_LEN] {
         let nonce = self.next_nonce();
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::empty(), buf)
-            .unwrap_or_else(|_| unreachable!("chunk is far below the AEAD size limit"));
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        out
+        if let Some(tag) = self.key_for(buf.len()).seal(nonce, buf) {
+            return tag;
+        }
+        // An implementation failed before touching the bytes (OpenSSL out of memory):
+        // ring seals this one.
+        self.large = None;
+        Key::new(Implementation::Ring, self.alg, &self.subkey)
+            .and_then(|mut k| k.seal(nonce, buf))
+            .unwrap_or_else(|| unreachable!("ring seals any chunk under its size limit"))
     }
 
     /// Opens `buf` = ciphertext || tag in place; if it authenticates (`true`) the
     /// plaintext is `buf[..len - 16]`.
     #[must_use]
     pub fn open(&mut self, buf: &mut [u8]) -> bool {
-        let nonce = self.next_nonce();
-        self.key.open_in_place(nonce, Aad::empty(), buf).is_ok()
+        self.open_to_front(buf, 0)
     }
 
     /// Opens `buf[src..]` = ciphertext || tag and writes the plaintext to the front of
-    /// `buf`, in the same pass (no copy before or after); `true` if it authenticates.
+    /// `buf`, in the same pass where the implementation can; `true` if it authenticates.
     #[must_use]
     pub fn open_to_front(&mut self, buf: &mut [u8], src: usize) -> bool {
         let nonce = self.next_nonce();
-        self.key
-            .open_within(nonce, Aad::empty(), buf, src..)
-            .is_ok()
+        let len = buf.len().saturating_sub(src);
+        self.key_for(len).open_within(nonce, buf, src)
     }
 }
 

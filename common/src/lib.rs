@@ -7,6 +7,7 @@
 pub mod accept;
 pub mod addr;
 pub mod aead;
+pub mod backend;
 pub mod config;
 pub mod frame;
 pub mod metrics;

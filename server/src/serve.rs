@@ -313,8 +313,9 @@ mod tests {
         let f = serve_request(&shared, c, req);
         let size = std::mem::size_of_val(&f);
         // 2 352 before users could be removed while their tunnels run (the wait for that
-        // costs 128 bytes a tunnel).
-        assert!(size <= 2480, "serve_request() future is {size} bytes");
+        // costs 128 bytes a tunnel); 2 576 since each direction's cipher keeps its subkey
+        // for the faster implementation it keys on its first large chunk (48 bytes each).
+        assert!(size <= 2576, "serve_request() future is {size} bytes");
         drop(f);
         let c = TcpStream::connect(l.local_addr().expect("addr"))
             .await

@@ -71,6 +71,8 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
+            let servers = loaded.settings.servers.in_order();
+            cli::choose_aead(servers.iter().map(|s| s.key.method()));
             // SIGHUP: the config is read again from the same command line.
             let reload: burrow_local::Reload =
                 Box::new(move || config::load(&args).map(|l| l.settings));

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
+        cli::choose_aead(loaded.settings.users.get().iter().map(|u| u.key.method()));
         // SIGHUP: the users are read again from the same command line and config.
         let load = move || {
             let next = config::load(&args)?;
