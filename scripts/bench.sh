@@ -68,7 +68,8 @@ ss_socks=127.0.0.1:$lp
 rss() { awk '/VmRSS/{print $2}' /proc/$1/status; }
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|pclmulqdq|avx|avx2|avx512f|avx512bw|avx512vl|avx512ifma|vaes|vpclmulqdq|sha_ni' | tr '\n' ' ')
-echo "cpu: $cpu_model; flags: $cpu_flags"
+cpu_id=$(awk -F': ' '/^cpu family/{f=$2} /^model\t/{m=$2} END{print "family " f " model " m}' /proc/cpuinfo)
+echo "cpu: $cpu_model ($cpu_id); flags: $cpu_flags"
 echo "machine: $(nproc) cores, $(uname -r); method $METHOD; $MB MB per bulk run; $COUNT tunnels per connect run"
 echo "at rest RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
 

@@ -25,7 +25,7 @@ command -v kinit >/dev/null 2>&1 || need+=(krb5-user)
 command -v krb5-config >/dev/null 2>&1 || need+=(libkrb5-dev)
 # bindgen wants libclang itself (libclang.so), not libclang-cpp, which other packages bring.
 [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* 2>/dev/null)" ] || need+=(libclang-dev)
-# OpenSSL's libcrypto, one of the AEAD implementations (fast-aead feature, on by default).
+# OpenSSL's libcrypto, one of the AEAD implementations (the openssl feature the tests build).
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [ -f /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -62,10 +62,11 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --features negotiate --quiet -- -D warnings
+cargo clippy --workspace --all-targets --features negotiate,openssl --quiet -- -D warnings
 echo "== fuzz targets, briefly"
 scripts/fuzz.sh
 
 echo "== cargo test"
-# Negotiate (Kerberos) is built in for the tests: its test drives a real KDC and squid.
-cargo test --workspace --all-targets --features negotiate "$@"
+# Negotiate (Kerberos) is built in for the tests: its test drives a real KDC and squid;
+# OpenSSL too, so that every AEAD implementation is tested against the reference.
+cargo test --workspace --all-targets --features negotiate,openssl "$@"
