@@ -64,16 +64,19 @@ async fn shadowsocks_json_configs_are_read_as_they_are() {
         &local_json,
         format!(
             r#"{{"servers": [{{"address": "127.0.0.1", "port": {}, "password": "json-config-password",
-                 "method": "chacha20-ietf-poly1305"}}, {{"address": "10.0.0.9", "port": 1}}],
+                 "method": "chacha20-ietf-poly1305"}},
+                 {{"address": "127.0.0.1", "port": {}, "password": "json-config-password",
+                 "method": "chacha20-ietf-poly1305", "plugin": "obfs-local"}}],
                 "local_address": "127.0.0.1", "local_port": 0, "fast_open": true}}"#,
-            server_addr.port()
+            server_addr.port(),
+            burrow::kit::free_port()
         ),
     )
     .expect("local.json");
     let cfg = local_json.to_str().expect("utf8");
     let local = burrow::kit::Proc::spawn(common::LOCAL, &["-c", cfg], &[]);
     let proxy = local.listening();
-    local.wait_for("`servers` lists 2; burrow uses the first");
+    local.wait_for("`servers[].plugin` is not used by burrow; ignored");
     local.wait_for("`fast_open` is not used by burrow; ignored");
     let url = format!("http://{target}/");
     let (code, out, err) = common::curl(&["--socks5-hostname", &proxy.to_string(), &url]).await;
@@ -145,6 +148,16 @@ fn server_lists_load_in_every_form() {
         both.contains("both `server` and `[[server_list]]`"),
         "{both}"
     );
+    // sslocal's JSON: every `servers` entry is a server, with its own key.
+    let json = load(
+        "ss.json",
+        r#"{"method": "aes-256-gcm", "servers": [
+            {"address": "g.example", "port": 8388, "password": "a password for tests"},
+            {"server": "h.example", "server_port": 9, "password": "another one",
+             "method": "chacha20-ietf-poly1305"}]}"#,
+    )
+    .expect("servers[] loads as a list");
+    assert_eq!(json, ["g.example:8388", "h.example:9"]);
     let none = load("none.toml", top).expect_err("no server is refused");
     assert!(none.contains("no server"), "{none}");
 }

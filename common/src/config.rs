@@ -265,7 +265,9 @@ pub fn read_config<T: serde::de::DeserializeOwned>(
     Ok((config, notes))
 }
 
-/// Maps a Shadowsocks JSON object onto our keys; `servers` (a list) gives its first entry.
+/// Maps a Shadowsocks JSON object onto our keys. `servers` (a list) becomes a list of
+/// server tables when `keys` maps it (burrow-local: several servers), else gives its first
+/// entry's keys; so does a `server` list of addresses.
 fn from_shadowsocks_json(
     mut json: serde_json::Map<String, serde_json::Value>,
     keys: &[JsonKey],
@@ -274,7 +276,19 @@ fn from_shadowsocks_json(
     use serde_json::Value;
     let file = path.display();
     let mut notes = Vec::new();
-    if let Some(Value::Array(servers)) = json.remove("servers") {
+    let lists = keys.iter().any(|(theirs, _, _)| *theirs == "servers");
+    if let (true, Some(Value::Array(servers))) = (lists, json.get("servers")) {
+        let tables = servers
+            .iter()
+            .filter_map(|entry| server_table(entry, &mut notes, &file))
+            .collect();
+        json.insert("servers".into(), Value::Array(tables));
+        if json.remove("server").is_some() {
+            notes.push(format!(
+                "{file}: both `server` and `servers` are set; burrow uses `servers`"
+            ));
+        }
+    } else if let Some(Value::Array(servers)) = json.remove("servers") {
         if servers.len() > 1 {
             notes.push(format!(
                 "{file}: `servers` lists {}; burrow uses the first",
@@ -295,7 +309,7 @@ fn from_shadowsocks_json(
     let mut ours = serde_json::Map::new();
     for (k, v) in json {
         let v = match v {
-            Value::Array(mut list) if k == "server" && !list.is_empty() => {
+            Value::Array(mut list) if k == "server" && !lists && !list.is_empty() => {
                 notes.push(format!(
                     "{file}: `server` lists several addresses; burrow uses the first"
                 ));
@@ -317,6 +331,38 @@ fn from_shadowsocks_json(
         }
     }
     (ours, notes)
+}
+
+/// One entry of sslocal's `servers` as one of our server tables (`server`, `server_port`,
+/// `method`, `password`), with a line for each key not used.
+fn server_table(
+    entry: &serde_json::Value,
+    notes: &mut Vec<String>,
+    file: &impl std::fmt::Display,
+) -> Option<serde_json::Value> {
+    let Some(entry) = entry.as_object() else {
+        notes.push(format!(
+            "{file}: a `servers` entry is not an object; ignored"
+        ));
+        return None;
+    };
+    let mut table = serde_json::Map::new();
+    for (k, v) in entry {
+        let mine = match k.as_str() {
+            "address" | "server" => "server",
+            "port" | "server_port" => "server_port",
+            "method" => "method",
+            "password" => "password",
+            _ => {
+                notes.push(format!(
+                    "{file}: `servers[].{k}` is not used by burrow; ignored"
+                ));
+                continue;
+            }
+        };
+        table.insert(mine.to_owned(), v.clone());
+    }
+    Some(serde_json::Value::Object(table))
 }
 
 /// `host` with `default_port` unless it already carries a port (`h:p`, `[v6]:p`).

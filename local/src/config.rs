@@ -330,6 +330,8 @@ pub struct Loaded {
 /// A shadowsocks-rust / -libev client `config.json`, read as it is.
 const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("server", "server", false),
+    // sslocal's list of servers: each entry a server of ours, tried in order.
+    ("servers", "server", false),
     ("server_port", "server_port", false),
     ("password", "password", false),
     ("method", "method", false),
