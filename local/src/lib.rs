@@ -2,8 +2,8 @@
 //! same port, told apart by the first byte) and carries each one, encrypted, to
 //! burrow-server.
 //!
-//! `run(settings, listener, shutdown)` is the accept loop; `main` only parses, validates,
-//! binds and calls it.
+//! `run(settings, listeners, shutdown)` serves every listener (`run_with_reload` also
+//! takes the SIGHUP reload); `main` only parses, validates, binds and calls it.
 
 pub mod config;
 pub mod detect;
