@@ -273,6 +273,16 @@ pub struct RawServer {
     pub outbound_proxy: Option<OneOrMany>,
 }
 
+impl RawServer {
+    /// A server given by its address alone, with the top-level settings.
+    fn at(address: &str) -> Self {
+        RawServer {
+            server: address.to_owned(),
+            ..Default::default()
+        }
+    }
+}
+
 /// `[[route]]` in the config file.
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -687,55 +697,45 @@ fn outbound(
     Ok((out, pac))
 }
 
-/// The servers, each `(host, port, key)`: `-s` (repeatable), else `[[server]]` (or
-/// `[[server_list]]`, its earlier name), else `server`. An `ss://` URL carries its own method and password; otherwise the
-/// entry's, else `-m`/`-k`, else the top-level ones.
+/// The servers the config file lists: `server` (one, an array, or `[[server]]` tables),
+/// or `[[server_list]]` (the earlier name) — not both.
+fn written_servers(file: &RawConfig) -> Result<Vec<RawServer>, String> {
+    let listed: Vec<RawServer> = match &file.server {
+        Some(ServerSetting::Many(list)) => list
+            .iter()
+            .map(|e| match e {
+                ServerEntry::Address(a) => RawServer::at(a),
+                ServerEntry::Table(t) => t.clone(),
+            })
+            .collect(),
+        Some(ServerSetting::One(server)) => vec![RawServer::at(server)],
+        None => Vec::new(),
+    };
+    match (listed.is_empty(), file.servers.is_empty()) {
+        (false, false) => Err(
+            "both `server` and `[[server_list]]` are set: list the servers in one of them".into(),
+        ),
+        (true, true) => {
+            Err("no server: use -s HOST:PORT, -s ss://… or `server` in the config".into())
+        }
+        (false, true) => Ok(listed),
+        (true, false) => Ok(file.servers.clone()),
+    }
+}
+
+/// The servers, each `(host, port, key)`: `-s` (repeatable), else the config's (see
+/// [`written_servers`]). An `ss://` URL carries its own method and password; otherwise
+/// the entry's, else `-m`/`-k`, else the top-level ones.
 fn server_entries(
     cli: &Cli,
     file: &RawConfig,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(String, u16, burrow_common::MasterKey, RawServer)>, String> {
-    let raw: Vec<RawServer> =
-        if !cli.server_addr.is_empty() {
-            cli.server_addr
-                .iter()
-                .map(|s| RawServer {
-                    server: s.clone(),
-                    ..Default::default()
-                })
-                .collect()
-        } else {
-            let listed = match &file.server {
-                Some(ServerSetting::Many(list)) => list
-                    .iter()
-                    .map(|e| match e {
-                        ServerEntry::Address(a) => RawServer {
-                            server: a.clone(),
-                            ..Default::default()
-                        },
-                        ServerEntry::Table(t) => t.clone(),
-                    })
-                    .collect(),
-                Some(ServerSetting::One(server)) => vec![RawServer {
-                    server: server.clone(),
-                    ..Default::default()
-                }],
-                None => Vec::new(),
-            };
-            match (listed.is_empty(), file.servers.is_empty()) {
-                (false, false) => return Err(
-                    "both `server` and `[[server_list]]` are set: list the servers in one of them"
-                        .into(),
-                ),
-                (true, true) => {
-                    return Err(
-                        "no server: use -s HOST:PORT, -s ss://… or `server` in the config".into(),
-                    )
-                }
-                (false, true) => listed,
-                (true, false) => file.servers.clone(),
-            }
-        };
+    let raw: Vec<RawServer> = if !cli.server_addr.is_empty() {
+        cli.server_addr.iter().map(|s| RawServer::at(s)).collect()
+    } else {
+        written_servers(file)?
+    };
     let mut out = Vec::with_capacity(raw.len());
     for entry in raw {
         let text = entry.server.trim();

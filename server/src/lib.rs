@@ -1,8 +1,8 @@
 //! burrow-server: accepts Shadowsocks AEAD tunnels and dials their targets.
 //!
 //! `run(settings, listener, ws_listener, metrics_listener, shutdown)`: the accept loop
-//! (permit → accept → spawn `serve` in a span) with graceful drain on shutdown. `main` only parses, validates,
-//! binds and calls it.
+//! (permit → accept → spawn `serve` in a span) with graceful drain on shutdown. `main`
+//! only parses, validates, binds and calls it.
 
 pub mod config;
 pub mod dial;
