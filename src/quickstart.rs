@@ -118,7 +118,11 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
 
     let shutdown = burrow_common::shutdown::on_signal();
     let (a, b) = tokio::join!(
-        burrow_server::run(server, server_listener, None, None, shutdown.clone()),
+        burrow_server::run(
+            server,
+            burrow_server::Listeners::tcp(server_listener),
+            shutdown.clone(),
+        ),
         burrow_local::run(local, vec![local_listener], shutdown),
     );
     a.and(b)

@@ -142,17 +142,9 @@ impl fmt::Display for TargetAddr {
     }
 }
 
-impl FromStr for TargetAddr {
-    type Err = AddrError;
-    /// `1.2.3.4:80`, `[::1]:80` or `name:80`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Ok(a) = s.parse::<SocketAddr>() {
-            return Ok(TargetAddr::Ip(a));
-        }
-        let bad = || AddrError::BadText(s.to_owned());
-        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+impl TargetAddr {
+    /// From a host (an IP literal, brackets off, or a DNS name) and a port.
+    pub fn new(host: &str, port: u16) -> Result<TargetAddr, AddrError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(TargetAddr::Ip(SocketAddr::new(ip, port)));
         }
@@ -162,9 +154,18 @@ impl FromStr for TargetAddr {
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
         if !valid {
-            return Err(bad());
+            return Err(AddrError::BadText(host.to_owned()));
         }
         Ok(TargetAddr::Domain(host.to_owned(), port))
+    }
+}
+
+impl FromStr for TargetAddr {
+    type Err = AddrError;
+    /// `1.2.3.4:80`, `[::1]:80` or `name:80`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hp: crate::HostPort = s.parse()?;
+        TargetAddr::new(&hp.host, hp.port).map_err(|_| AddrError::BadText(s.to_owned()))
     }
 }
 

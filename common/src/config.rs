@@ -129,7 +129,9 @@ impl SsUrl {
         let (method, password) = userinfo
             .split_once(':')
             .ok_or(UrlError::Malformed("userinfo is not method:password"))?;
-        let (host, port) = split_host_port(&hostport).ok_or(UrlError::Malformed("host:port"))?;
+        let crate::HostPort { host, port } = hostport
+            .parse()
+            .map_err(|_| UrlError::Malformed("host:port"))?;
         Ok(SsUrl {
             method: method.parse()?,
             password: Secret::new(password),
@@ -153,28 +155,9 @@ impl SsUrl {
             let plain = format!("{}:{}", self.method, self.password.expose());
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain)
         };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = crate::hostport::bracket(&self.host);
         format!("ss://{user}@{host}:{}", self.port)
     }
-}
-
-/// Splits `host:port`, `[v6]:port`; the host comes back without brackets.
-pub fn split_host_port(s: &str) -> Option<(String, u16)> {
-    let (host, port) = s.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok()?.to_string(),
-        None if host.contains(':') => return None,
-        None => host.to_owned(),
-    };
-    if host.is_empty() || host.contains(['/', ' ', '@', '[', ']']) {
-        return None;
-    }
-    Some((host, port))
 }
 
 /// The master key from the method and either a password (EVP_BytesToKey) or a raw
@@ -366,13 +349,10 @@ fn server_table(
 }
 
 /// `host` with `default_port` unless it already carries a port (`h:p`, `[v6]:p`).
+/// Text that is no host:port at all comes back as it is, for the caller's error to name.
 pub fn with_port(host: &str, default_port: u16) -> String {
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(_)) => format!("[{host}]:{default_port}"),
-        Ok(_) => format!("{host}:{default_port}"),
-        Err(_) if host.contains(':') => host.to_owned(),
-        Err(_) => format!("{host}:{default_port}"),
-    }
+    crate::HostPort::parse(host, Some(default_port))
+        .map_or_else(|_| host.to_owned(), |hp| hp.to_string())
 }
 
 /// A listen address from text (`host:port`); the error names `what` and the text.

@@ -10,6 +10,7 @@ pub mod aead;
 pub mod backend;
 pub mod config;
 pub mod frame;
+pub mod hostport;
 pub mod metrics;
 pub mod net;
 pub mod outbound;
@@ -27,4 +28,5 @@ pub mod udp2022;
 
 pub use addr::TargetAddr;
 pub use aead::{MasterKey, Method};
+pub use hostport::HostPort;
 pub use stream::EncryptedStream;

@@ -52,8 +52,27 @@ where
     }
 }
 
+/// A metric family's type, as the exposition format names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
 /// Appends one family: `# HELP`, `# TYPE`, then `name{labels} value` per sample.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+pub fn family(out: &mut String, name: &str, kind: Kind, help: &str, samples: &[(String, u64)]) {
+    let kind = kind.name();
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, v) in samples {
         let _ = writeln!(out, "{name}{labels} {v}");

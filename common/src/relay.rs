@@ -46,6 +46,17 @@ pub fn report(what: &str, up: u64, down: u64, started: std::time::Instant, resul
     }
 }
 
+/// Awaits a relay ([`relay`] or [`relay_tunnel`]) and logs its [`report`]: every tunnel
+/// and relayed upgrade, on both ends, closes through here.
+pub async fn reported<F>(what: &str, relay: F)
+where
+    F: std::future::Future<Output = (Transferred, io::Result<()>)>,
+{
+    let started = std::time::Instant::now();
+    let (moved, result) = relay.await;
+    report(what, moved.a_to_b, moved.b_to_a, started, result);
+}
+
 /// One direction of the copy.
 struct Half {
     buf: BytesMut,

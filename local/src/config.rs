@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use burrow_common::config::{
-    check_timeouts, de_duration, listen_addr, master_key, read_config, split_host_port, with_port,
-    Secret, SharedArgs, SsUrl,
+    check_timeouts, de_duration, listen_addr, master_key, read_config, with_port, Secret,
+    SharedArgs, SsUrl,
 };
 use burrow_common::net::{Keepalive, SocketOpts};
 use clap::Parser;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
+use burrow_common::hostport::{bracket, HostPort};
 use burrow_common::TargetAddr;
 
 use burrow_common::outbound::connect::Scheme;
@@ -580,19 +581,14 @@ fn build_route(r: &RawRoute) -> Result<Route, String> {
     } else {
         None
     };
-    let host = if u.host.contains(':') {
-        format!("[{}]", u.host)
-    } else {
-        u.host.clone()
-    };
+    let host = bracket(&u.host);
     let default_port = if u.tls { 443 } else { 80 };
     let authority = if u.port == default_port {
-        host.clone()
+        host.into_owned()
     } else {
         format!("{host}:{}", u.port)
     };
-    let target: TargetAddr = format!("{host}:{}", u.port)
-        .parse()
+    let target = TargetAddr::new(&u.host, u.port)
         .map_err(|_| format!("upstream {:?}: bad host", r.upstream))?;
     Ok(Route {
         path: r.path.clone(),
@@ -748,8 +744,9 @@ fn server_entries(
             Some(u) => (u.host.clone(), u.port),
             None => {
                 let port = entry.server_port.or(file.server_port);
-                let with = with_port(text, port.unwrap_or(defaults::SERVER_PORT));
-                split_host_port(&with).ok_or_else(|| format!("server {text:?} is not host:port"))?
+                let hp = HostPort::parse(text, Some(port.unwrap_or(defaults::SERVER_PORT)))
+                    .map_err(|_| format!("server {text:?} is not host:port"))?;
+                (hp.host, hp.port)
             }
         };
         let method = cli
@@ -807,11 +804,7 @@ fn pac_url(server: (&str, u16), ws: Option<&WsTransport>) -> String {
         Some(w) => ("https", 443, w.path.as_str()),
         None => ("https", 443, "/"),
     };
-    let host = if server.0.contains(':') {
-        format!("[{}]", server.0)
-    } else {
-        server.0.to_owned()
-    };
+    let host = bracket(server.0);
     match server.1 {
         p if p == default_port => format!("{scheme}://{host}{path}"),
         p => format!("{scheme}://{host}:{p}{path}"),

@@ -6,10 +6,12 @@
 //! takes the SIGHUP reload); `main` only parses, validates, binds and calls it.
 
 pub mod config;
+pub mod connect;
 pub mod detect;
 pub mod dial;
 pub mod dns;
 pub mod doctor;
+pub mod forward;
 pub mod hop;
 pub mod http;
 pub mod metrics;
@@ -18,6 +20,7 @@ pub mod own_pac;
 #[cfg(feature = "pac")]
 pub mod pac;
 pub mod pool;
+pub mod respond;
 pub mod reverse;
 pub mod route;
 pub mod serve;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use burrow_common::metrics::{family, Histogram};
+use burrow_common::metrics::{family, Histogram, Kind};
 
 /// How an app came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Metrics {
         family(
             &mut out,
             "burrow_local_requests_total",
-            "counter",
+            Kind::Counter,
             "Requests from apps, by how they came in.",
             &requests,
         );
@@ -122,7 +122,7 @@ impl Metrics {
         family(
             &mut out,
             "burrow_local_proxy_failures_total",
-            "counter",
+            Kind::Counter,
             "Corporate proxy refusals and failures, by answer.",
             &failures,
         );

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use burrow_common::relay::{relay, report};
+use burrow_common::relay::{relay, reported};
 use burrow_common::TargetAddr;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -17,7 +17,7 @@ use tracing::{debug, info, Instrument, Span};
 
 use crate::dial::{open_tunnel, Plan};
 use crate::hop::strip_hop_by_hop;
-use crate::http::{text, Body};
+use crate::respond::{text, Body};
 use crate::tls::TlsTarget;
 use crate::Settings;
 
@@ -124,10 +124,8 @@ pub async fn send(
                 async move {
                     match tokio::try_join!(client_upgrade, origin_upgrade) {
                         Ok((c, o)) => {
-                            let started = std::time::Instant::now();
-                            let (moved, r) =
-                                relay(&mut TokioIo::new(c), &mut TokioIo::new(o), idle).await;
-                            report("websocket", moved.a_to_b, moved.b_to_a, started, r);
+                            let (mut c, mut o) = (TokioIo::new(c), TokioIo::new(o));
+                            reported("websocket", relay(&mut c, &mut o, idle)).await;
                         }
                         Err(e) => debug!("websocket upgrade: {e}"),
                     }

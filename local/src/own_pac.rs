@@ -36,7 +36,7 @@ impl Bypass {
             let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
             return Ok(Bypass::V4Net(net.octets(), mask.to_be_bytes()));
         }
-        let bare = t.trim_start_matches('[').trim_end_matches(']');
+        let bare = burrow_common::hostport::unbracket(&t);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(Bypass::Ip(ip));
         }

@@ -1,13 +1,70 @@
-//! The WebSocket handshake checks of a reverse route (RFC 6455 §4.2.1, §4.1).
+//! A request for a reverse route: the WebSocket handshake checked (RFC 6455 §4.2.1,
+//! §4.1), the request rewritten for the upstream and sent to it through the tunnel.
+
+use std::net::SocketAddr;
 
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, StatusCode};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::Span;
 
-use crate::hop::is_websocket_upgrade;
-use crate::http::{text, Body};
+use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
+use crate::origin::{self, Cache, Origin, Upgrade};
+use crate::respond::{text, Body};
+use crate::route::{self, Route};
+use crate::Settings;
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A request for a reverse route: checked, rewritten for the upstream, sent through the
+/// tunnel (TLS inside it for wss/https).
+pub async fn serve(
+    req: Request<Incoming>,
+    route: &Route,
+    s: &Settings,
+    peer: SocketAddr,
+    cache: &Cache,
+) -> Response<Body> {
+    let up = &route.upstream;
+    Span::current().record("target", tracing::field::display(&up.target));
+    let upgrade = match check(req.method(), req.headers()) {
+        Ok(Kind::Plain) => Upgrade::No,
+        Ok(Kind::WebSocket { accept }) => Upgrade::Checked(accept),
+        Err(refusal) => return refusal.response(),
+    };
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, !matches!(upgrade, Upgrade::No));
+    let path = route::upstream_path(route, parts.uri.path(), parts.uri.query());
+    parts.uri = match path.parse() {
+        Ok(u) => u,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "burrow-local: bad path"),
+    };
+    if !route.preserve_host {
+        if let Ok(h) = HeaderValue::from_str(&up.authority) {
+            parts.headers.insert(header::HOST, h);
+        }
+    }
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let origin = Origin {
+        target: up.target.clone(),
+        tls: up.tls.clone(),
+    };
+    origin::send(Request::from_parts(parts, body), &origin, upgrade, s, cache).await
+}
 
 /// What kind of request came to a route.
 #[derive(Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use burrow_common::hostport::{bracket, HostPort};
 use burrow_common::TargetAddr;
 
 use crate::tls::TlsTarget;
@@ -72,19 +73,8 @@ pub fn parse_upstream(url: &str) -> Result<ParsedUrl, String> {
         return Err(bad("a query belongs to requests, not to the upstream"));
     }
     let default_port = if tls { 443 } else { 80 };
-    let (host, port) = match burrow_common::config::split_host_port(authority) {
-        Some(hp) => hp,
-        None if authority.starts_with('[') && authority.ends_with(']') => {
-            let v6 = &authority[1..authority.len() - 1];
-            v6.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| bad("bad IPv6 host"))?;
-            (v6.to_owned(), default_port)
-        }
-        None if !authority.is_empty() && !authority.contains([':', '@', ' ', '[', ']']) => {
-            (authority.to_owned(), default_port)
-        }
-        None => return Err(bad("no host")),
-    };
+    let HostPort { host, port } = HostPort::parse(authority, Some(default_port))
+        .map_err(|_| bad("no host[:port], or a bad one"))?;
     Ok(ParsedUrl {
         tls,
         host,
@@ -95,17 +85,13 @@ pub fn parse_upstream(url: &str) -> Result<ParsedUrl, String> {
 
 /// `UPSTREAM_HOST=host:port` (simple-proxy): one catch-all route; port 443 means TLS.
 pub fn upstream_host_url(value: &str) -> Result<String, String> {
-    let (host, port) = burrow_common::config::split_host_port(value)
-        .ok_or_else(|| format!("UPSTREAM_HOST {value:?} is not host:port"))?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
+    let hp: HostPort = value
+        .parse()
+        .map_err(|_| format!("UPSTREAM_HOST {value:?} is not host:port"))?;
+    Ok(if hp.port == 443 {
+        format!("wss://{}", bracket(&hp.host))
     } else {
-        host
-    };
-    Ok(if port == 443 {
-        format!("wss://{host}")
-    } else {
-        format!("ws://{host}:{port}")
+        format!("ws://{hp}")
     })
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use burrow_common::hostport::bracket;
 use burrow_common::net::SocketOpts;
 use burrow_common::outbound::{self, Outbound};
 use burrow_common::replay::ReplayFilter;
@@ -70,11 +71,7 @@ impl Server {
 
     /// `host:port`.
     pub fn name(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        format!("{}:{}", bracket(&self.host), self.port)
     }
 }
 
@@ -229,7 +226,7 @@ impl Servers {
     /// Each server's state as Prometheus text: reachable at the last try, its last check
     /// time, and which one is in use.
     pub fn render(&self) -> String {
-        use burrow_common::metrics::family;
+        use burrow_common::metrics::{family, Kind};
         let current = self.current().clone();
         let mut out = String::new();
         let label = |s: &Server| format!("{{server=\"{}\"}}", s.name());
@@ -241,7 +238,7 @@ impl Servers {
         family(
             &mut out,
             "burrow_local_server_up",
-            "gauge",
+            Kind::Gauge,
             "1 if the server was reachable at the last try.",
             &up,
         );
@@ -253,7 +250,7 @@ impl Servers {
         family(
             &mut out,
             "burrow_local_server_in_use",
-            "gauge",
+            Kind::Gauge,
             "1 for the server new tunnels go to.",
             &used,
         );
@@ -267,7 +264,7 @@ impl Servers {
             family(
                 &mut out,
                 "burrow_local_server_check_microseconds",
-                "gauge",
+                Kind::Gauge,
                 "Time to reach the server at the last check.",
                 &checked,
             );

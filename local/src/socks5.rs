@@ -1,126 +1,63 @@
-//! SOCKS5 (RFC 1928, RFC 1929) through fast-socks5's typestate: auth → command → tunnel →
-//! reply → relay.
+//! SOCKS5 (RFC 1928, RFC 1929) through fast-socks5's typestate: the handshake up to the
+//! request, and the reply that answers it (`serve.rs` reads the story).
 
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use burrow_common::config::{ct_eq, Secret};
-use burrow_common::outbound::prefixed::Prefixed;
-use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::TargetAddr;
 use bytes::Bytes;
 use fast_socks5::server::{states, Socks5ServerProtocol, SocksServerError};
 use fast_socks5::util::target_addr::TargetAddr as SocksTarget;
 use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
-use tokio::net::TcpStream;
-use tracing::{debug, Span};
 
-use crate::dial::{add_first_bytes, open_tunnel, Plan};
-use crate::Settings;
+use crate::dial::TunnelError;
 
 /// Room for a whole greeting or request (a request is at most 262 bytes).
-const HANDSHAKE_BUF: usize = 512;
+pub const HANDSHAKE_BUF: usize = 512;
 
 /// A SOCKS5 client whose CONNECT request is read and awaits our reply.
 pub type Pending<T> = Socks5ServerProtocol<T, states::CommandRead>;
 
-/// Serves one SOCKS5 client until its tunnel ends.
-pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
-    let started = std::time::Instant::now();
-    let s = &*settings;
-    let (peer, local) = match (conn.peer_addr(), conn.local_addr()) {
-        (Ok(p), Ok(l)) => (p, l),
-        _ => return debug!("SOCKS5: the connection is gone"),
-    };
-    // Buffered while the handshake lasts: fast-socks5 reads each field on its own, and
-    // each read would be a system call.
-    let conn = BufReader::with_capacity(HANDSHAKE_BUF, conn);
-    let greeting = Box::pin(handshake(conn, s.proxy_auth.as_ref()));
-    let (proto, command, target) = match tokio::time::timeout(s.handshake_timeout, greeting).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return debug!("SOCKS5 handshake: {e}"),
-        Err(_) => return debug!("SOCKS5 handshake timed out"),
-    };
-    if command == Command::UdpAssociate {
-        s.metrics.request(crate::metrics::Inbound::Udp);
-        return Box::pin(crate::udp::associate(
-            settings.clone(),
-            proto,
-            peer,
-            local,
-            target,
-        ))
-        .await;
-    }
-    Span::current().record("target", tracing::field::display(&target));
-    s.metrics.request(crate::metrics::Inbound::Socks5);
-
-    // Boxed: the dial and the reply are not laid out in the tunnel's task for its life.
-    let Some((mut client, mut tunnel)) = Box::pin(start(proto, &target, s)).await else {
-        return;
-    };
-    let (moved, result) = relay_tunnel(&mut client, &mut *tunnel, s.idle_timeout).await;
-    report("tunnel", moved.a_to_b, moved.b_to_a, started, result);
+/// The answer to a SOCKS5 CONNECT: the reply (RFC 1928 §6), then the raw stream.
+pub struct Answer<T> {
+    proto: Pending<BufReader<T>>,
+    timeout: std::time::Duration,
 }
 
-/// Opens the tunnel and answers the app, in the order the plan says; `None` if either
-/// failed (the app has its failure reply; the log says why). The app's stream comes back
-/// with whatever it sent early in front, or sealed behind the request header.
-async fn start<T>(
-    proto: Pending<BufReader<T>>,
-    target: &TargetAddr,
-    s: &Settings,
-) -> Option<(Prefixed<T>, crate::dial::Tunnel)>
-where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    let bound = SocketAddr::from(([0, 0, 0, 0], 0));
-    let plan = Plan::for_target(target, s);
-    let (client, mut tunnel) = if plan == Plan::Go {
-        // The app hears "connected" now and sends its first bytes while the hop to the
-        // server is made; they leave together with the request header.
-        let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
-        let Ok(Ok(client)) = reply.await else {
-            debug!("client left before the SOCKS5 reply");
-            return None;
-        };
-        match open_tunnel(target, s, plan).await {
-            Ok(t) => (client, t),
-            Err(e) => {
-                crate::dial::report(&e);
-                return None;
-            }
-        }
-    } else {
-        let tunnel = match open_tunnel(target, s, plan).await {
-            Ok(t) => t,
-            Err(e) => {
-                crate::dial::report(&e);
-                let code = e.socks_reply();
-                let reply = proto.reply_error(&code);
-                let _ = tokio::time::timeout(s.handshake_timeout, reply).await;
-                return None;
-            }
-        };
-        let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
-        let Ok(Ok(client)) = reply.await else {
-            debug!("client left before the SOCKS5 reply");
-            return None;
-        };
-        (client, tunnel)
-    };
-    // Whatever the client sent early (after its request, before our reply) goes first.
-    let mut early = Bytes::copy_from_slice(client.buffer());
-    let mut app = client.into_inner();
-    if plan == Plan::Go {
-        let first = add_first_bytes(&mut tunnel, std::mem::take(&mut early), &mut app);
-        if let Err(e) = first.await {
-            debug!("client left: {e}");
-            return None;
-        }
+impl<T> Answer<T> {
+    /// For a client whose CONNECT was read; each reply is written within `timeout`.
+    pub fn new(proto: Pending<BufReader<T>>, timeout: std::time::Duration) -> Self {
+        Answer { proto, timeout }
     }
-    Some((Prefixed::new(early, app), tunnel))
+}
+
+impl<T> crate::serve::Answer for Answer<T>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    type App = T;
+
+    async fn open(self) -> io::Result<(Bytes, T)> {
+        // The bound address is not ours to tell (the server's socket is far away).
+        let bound = SocketAddr::from(([0, 0, 0, 0], 0));
+        let reply = tokio::time::timeout(self.timeout, self.proto.reply_success(bound));
+        let client = match reply.await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(io::Error::other(e)),
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        };
+        // Whatever the client sent early (after its request, before our reply) goes first.
+        let early = Bytes::copy_from_slice(client.buffer());
+        Ok((early, client.into_inner()))
+    }
+
+    async fn failed(self, e: &TunnelError) {
+        let code = e.socks_reply();
+        let reply = self.proto.reply_error(&code);
+        let _ = tokio::time::timeout(self.timeout, reply).await;
+    }
 }
 
 /// The SOCKS5 commands served.

@@ -379,7 +379,7 @@ pub fn user_url(
     }
     .ok_or("no password or key to put in the URL")?;
     let host = match host {
-        Some(h) => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        Some(h) => burrow_common::hostport::unbracket(h).to_owned(),
         None if loaded.listen.ip().is_unspecified() => {
             return Err(format!(
                 "the server listens on {}: give --host, the address phones reach it at",
@@ -412,8 +412,9 @@ pub fn genkey(method: &str, server: &str) -> Result<String, String> {
     let method: Method = method
         .parse()
         .map_err(|e: burrow_common::aead::UnknownMethod| e.to_string())?;
-    let (host, port) = burrow_common::config::split_host_port(server)
-        .ok_or_else(|| format!("{server:?} is not host:port"))?;
+    let burrow_common::HostPort { host, port } = server
+        .parse()
+        .map_err(|_| format!("{server:?} is not host:port"))?;
     let mut raw = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut raw);
     let password = base64::engine::general_purpose::STANDARD.encode(raw);

@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::metrics::Rejected;
 use crate::users::User;
 
 /// A first flight that authenticated.
@@ -55,12 +56,12 @@ pub enum BadRequest {
 }
 
 impl BadRequest {
-    /// A short label for counters and logs.
-    pub fn kind(&self) -> &'static str {
+    /// How it is counted.
+    pub fn kind(&self) -> Rejected {
         match self {
-            BadRequest::Aead(_) | BadRequest::Addr(_) => "probe",
-            BadRequest::Replay => "replay",
-            BadRequest::Closed | BadRequest::Io(_) => "closed",
+            BadRequest::Aead(_) | BadRequest::Addr(_) => Rejected::Probe,
+            BadRequest::Replay => Rejected::Replay,
+            BadRequest::Closed | BadRequest::Io(_) => Rejected::Closed,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! burrow-server: accepts Shadowsocks AEAD tunnels and dials their targets.
 //!
-//! `run(settings, listener, ws_listener, metrics_listener, shutdown)`: the accept loop
+//! `run(settings, listeners, shutdown)`: the accept loops
 //! (permit → accept → spawn `serve` in a span) with graceful drain on shutdown. `main`
 //! only parses, validates, binds and calls it.
 
@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use burrow_common::accept::{accept_loop, AcceptOpts};
 use burrow_common::net::SocketOpts;
-use burrow_common::outbound::ws;
 use burrow_common::replay::ReplayFilter;
 use burrow_common::MasterKey;
 use metrics::Metrics;
@@ -130,15 +129,40 @@ pub async fn reload_on_hangup<F>(
     }
 }
 
-/// Serves `listener` until `shutdown` is cancelled, then drains open tunnels for up to
+/// The sockets the server serves, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Shadowsocks tunnels (and, on the same address, the UDP relay).
+    pub tcp: TcpListener,
+    /// Tunnels dressed as WebSockets (`ws_listen`).
+    pub ws: Option<TcpListener>,
+    /// The metrics endpoint (`metrics_listen`).
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// The Shadowsocks listener alone.
+    pub fn tcp(tcp: TcpListener) -> Self {
+        Listeners {
+            tcp,
+            ws: None,
+            metrics: None,
+        }
+    }
+}
+
+/// Serves the listeners until `shutdown` is cancelled, then drains open tunnels for up to
 /// `shutdown_grace` and returns.
 pub async fn run(
     mut settings: Settings,
-    listener: TcpListener,
-    ws_listener: Option<TcpListener>,
-    metrics_listener: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        tcp: listener,
+        ws: ws_listener,
+        metrics: metrics_listener,
+    } = listeners;
     // The address as bound (a port of 0 is chosen now) is the one never to dial.
     if let Ok(bound) = listener.local_addr() {
         settings.policy.own = Some(bound);
@@ -226,23 +250,7 @@ pub async fn run(
             ..opts.clone()
         };
         accept_loop(listener, opts, shutdown, |conn| {
-            let shared = shared.clone();
-            async move {
-                let s = &shared.settings;
-                let Some(handshaking) = serve::start_handshake(&shared) else {
-                    return;
-                };
-                let ping = Some(s.ws_ping);
-                let accepted =
-                    tokio::time::timeout(s.handshake_timeout, ws::accept(conn, &s.ws_path, ping));
-                let accepted = accepted.await;
-                drop(handshaking);
-                match accepted {
-                    Ok(Ok(io)) => serve::serve(shared.clone(), io).await,
-                    Ok(Err(e)) => tracing::debug!("{e}"),
-                    Err(_) => tracing::debug!("WebSocket handshake timed out"),
-                }
-            }
+            serve::serve_websocket(shared.clone(), conn)
         })
         .await
     };

@@ -101,15 +101,30 @@ impl UdpMetrics {
     }
 }
 
+/// Why a first flight was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// It did not open with any user's key, or its address was malformed.
+    Probe,
+    /// A salt seen before.
+    Replay,
+    /// Not complete within the handshake timeout.
+    Timeout,
+    /// Too many handshakes at once.
+    Busy,
+    /// The client closed before its request was complete.
+    Closed,
+}
+
 impl Metrics {
-    /// Counts a refused first flight by kind (`probe`, `replay`, `timeout`, `busy`, `closed`).
-    pub fn rejected(&self, kind: &str) {
-        match kind {
-            "probe" => &self.probes,
-            "replay" => &self.replays,
-            "timeout" => &self.handshake_timeouts,
-            "busy" => &self.busy,
-            _ => return,
+    /// Counts a refused first flight by why (a connection closed early is not counted).
+    pub fn rejected(&self, why: Rejected) {
+        match why {
+            Rejected::Probe => &self.probes,
+            Rejected::Replay => &self.replays,
+            Rejected::Timeout => &self.handshake_timeouts,
+            Rejected::Busy => &self.busy,
+            Rejected::Closed => return,
         }
         .fetch_add(1, Relaxed);
     }

@@ -1,9 +1,11 @@
-//! One connection, top to bottom: handshake → dial → relay, each under its own timeout.
+//! One connection, top to bottom: (WebSocket upgrade →) handshake → dial → relay, each
+//! under its own timeout.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use burrow_common::aead::{AeadError, Encoder};
+use burrow_common::outbound::ws;
 use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::timeout::with_timeout;
 use burrow_common::udp;
@@ -17,6 +19,7 @@ use crate::dial::{dial, DialError};
 use crate::handshake::{
     close_quietly, drain_silently, jittered_deadline, read_request, readable, BadRequest, Request,
 };
+use crate::metrics::Rejected;
 use crate::Shared;
 
 /// Serves one accepted connection until its tunnel ends.
@@ -41,6 +44,24 @@ where
         return;
     };
     Box::pin(serve_request(&shared, conn, req)).await;
+}
+
+/// Serves one connection to the WebSocket listener: the upgrade (a handshake like the
+/// Shadowsocks one: it holds a handshake permit and has the same timeout), then [`serve`]
+/// on the WebSocket's byte stream.
+pub async fn serve_websocket(shared: Arc<Shared>, conn: TcpStream) {
+    let s = &shared.settings;
+    let Some(handshaking) = start_handshake(&shared) else {
+        return;
+    };
+    let upgrade = ws::accept(conn, &s.ws_path, Some(s.ws_ping));
+    let upgraded = tokio::time::timeout(s.handshake_timeout, upgrade).await;
+    drop(handshaking);
+    match upgraded {
+        Ok(Ok(io)) => serve(shared.clone(), io).await,
+        Ok(Err(e)) => debug!("{e}"),
+        Err(_) => debug!("WebSocket handshake timed out"),
+    }
 }
 
 /// Dial → tunnel, for a request that authenticated (the tunnel's time counted from then).
@@ -121,7 +142,7 @@ where
 pub fn start_handshake(shared: &Shared) -> Option<tokio::sync::SemaphorePermit<'_>> {
     let permit = shared.handshakes.try_acquire().ok();
     if permit.is_none() {
-        shared.metrics.rejected("busy");
+        shared.metrics.rejected(Rejected::Busy);
         debug!("too many connections in their handshake: closed");
     }
     permit
@@ -140,7 +161,7 @@ where
             if r.is_ok() {
                 return Some(deadline);
             }
-            shared.metrics.rejected("timeout");
+            shared.metrics.rejected(Rejected::Timeout);
             debug!("nothing before the handshake deadline");
         }
         // Stopping: a connection that has sent nothing is not a tunnel to drain (a
@@ -180,7 +201,7 @@ where
             None
         }
         Err(_) => {
-            shared.metrics.rejected("timeout");
+            shared.metrics.rejected(Rejected::Timeout);
             debug!("no whole request before the handshake deadline");
             Box::pin(close_quietly(conn)).await;
             None

@@ -78,7 +78,12 @@ fn main() -> ExitCode {
         let Some(tcp) = it.next() else { return Ok(()) };
         let ws = if has_ws { it.next() } else { None };
         let metrics = if has_metrics { it.next() } else { None };
-        burrow_server::run(loaded.settings, tcp, ws, metrics, shutdown).await
+        burrow_server::run(
+            loaded.settings,
+            burrow_server::Listeners { tcp, ws, metrics },
+            shutdown,
+        )
+        .await
     };
     cli::serve("burrow-server", &listen, verbose, &log_format, run)
 }

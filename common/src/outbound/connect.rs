@@ -300,11 +300,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = io::Result<TcpStream>>,
 {
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = format!("{}:{port}", crate::hostport::bracket(host));
     let mut conn = Conn::new(proxy, tcp).await?;
     // A proxy not learned yet is asked by one connection at a time.
     let _probe = match (proxy.scheme, learned(proxy)) {

@@ -90,13 +90,8 @@ impl ProxyUrl {
             }
             None => (None, rest),
         };
-        let (host, port) = match crate::config::split_host_port(hostport) {
-            Some(hp) => hp,
-            None if !hostport.is_empty() && !hostport.contains([':', '/', ' ']) => {
-                (hostport.to_owned(), default_port)
-            }
-            None => return Err(bad("no host:port")),
-        };
+        let crate::HostPort { host, port } = crate::HostPort::parse(hostport, Some(default_port))
+            .map_err(|_| bad("no host:port"))?;
         Ok(ProxyUrl {
             kind,
             host,
@@ -149,10 +144,7 @@ pub fn from_env(
 /// `NO_PROXY`: `*`, or a comma list of names (matching the name and its subdomains, a
 /// leading dot allowed), IP addresses and CIDR blocks.
 pub fn no_proxy_matches(list: &str, host: &str) -> bool {
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
+    let host = crate::hostport::unbracket(host).to_ascii_lowercase();
     let ip: Option<std::net::IpAddr> = host.parse().ok();
     list.split(',')
         .map(str::trim)

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use burrow_common::outbound::proxy::{self, ProxyUrl};
 use burrow_common::outbound::Ways;
+use burrow_common::HostPort;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
@@ -73,14 +74,8 @@ impl Source {
             Some(i) => (&after[..i], &after[i..]),
             None => (after, "/"),
         };
-        let bare = authority.trim_start_matches('[').trim_end_matches(']');
-        let (host, port) = match burrow_common::config::split_host_port(authority) {
-            Some(hp) => hp,
-            None if !bare.is_empty() && (!bare.contains(':') || bare.parse::<IpAddr>().is_ok()) => {
-                (bare.to_owned(), 80)
-            }
-            None => return Err(format!("PAC location {t:?}: no host[:port] in it")),
-        };
+        let HostPort { host, port } = HostPort::parse(authority, Some(80))
+            .map_err(|_| format!("PAC location {t:?}: no host[:port] in it"))?;
         Ok(Some(Source::Http {
             authority: authority.to_owned(),
             host,
