@@ -6,8 +6,13 @@ use std::time::Duration;
 use burrow_common::aead::Method;
 use burrow_common::net::SocketOpts;
 use burrow_common::MasterKey;
+use burrow_local::config::defaults as local_defaults;
+use burrow_server::config::defaults as server_defaults;
 use burrow_server::policy::Policy;
 use tokio::net::TcpListener;
+
+/// Open tunnels get this long after Ctrl-C (the programs' own default is 30 s).
+const QUICK_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs until SIGINT/SIGTERM. `port` is the SOCKS5 port to try first (0 = any).
 pub async fn run(port: u16) -> anyhow::Result<()> {
@@ -33,26 +38,27 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
             key.clone(),
             None,
         )])),
-        user_grace: Duration::from_secs(60),
+        user_grace: server_defaults::USER_GRACE,
         // Only the demo origin is allowed among private addresses; the internet is open.
         policy: Policy {
             allow_exact: vec![demo],
             own: Some(server_addr),
             ..Policy::default()
         },
-        handshake_timeout: Duration::from_secs(60),
-        connect_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(300),
+        handshake_timeout: server_defaults::HANDSHAKE_TIMEOUT,
+        connect_timeout: server_defaults::CONNECT_TIMEOUT,
+        idle_timeout: server_defaults::IDLE_TIMEOUT,
         max_connections: 1024,
         max_handshakes: 512,
-        shutdown_grace: Duration::from_secs(2),
+        // A demo: Ctrl-C should not wait long for open tunnels.
+        shutdown_grace: QUICK_GRACE,
         replay_filter: true,
-        ws_path: "/tunnel".into(),
-        ws_ping: Duration::from_secs(20),
+        ws_path: server_defaults::WS_PATH.into(),
+        ws_ping: server_defaults::WS_PING,
         udp: true,
         block_quic: false,
-        udp_timeout: Duration::from_secs(300),
-        max_udp_sessions: 512,
+        udp_timeout: server_defaults::UDP_TIMEOUT,
+        max_udp_sessions: server_defaults::MAX_UDP_SESSIONS,
         socket: SocketOpts::default(),
     };
     let metrics = std::sync::Arc::new(burrow_local::metrics::Metrics::new("tcp"));
@@ -62,13 +68,13 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
             outbound: Default::default(),
             host: server_addr.ip().to_string(),
             port: server_addr.port(),
-            timeout: Duration::from_secs(10),
+            timeout: local_defaults::CONNECT_TIMEOUT,
             socket: SocketOpts::default(),
         },
         burrow_local::pool::PoolConfig {
             max: 4,
-            max_age: Duration::from_secs(20),
-            idle_after: Duration::from_secs(180),
+            max_age: local_defaults::WARM_MAX_AGE,
+            idle_after: local_defaults::WARM_IDLE_AFTER,
         },
     );
     let only = burrow_local::servers::Server::new(
@@ -85,7 +91,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         generation: Default::default(),
         servers: std::sync::Arc::new(burrow_local::servers::Servers::new(
             vec![std::sync::Arc::new(only)],
-            Duration::from_secs(30),
+            local_defaults::SERVER_CHECK,
         )),
         proxy_auth: None,
         routes: Vec::new(),
@@ -96,12 +102,12 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         metrics_listen: None,
         pac: None,
-        handshake_timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(300),
+        handshake_timeout: local_defaults::HANDSHAKE_TIMEOUT,
+        connect_timeout: local_defaults::CONNECT_TIMEOUT,
+        idle_timeout: local_defaults::IDLE_TIMEOUT,
         confirm: burrow_local::dial::Confirm::Auto,
         max_connections: 1024,
-        shutdown_grace: Duration::from_secs(2),
+        shutdown_grace: QUICK_GRACE,
         socket: SocketOpts::default(),
     };
     eprintln!(

@@ -632,3 +632,93 @@ async fn replay_filter_off_keeps_the_sip022_salt_set() {
     );
     assert_eq!(target.wait_count(1), 1, "dialled once");
 }
+
+/// Waits (up to 20 s) for `n` Ping frames on `ws`, answering nothing and sending nothing:
+/// the peer pings an idle tunnel by itself. Fails on close or on any other frame.
+async fn pings<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, n: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut seen = 0;
+    while seen < n {
+        let next = tokio::time::timeout(Duration::from_secs(20), ws.next()).await;
+        match next {
+            Ok(Some(Ok(Message::Ping(_)))) => seen += 1,
+            Ok(Some(Ok(Message::Pong(_)))) => {}
+            other => panic!("after {seen} pings: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_pings_an_idle_websocket_tunnel() {
+    use futures_util::SinkExt;
+    let (s, addrs, _) = server_with(
+        "chacha20-ietf-poly1305",
+        "pw",
+        "ws_listen = \"127.0.0.1:0\"\nws_ping = \"300ms\"\n",
+    );
+    let target = burrow::kit::half_close_target().await;
+    let tcp = TcpStream::connect(addrs[1]).await.expect("connect");
+    let url = format!("ws://{}/tunnel", addrs[1]);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("upgrade");
+    let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
+    let first = flight(&key, &TargetAddr::Ip(target), b"hello");
+    ws.send(tokio_tungstenite::tungstenite::Message::binary(first))
+        .await
+        .expect("send the request");
+    // The tunnel is open (the target waits for a half-close that never comes): idle.
+    pings(&mut ws, 2).await;
+    assert!(!s.output().contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burrow_local_pings_an_idle_websocket_hop() {
+    // A WebSocket peer standing in for the server's listener: it takes burrow-local's
+    // hop and then only watches.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hop = listener.local_addr().expect("addr");
+    let dir = temp_dir("ping");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"{hop}\"\npassword = \"pw\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+             transport = \"ws\"\nconfirm_connect = false\n\n[websocket]\npath = \"/tunnel\"\nping = \"300ms\"\n"
+        ),
+    )
+    .expect("local.toml");
+    let local = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let local_addr = local.listening();
+    let (mut app, reply) = burrow::kit::socks5_connect(local_addr, "example.com", 80)
+        .await
+        .expect("socks");
+    assert_eq!(reply, 0);
+    app.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .expect("write");
+    let (conn, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+        .await
+        .expect("burrow-local dials its hop")
+        .expect("accept");
+    let mut ws = tokio_tungstenite::accept_async(conn)
+        .await
+        .expect("upgrade");
+    {
+        use futures_util::StreamExt;
+        let request = tokio::time::timeout(Duration::from_secs(20), ws.next()).await;
+        assert!(
+            matches!(request, Ok(Some(Ok(m))) if m.is_binary()),
+            "the request first"
+        );
+    }
+    pings(&mut ws, 2).await;
+    drop(app);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -153,6 +153,8 @@ pub mod defaults {
     pub const MAX_UDP_SESSIONS: usize = 512;
     /// A removed user's tunnels close this long after a reload.
     pub const USER_GRACE: Duration = Duration::from_secs(60);
+    pub const WS_PATH: &str = "/tunnel";
+    pub const WS_PING: Duration = Duration::from_secs(20);
 }
 
 /// A validated server: where to listen and how to serve.
@@ -275,8 +277,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .clamp(1, max_connections),
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         replay_filter: file.replay_filter.unwrap_or(true),
-        ws_path: file.ws_path.clone().unwrap_or_else(|| "/tunnel".into()),
-        ws_ping: file.ws_ping.unwrap_or(Duration::from_secs(20)),
+        ws_path: file
+            .ws_path
+            .clone()
+            .unwrap_or_else(|| defaults::WS_PATH.into()),
+        ws_ping: file.ws_ping.unwrap_or(defaults::WS_PING),
         udp: !cli.no_udp && file.udp.unwrap_or(true),
         block_quic: file.block_quic.unwrap_or(false),
         udp_timeout: file.udp_timeout.unwrap_or(defaults::UDP_TIMEOUT),

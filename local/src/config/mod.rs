@@ -1,0 +1,240 @@
+//! CLI and TOML config → validated `Settings`. Precedence: CLI > env > file > defaults.
+//!
+//! `cli` (the command line) and `raw` (the file as written) are read by [`load`], which
+//! validates them into the run-time [`Settings`] with the help of `servers`, `hop` and
+//! `routes`; every default is in `defaults`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use burrow_common::config::{check_timeouts, listen_addr, read_config, with_port};
+use burrow_common::net::{Keepalive, SocketOpts};
+use burrow_common::TargetAddr;
+
+use crate::dial::Confirm;
+use crate::pool::{Dial, Pool, PoolConfig};
+use crate::servers::{Server, Servers};
+use crate::udp::UdpTransport;
+use crate::Settings;
+
+mod cli;
+pub mod defaults;
+mod hop;
+mod raw;
+mod routes;
+mod servers;
+
+pub use cli::{Cli, Command};
+use hop::outbound;
+pub use raw::*;
+use routes::{bypass, routes};
+use servers::server_entries;
+
+/// A validated local: where to listen and how to serve.
+#[derive(Debug)]
+pub struct Loaded {
+    pub listen: Vec<SocketAddr>,
+    pub settings: Settings,
+    /// Said once logging is up: settings that work but weaken what burrow promises.
+    pub warnings: Vec<String>,
+}
+
+/// A shadowsocks-rust / -libev client `config.json`, read as it is.
+const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
+    ("server", "server", false),
+    // sslocal's list of servers: each entry a server of ours, tried in order.
+    ("servers", "server", false),
+    ("server_port", "server_port", false),
+    ("password", "password", false),
+    ("method", "method", false),
+    ("local_address", "local_address", false),
+    ("local_port", "local_port", false),
+    ("timeout", "idle_timeout", true),
+    ("no_delay", "no_delay", false),
+];
+
+/// Merges CLI, environment (through clap) and file; every error is one line.
+pub fn load(cli: &Cli) -> Result<Loaded, String> {
+    let (file, notes): (RawConfig, Vec<String>) = match &cli.config {
+        Some(p) => read_config(p, SHADOWSOCKS_KEYS)?,
+        None => (RawConfig::default(), Vec::new()),
+    };
+
+    let listen_texts = if !cli.local_addr.is_empty() {
+        cli.local_addr.clone()
+    } else if let Some(list) = file.listen.clone().filter(|l| !l.is_empty()) {
+        list
+    } else {
+        vec![with_port(
+            file.local_address
+                .as_deref()
+                .unwrap_or(defaults::LOCAL_ADDRESS),
+            cli.listen_port
+                .or(file.local_port)
+                .unwrap_or(defaults::LOCAL_PORT),
+        )]
+    };
+    let listen = listen_texts
+        .iter()
+        .map(|t| listen_addr("local address", t))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut warnings: Vec<String> = notes;
+    let entries = server_entries(cli, &file, &mut warnings)?;
+    let proxy_auth = match (file.proxy_username.clone(), file.proxy_password.clone()) {
+        (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() => Some((u, p)),
+        (None, None) => None,
+        _ => return Err("proxy_username and proxy_password go together, both non-empty".into()),
+    };
+    let keepalive = file
+        .keepalive
+        .map(|idle| Keepalive {
+            idle,
+            ..Keepalive::default()
+        })
+        .unwrap_or_default();
+    let routes = routes(cli, &file.route)?;
+    let connect_timeout = file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT);
+    let socket = SocketOpts {
+        nodelay: file.no_delay.unwrap_or(true),
+        keepalive: Some(keepalive),
+    };
+    let warm = PoolConfig {
+        max: file.warm_connections.unwrap_or(defaults::WARM_CONNECTIONS),
+        max_age: file.warm_max_age.unwrap_or(defaults::WARM_MAX_AGE),
+        idle_after: file.warm_idle_after.unwrap_or(defaults::WARM_IDLE_AFTER),
+    };
+    // Each server's way; a PAC file (asked about the first) decides for all of them.
+    let mut list = Vec::with_capacity(entries.len());
+    let mut pac = None;
+    let mut shared_ways = None;
+    let mut metrics = None;
+    for (host, port, key, entry) in entries {
+        // An entry's own transport and proxy stand in for the top-level ones.
+        let mut own = file.clone();
+        if entry.transport.is_some() {
+            own.transport = entry.transport.clone();
+        }
+        if entry.outbound_proxy.is_some() {
+            own.outbound_proxy = entry.outbound_proxy.clone();
+        }
+        let (mut outbound, this_pac) = outbound(cli, &own, (&host, port))?;
+        if pac.is_none() {
+            pac = this_pac;
+        }
+        match &shared_ways {
+            None => shared_ways = Some(outbound.ways.clone()),
+            Some(w) if pac.is_some() && entry.outbound_proxy.is_none() => outbound.ways = w.clone(),
+            Some(_) => {}
+        }
+        let m = metrics
+            .get_or_insert_with(|| {
+                Arc::new(crate::metrics::Metrics::new(match &outbound.ws {
+                    None => "tcp",
+                    Some(w) if w.tls.is_some() => "wss",
+                    Some(_) => "ws",
+                }))
+            })
+            .clone();
+        let dial = Dial {
+            metrics: m,
+            outbound: outbound.clone(),
+            host: host.clone(),
+            port,
+            timeout: connect_timeout,
+            socket,
+        };
+        // The server's salts are checked too: a recorded server stream played back at
+        // us is refused (SIP022 by time; SIP004 the last 64 Ki to 128 Ki salts, 460 KB
+        // at most).
+        let salts = Arc::new(if key.method().is_2022() {
+            burrow_common::replay::ReplayFilter::sip022()
+        } else {
+            burrow_common::replay::ReplayFilter::new(1 << 16)
+        });
+        list.push(Arc::new(Server::new(
+            host,
+            port,
+            key,
+            outbound,
+            Pool::new(dial, warm),
+            Some(salts),
+        )));
+    }
+    let metrics = metrics.ok_or("no server")?;
+    let servers = Arc::new(Servers::new(
+        list,
+        file.server_check.unwrap_or(defaults::SERVER_CHECK),
+    ));
+    let settings = Settings {
+        generation: Default::default(),
+        servers,
+        routes,
+        host_names: file
+            .host_names
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        bypass: bypass(&file.bypass)?,
+        udp_transport: UdpTransport::parse(file.udp_transport.as_deref().unwrap_or("auto"))?,
+        metrics,
+        metrics_listen: cli
+            .metrics
+            .as_ref()
+            .or(file.metrics.as_ref())
+            .map(|m| listen_addr("metrics", m))
+            .transpose()?,
+        dns: match cli.dns.as_ref().or(file.dns.as_ref()) {
+            None => None,
+            Some(at) => {
+                let upstream = file
+                    .dns_upstream
+                    .as_deref()
+                    .unwrap_or(defaults::DNS_UPSTREAM);
+                let upstream = upstream
+                    .parse::<TargetAddr>()
+                    .map_err(|_| format!("dns_upstream {upstream:?}: expected host:port"))?;
+                Some((listen_addr("dns", at)?, upstream))
+            }
+        },
+        pac,
+        proxy_auth,
+        handshake_timeout: file
+            .handshake_timeout
+            .unwrap_or(defaults::HANDSHAKE_TIMEOUT),
+        connect_timeout,
+        idle_timeout: file.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
+        confirm: match (&file.confirm_connect, cli.no_confirm) {
+            (_, true) => Confirm::Never,
+            (Some(c), false) => c.resolve()?,
+            (None, false) => Confirm::Auto,
+        },
+        max_connections: file
+            .max_connections
+            .unwrap_or_else(burrow_common::net::connection_budget)
+            .max(1),
+        shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
+        socket,
+    };
+    check_timeouts(&[
+        ("handshake_timeout", settings.handshake_timeout),
+        ("connect_timeout", settings.connect_timeout),
+        ("idle_timeout", settings.idle_timeout),
+    ])?;
+    if file
+        .websocket
+        .as_ref()
+        .is_some_and(|w| w.insecure_skip_verify)
+    {
+        warnings.push(
+            "[websocket] insecure_skip_verify is on: the wss hop's certificate is NOT checked, \
+             so anyone on the path can stand in for the server's TLS"
+                .into(),
+        );
+    }
+    Ok(Loaded {
+        listen,
+        settings,
+        warnings,
+    })
+}
