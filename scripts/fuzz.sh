@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(addr_decode aead_chunks sip022_header socks5_handshake http_authority ws_handshake)
+[ "${#targets[@]}" -gt 0 ] || targets=(addr_decode aead_chunks sip022_header socks5_handshake http_authority ws_handshake stream_open)
 cargo fuzz build --sanitizer none -O
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"

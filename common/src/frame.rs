@@ -240,7 +240,7 @@ fn address_len(plain: &[u8]) -> Option<usize> {
         .map(|_| before - b.len())
 }
 
-/// What a SIP022 decoder expects at the front of the stream.
+/// What a decoder expects at the front of the stream, before the salt.
 #[derive(Clone, Copy)]
 enum Expect {
     Sip004,
@@ -248,24 +248,34 @@ enum Expect {
     Response { request_salt: [u8; 32] },
 }
 
+/// Where a decoder is: before the salt, or keyed by it at some step of the stream.
+enum Phase {
+    Salt(Expect),
+    Keyed(Cipher, Step),
+}
+
+/// The next piece a keyed decoder opens.
 #[derive(Clone, Copy)]
-enum State {
-    Salt,
+enum Step {
+    /// SIP022 request: type, timestamp, length of the variable header.
     RequestFixed,
+    /// SIP022 request: address, padding, first payload.
     RequestVar(usize),
-    ResponseFixed,
+    /// SIP022 response: type, timestamp, the request's salt, first chunk's length.
+    ResponseFixed { request_salt: [u8; 32] },
+    /// SIP022 response: the first chunk, whose length the header gave.
     FirstChunk(usize),
+    /// A chunk's sealed length.
     Length,
+    /// A chunk's payload.
     Payload(usize),
 }
 
 /// Opens chunks from received bytes; reads the salt (and SIP022 header) first.
 pub struct Decoder {
     key: MasterKey,
-    cipher: Option<Cipher>,
     salt: [u8; 32],
-    state: State,
-    expect: Expect,
+    phase: Phase,
     clock: Clock,
     max: usize,
     confirm: bool,
@@ -316,10 +326,8 @@ impl Decoder {
         };
         Decoder {
             key: key.clone(),
-            cipher: None,
             salt: [0u8; 32],
-            state: State::Salt,
-            expect,
+            phase: Phase::Salt(expect),
             clock,
             max: key.method().max_payload(),
             confirm: false,
@@ -344,7 +352,7 @@ impl Decoder {
             let mut s = [0u8; 32];
             s[..request_salt.len().min(32)]
                 .copy_from_slice(&request_salt[..request_salt.len().min(32)]);
-            d.expect = Expect::Response { request_salt: s };
+            d.phase = Phase::Salt(Expect::Response { request_salt: s });
         }
         d
     }
@@ -356,9 +364,7 @@ impl Decoder {
 
     /// The peer's salt, once read.
     pub fn salt(&self) -> Option<&[u8]> {
-        self.cipher
-            .as_ref()
-            .map(|_| &self.salt[..self.key.method().salt_len()])
+        matches!(self.phase, Phase::Keyed(..)).then(|| &self.salt[..self.key.method().salt_len()])
     }
 
     /// True once a piece sealed under the peer's salt has opened.
@@ -368,46 +374,27 @@ impl Decoder {
 
     /// True between chunks (or before the salt): an EOF here is a clean end.
     pub fn at_boundary(&self) -> bool {
-        matches!(self.state, State::Salt | State::Length)
+        matches!(self.phase, Phase::Salt(_) | Phase::Keyed(_, Step::Length))
     }
 
     /// Bytes still needed before the next step can make progress, given `have` buffered.
     pub fn needed(&self, have: usize) -> usize {
-        let want = match self.state {
-            State::Salt => self.key.method().salt_len(),
-            State::RequestFixed => FIXED_REQUEST + TAG_LEN,
-            State::ResponseFixed => FIXED_RESPONSE + TAG_LEN,
-            State::Length => 2 + TAG_LEN,
-            State::RequestVar(n) | State::FirstChunk(n) | State::Payload(n) => n + TAG_LEN,
+        let want = match self.phase {
+            Phase::Salt(_) => self.key.method().salt_len(),
+            Phase::Keyed(_, step) => match step {
+                Step::RequestFixed => FIXED_REQUEST + TAG_LEN,
+                Step::ResponseFixed { .. } => FIXED_RESPONSE + TAG_LEN,
+                Step::Length => 2 + TAG_LEN,
+                Step::RequestVar(n) | Step::FirstChunk(n) | Step::Payload(n) => n + TAG_LEN,
+            },
         };
         want.saturating_sub(have)
-    }
-
-    fn open(
-        &mut self,
-        buf: &mut BytesMut,
-        len: usize,
-        err: AeadError,
-    ) -> Result<Option<BytesMut>, AeadError> {
-        if buf.len() < len + TAG_LEN {
-            return Ok(None);
-        }
-        let Some(cipher) = self.cipher.as_mut() else {
-            unreachable!("cipher is set with the salt")
-        };
-        let mut sealed = buf.split_to(len + TAG_LEN);
-        if !cipher.open(&mut sealed) {
-            return Err(err);
-        }
-        self.authenticated = true;
-        sealed.truncate(len);
-        Ok(Some(sealed))
     }
 
     /// True once past the salt and any SIP022 header: the rest is a run of chunks, which
     /// [`Decoder::open_run`] opens.
     pub fn streaming(&self) -> bool {
-        matches!(self.state, State::Length | State::Payload(_))
+        matches!(self.phase, Phase::Keyed(_, Step::Length | Step::Payload(_)))
     }
 
     /// Opens every whole chunk in `buf[*from..]`, each payload's plaintext written down to
@@ -421,29 +408,22 @@ impl Decoder {
         from: &mut usize,
         to: &mut usize,
     ) -> Result<(), AeadError> {
-        let Some(cipher) = self.cipher.as_mut() else {
+        let Phase::Keyed(cipher, step) = &mut self.phase else {
             return Ok(());
         };
         loop {
-            match self.state {
-                State::Length => {
+            match *step {
+                Step::Length => {
                     let end = *from + 2 + TAG_LEN;
                     if buf.len() < end {
                         return Ok(());
                     }
-                    let sealed = &mut buf[*from..end];
-                    if !cipher.open(sealed) {
-                        return Err(AeadError::LengthTag);
-                    }
+                    let len = open_length(cipher, &mut buf[*from..end], self.max)?;
                     self.authenticated = true;
-                    let len = u16::from_be_bytes([sealed[0], sealed[1]]) as usize;
-                    if len > self.max {
-                        return Err(AeadError::Oversize(len));
-                    }
                     *from = end;
-                    self.state = State::Payload(len);
+                    *step = Step::Payload(len);
                 }
-                State::Payload(n) => {
+                Step::Payload(n) => {
                     let end = *from + n + TAG_LEN;
                     if buf.len() < end {
                         return Ok(());
@@ -453,7 +433,7 @@ impl Decoder {
                     }
                     *from = end;
                     *to += n;
-                    self.state = State::Length;
+                    *step = Step::Length;
                 }
                 _ => return Ok(()),
             }
@@ -465,84 +445,105 @@ impl Decoder {
     /// request's first chunk is the address followed by the payload (padding removed).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, AeadError> {
         loop {
-            match self.state {
-                State::Salt => {
+            let (cipher, step) = match &mut self.phase {
+                Phase::Salt(expect) => {
                     let n = self.key.method().salt_len();
                     if buf.len() < n {
                         return Ok(None);
                     }
                     let salt = buf.split_to(n);
                     self.salt[..n].copy_from_slice(&salt);
-                    self.cipher = Some(Cipher::new(&self.key, &salt));
-                    self.state = match self.expect {
-                        Expect::Sip004 => State::Length,
-                        Expect::Request => State::RequestFixed,
-                        Expect::Response { .. } => State::ResponseFixed,
+                    let step = match *expect {
+                        Expect::Sip004 => Step::Length,
+                        Expect::Request => Step::RequestFixed,
+                        Expect::Response { request_salt } => Step::ResponseFixed { request_salt },
                     };
+                    self.phase = Phase::Keyed(Cipher::new(&self.key, &salt), step);
+                    continue;
                 }
-                State::RequestFixed => {
-                    let Some(h) = self.open(buf, FIXED_REQUEST, AeadError::LengthTag)? else {
-                        return Ok(None);
-                    };
-                    check_header(h[0], REQUEST, &h[1..9], self.clock.now())?;
-                    let var = u16::from_be_bytes([h[9], h[10]]) as usize;
-                    self.state = State::RequestVar(var);
+                Phase::Keyed(cipher, step) => (cipher, step),
+            };
+            let (len, err) = match *step {
+                Step::RequestFixed => (FIXED_REQUEST, AeadError::LengthTag),
+                Step::ResponseFixed { .. } => (FIXED_RESPONSE, AeadError::LengthTag),
+                Step::Length => (2, AeadError::LengthTag),
+                Step::RequestVar(n) | Step::FirstChunk(n) | Step::Payload(n) => {
+                    (n, AeadError::PayloadTag)
                 }
-                State::RequestVar(n) => {
-                    let Some(mut var) = self.open(buf, n, AeadError::PayloadTag)? else {
-                        return Ok(None);
-                    };
-                    let addr = address_len(&var).ok_or(AeadError::BadHeader("address"))?;
-                    if var.len() < addr + 2 {
-                        return Err(AeadError::BadHeader("padding length"));
-                    }
-                    let pad = u16::from_be_bytes([var[addr], var[addr + 1]]) as usize;
-                    if var.len() < addr + 2 + pad {
-                        return Err(AeadError::BadHeader("padding length"));
-                    }
-                    self.confirm = var[addr + 2..addr + 2 + pad].starts_with(CONFIRM_MARKER);
-                    if pad == 0 && var.len() == addr + 2 {
-                        return Err(AeadError::BadHeader("no payload and no padding"));
-                    }
-                    let mut rest = var.split_off(addr + 2 + pad);
-                    var.truncate(addr);
-                    var.unsplit(std::mem::take(&mut rest));
-                    self.state = State::Length;
-                    return Ok(Some(var));
+            };
+            if buf.len() < len + TAG_LEN {
+                return Ok(None);
+            }
+            let mut piece = buf.split_to(len + TAG_LEN);
+            if let Step::Length = step {
+                // The same rule as the run of chunks reads lengths by.
+                *step = Step::Payload(open_length(cipher, &mut piece, self.max)?);
+                self.authenticated = true;
+                continue;
+            }
+            if !cipher.open(&mut piece) {
+                return Err(err);
+            }
+            self.authenticated = true;
+            piece.truncate(len);
+            match *step {
+                Step::RequestFixed => {
+                    check_header(piece[0], REQUEST, &piece[1..9], self.clock.now())?;
+                    *step = Step::RequestVar(u16::from_be_bytes([piece[9], piece[10]]) as usize);
                 }
-                State::ResponseFixed => {
-                    let Some(h) = self.open(buf, FIXED_RESPONSE, AeadError::LengthTag)? else {
-                        return Ok(None);
-                    };
-                    let Expect::Response { request_salt } = self.expect else {
-                        return Err(AeadError::BadHeader("stream type"));
-                    };
-                    check_header(h[0], RESPONSE, &h[1..9], self.clock.now())?;
-                    if !crate::config::ct_eq(&h[9..41], &request_salt) {
+                Step::ResponseFixed { request_salt } => {
+                    check_header(piece[0], RESPONSE, &piece[1..9], self.clock.now())?;
+                    if !crate::config::ct_eq(&piece[9..41], &request_salt) {
                         return Err(AeadError::BadHeader("response is for another request"));
                     }
-                    self.state = State::FirstChunk(u16::from_be_bytes([h[41], h[42]]) as usize);
+                    *step = Step::FirstChunk(u16::from_be_bytes([piece[41], piece[42]]) as usize);
                 }
-                State::FirstChunk(n) | State::Payload(n) => {
-                    let Some(chunk) = self.open(buf, n, AeadError::PayloadTag)? else {
-                        return Ok(None);
-                    };
-                    self.state = State::Length;
-                    return Ok(Some(chunk));
+                Step::RequestVar(_) => {
+                    *step = Step::Length;
+                    let (first, confirm) = request_payload(piece)?;
+                    self.confirm = confirm;
+                    return Ok(Some(first));
                 }
-                State::Length => {
-                    let Some(len) = self.open(buf, 2, AeadError::LengthTag)? else {
-                        return Ok(None);
-                    };
-                    let len = u16::from_be_bytes([len[0], len[1]]) as usize;
-                    if len > self.max {
-                        return Err(AeadError::Oversize(len));
-                    }
-                    self.state = State::Payload(len);
+                Step::FirstChunk(_) | Step::Payload(_) | Step::Length => {
+                    *step = Step::Length;
+                    return Ok(Some(piece));
                 }
             }
         }
     }
+}
+
+/// Opens a chunk's sealed length in place: the payload length, at most `max`.
+fn open_length(cipher: &mut Cipher, sealed: &mut [u8], max: usize) -> Result<usize, AeadError> {
+    if !cipher.open(sealed) {
+        return Err(AeadError::LengthTag);
+    }
+    let len = u16::from_be_bytes([sealed[0], sealed[1]]) as usize;
+    if len > max {
+        return Err(AeadError::Oversize(len));
+    }
+    Ok(len)
+}
+
+/// A SIP022 request's variable header, opened: the address followed by the payload
+/// (padding taken out), and whether the padding asks for a confirmation.
+fn request_payload(mut var: BytesMut) -> Result<(BytesMut, bool), AeadError> {
+    let addr = address_len(&var).ok_or(AeadError::BadHeader("address"))?;
+    if var.len() < addr + 2 {
+        return Err(AeadError::BadHeader("padding length"));
+    }
+    let pad = u16::from_be_bytes([var[addr], var[addr + 1]]) as usize;
+    if var.len() < addr + 2 + pad {
+        return Err(AeadError::BadHeader("padding length"));
+    }
+    let confirm = var[addr + 2..addr + 2 + pad].starts_with(CONFIRM_MARKER);
+    if pad == 0 && var.len() == addr + 2 {
+        return Err(AeadError::BadHeader("no payload and no padding"));
+    }
+    let mut rest = var.split_off(addr + 2 + pad);
+    var.truncate(addr);
+    var.unsplit(std::mem::take(&mut rest));
+    Ok((var, confirm))
 }
 
 fn check_header(kind: u8, want: u8, ts: &[u8], now: u64) -> Result<(), AeadError> {

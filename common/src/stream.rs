@@ -203,15 +203,17 @@ impl<S> EncryptedStream<S> {
         let Some(filter) = &self.salt_filter else {
             return true;
         };
-        let Some(salt) = self.dec.salt().filter(|_| self.dec.authenticated()) else {
-            return true;
-        };
-        if !filter.check_and_insert(salt) {
-            self.failed = Some(AeadError::BadHeader("replayed salt"));
-            return false;
+        match filter.record_peer_salt(&self.dec) {
+            None => true,
+            Some(true) => {
+                self.salt_filter = None;
+                true
+            }
+            Some(false) => {
+                self.failed = Some(AeadError::BadHeader("replayed salt"));
+                false
+            }
         }
-        self.salt_filter = None;
-        true
     }
 
     /// The plaintext ready to hand out (after `open_buffered` said there is some).

@@ -130,9 +130,8 @@ async fn read_request_inner<S: AsyncRead + Unpin>(
         while let Some(chunk) = dec.decode(&mut rbuf)? {
             if first {
                 first = false;
-                // Only now, with the first chunk authenticated, does the salt count.
-                let salt = dec.salt().unwrap_or_default();
-                if replay.is_some_and(|f| !f.check_and_insert(salt)) {
+                // The first chunk authenticated: the salt counts now.
+                if replay.and_then(|f| f.record_peer_salt(&dec)) == Some(false) {
                     return Err(BadRequest::Replay);
                 }
             }
