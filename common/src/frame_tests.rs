@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::aead::{derive_subkey, Method};
+use bytes::BufMut;
 
 fn h(s: &str) -> Vec<u8> {
     hex::decode(s.replace(' ', "")).expect("hex")
