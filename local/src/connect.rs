@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
-use crate::dial::TunnelError;
+use crate::dial::DialError;
 use crate::forward::target_of;
 use crate::respond::{text, Body};
 use crate::Settings;
@@ -39,7 +39,7 @@ pub async fn connect(
         timeout: s.handshake_timeout,
     };
     tasks.spawn(
-        async move { crate::serve::tunnel("CONNECT tunnel", &target, answer, &s).await }
+        async move { crate::tunnel::tunnel("CONNECT tunnel", &target, answer, &s).await }
             .instrument(Span::current()),
     );
     response.await.unwrap_or_else(|_| {
@@ -57,7 +57,7 @@ struct Answer {
     timeout: std::time::Duration,
 }
 
-impl crate::serve::Answer for Answer {
+impl crate::tunnel::Answer for Answer {
     type App = TokioIo<Upgraded>;
 
     async fn open(self) -> io::Result<(Bytes, TokioIo<Upgraded>)> {
@@ -76,7 +76,7 @@ impl crate::serve::Answer for Answer {
         }
     }
 
-    async fn failed(self, e: &TunnelError) {
+    async fn failed(self, e: &DialError) {
         let _ = self
             .respond
             .send(text(e.http_status(), format!("burrow-local: {e}")));

@@ -118,7 +118,7 @@ impl Plan {
 
 /// Why no tunnel could be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum TunnelError {
+pub enum DialError {
     /// burrow-server itself could not be reached.
     #[error("cannot reach the server {server}: {source}")]
     Server {
@@ -141,14 +141,14 @@ pub enum TunnelError {
     NoAnswer(Duration),
 }
 
-impl TunnelError {
+impl DialError {
     /// The HTTP status for this failure: 504 for timeouts, else 502.
     pub fn http_status(&self) -> http::StatusCode {
         match self {
-            TunnelError::Server { source, .. } if source.kind() == io::ErrorKind::TimedOut => {
+            DialError::Server { source, .. } if source.kind() == io::ErrorKind::TimedOut => {
                 http::StatusCode::GATEWAY_TIMEOUT
             }
-            TunnelError::NoAnswer(_) => http::StatusCode::GATEWAY_TIMEOUT,
+            DialError::NoAnswer(_) => http::StatusCode::GATEWAY_TIMEOUT,
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -156,7 +156,7 @@ impl TunnelError {
     /// The SOCKS5 reply for this failure.
     pub fn socks_reply(&self) -> ReplyError {
         match self {
-            TunnelError::Server { source, .. } => match source.kind() {
+            DialError::Server { source, .. } => match source.kind() {
                 io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
                 io::ErrorKind::PermissionDenied => ReplyError::ConnectionNotAllowed,
                 io::ErrorKind::TimedOut => ReplyError::TtlExpired,
@@ -166,8 +166,8 @@ impl TunnelError {
                 }
                 _ => ReplyError::GeneralFailure,
             },
-            TunnelError::Target(_) => ReplyError::HostUnreachable,
-            TunnelError::NoAnswer(_) => ReplyError::TtlExpired,
+            DialError::Target(_) => ReplyError::HostUnreachable,
+            DialError::NoAnswer(_) => ReplyError::TtlExpired,
         }
     }
 }
@@ -176,16 +176,10 @@ impl TunnelError {
 /// `Wait` the request is out and the server has answered (the target is connected), or
 /// it is a server that never answers first; after `Go` the request header is sealed and
 /// leaves with the first bytes written.
-pub async fn open_tunnel(
-    target: &TargetAddr,
-    s: &Settings,
-    plan: Plan,
-) -> Result<Tunnel, TunnelError> {
+pub async fn dial(target: &TargetAddr, s: &Settings, plan: Plan) -> Result<Tunnel, DialError> {
     // Boxed: the dial's state (proxy, TLS, WebSocket handshakes) lives on the heap only
     // while dialling, not in every tunnel's task for its whole life.
-    Box::pin(open_tunnel_inner(target, s, plan))
-        .await
-        .map(Box::new)
+    Box::pin(dial_inner(target, s, plan)).await.map(Box::new)
 }
 
 /// An open tunnel. Boxed: a stream held inline would be laid out more than once in the
@@ -194,15 +188,15 @@ pub type Tunnel = Box<EncryptedStream<ServerIo>>;
 
 /// Through the server in use; when it cannot be reached, through the next (nothing has
 /// reached the app yet), which is then the one in use.
-async fn open_tunnel_inner(
+async fn dial_inner(
     target: &TargetAddr,
     s: &Settings,
     plan: Plan,
-) -> Result<EncryptedStream<ServerIo>, TunnelError> {
+) -> Result<EncryptedStream<ServerIo>, DialError> {
     let mut last = None;
     for srv in s.servers.in_order() {
         match open_on(target, s, &srv, plan).await {
-            Err(e @ TunnelError::Server { .. }) => {
+            Err(e @ DialError::Server { .. }) => {
                 s.servers.failed(&srv);
                 if s.servers.list.len() > 1 {
                     tracing::debug!("{e}; trying the next server");
@@ -217,7 +211,7 @@ async fn open_tunnel_inner(
             }
         }
     }
-    Err(last.unwrap_or(TunnelError::NoAnswer(Duration::ZERO)))
+    Err(last.unwrap_or(DialError::NoAnswer(Duration::ZERO)))
 }
 
 async fn open_on(
@@ -225,14 +219,14 @@ async fn open_on(
     s: &Settings,
     srv: &Server,
     plan: Plan,
-) -> Result<EncryptedStream<ServerIo>, TunnelError> {
+) -> Result<EncryptedStream<ServerIo>, DialError> {
     if let Some(warm) = srv.pool.take() {
         match start(target, s, srv, plan, warm, Duration::ZERO).await {
             // The server or a proxy may have dropped the warm connection a moment ago
             // (the request could not be sent): one more try on a fresh one before the
             // app hears of a failure. A server that closes without a byte after reading
             // the request has answered; that is not retried (it would dial twice).
-            Err(e @ TunnelError::Server { .. }) => {
+            Err(e @ DialError::Server { .. }) => {
                 tracing::debug!("on a warm connection: {e}; trying a fresh one");
             }
             done => return done,
@@ -248,8 +242,8 @@ async fn open_on(
     start(target, s, srv, plan, conn, started.elapsed()).await
 }
 
-fn server_err(srv: &Server, source: io::Error) -> TunnelError {
-    TunnelError::Server {
+fn server_err(srv: &Server, source: io::Error) -> DialError {
+    DialError::Server {
         server: srv.name(),
         source,
     }
@@ -263,7 +257,7 @@ async fn start(
     plan: Plan,
     conn: ServerIo,
     connect_time: Duration,
-) -> Result<EncryptedStream<ServerIo>, TunnelError> {
+) -> Result<EncryptedStream<ServerIo>, DialError> {
     let server_err = |e| server_err(srv, e);
     let mut tunnel = EncryptedStream::new(conn, &srv.key);
     if s.confirm != Confirm::Never {
@@ -306,11 +300,11 @@ async fn start(
         }
         Ok(Ok(false)) => {
             learned.forget(target);
-            Err(TunnelError::Target(target.clone()))
+            Err(DialError::Target(target.clone()))
         }
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
             learned.forget(target);
-            Err(TunnelError::Target(target.clone()))
+            Err(DialError::Target(target.clone()))
         }
         Ok(Err(e)) => Err(server_err(e)),
         Err(_) if learning => {
@@ -327,7 +321,7 @@ async fn start(
             }
             Ok(tunnel)
         }
-        Err(_) => Err(TunnelError::NoAnswer(wait)),
+        Err(_) => Err(DialError::NoAnswer(wait)),
     }
 }
 
@@ -362,10 +356,10 @@ const FIRST_BYTES_MAX: usize = 16 * 1024;
 
 /// Logs a failed tunnel. Trouble reaching the server (a proxy refusing, a timeout) is
 /// said once as a warning, not once per connection; repeats go to debug.
-pub fn report(e: &TunnelError) {
+pub fn report(e: &DialError) {
     static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
     match e {
-        TunnelError::Server { .. } => {
+        DialError::Server { .. } => {
             let msg = e.to_string();
             let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
             if *last == msg {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use burrow_common::outbound::{self, connect::scheme_in_use, Outbound, Ways};
 use burrow_common::TargetAddr;
 
-use crate::dial::{open_tunnel, Plan};
+use crate::dial::{dial, Plan};
 use crate::Settings;
 
 /// One step's line: its name, ok or FAIL, what was seen.
@@ -119,7 +119,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
         crate::dial::Confirm::Never => Plan::Go,
         _ => Plan::Wait { learning: false },
     };
-    match open_tunnel(&target, s, plan).await {
+    match dial(&target, s, plan).await {
         Ok(_) if plan == Plan::Go => {
             say("tunnel", true, format!("the request for {target} is ready to go (confirm_connect = false: the server's answer is not awaited)"));
             true

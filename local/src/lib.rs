@@ -26,6 +26,7 @@ pub mod route;
 pub mod serve;
 pub mod servers;
 pub mod socks5;
+pub mod tunnel;
 pub mod udp;
 pub use burrow_common::tls;
 

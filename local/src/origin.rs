@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, Instrument, Span};
 
-use crate::dial::{open_tunnel, Plan};
+use crate::dial::{dial, Plan};
 use crate::hop::strip_hop_by_hop;
 use crate::respond::{text, Body};
 use crate::tls::TlsTarget;
@@ -162,7 +162,7 @@ fn accept_matches(resp: &Response<Incoming>, want: &str) -> bool {
 async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>, Response<Body>> {
     let target = &origin.target;
     // No wait for the server's word: the origin's answer (or its absence) says it all.
-    let tunnel = open_tunnel(target, s, Plan::Go).await.map_err(|e| {
+    let tunnel = dial(target, s, Plan::Go).await.map_err(|e| {
         crate::dial::report(&e);
         text(e.http_status(), format!("burrow-local: {e}"))
     })?;

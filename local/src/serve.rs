@@ -1,6 +1,8 @@
 //! One connection, top to bottom. The first byte says what the app speaks; its handshake
-//! yields the target and a way to answer the app ([`Answer`]); then, the same for every
-//! kind: dial → reply → relay → report ([`tunnel`]).
+//! yields the target and a way to answer the app (an [`Answer`]); then, the same for
+//! every kind, [`tunnel`]: dial → reply → relay → report (`tunnel.rs`).
+//!
+//! [`Answer`]: crate::tunnel::Answer
 //!
 //! - SOCKS5 CONNECT: handshake here, answered with a SOCKS5 reply (`socks5.rs`);
 //! - SOCKS5 UDP ASSOCIATE: a UDP port for the app instead of a tunnel (`udp.rs`);
@@ -9,22 +11,16 @@
 //!   exchanges with an origin through the tunnel (`forward.rs`, `reverse.rs`, `origin.rs`),
 //!   whose upgraded WebSockets close through the same report as every tunnel.
 
-use std::future::Future;
-use std::io;
 use std::sync::Arc;
 
-use burrow_common::outbound::prefixed::Prefixed;
-use burrow_common::relay::{relay_tunnel, reported};
-use burrow_common::TargetAddr;
-use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tracing::{debug, Span};
 
 use crate::detect::{detect, Inbound};
-use crate::dial::{add_first_bytes, open_tunnel, Plan, Tunnel, TunnelError};
 use crate::metrics::Inbound as Kind;
 use crate::socks5::{Command, HANDSHAKE_BUF};
+use crate::tunnel::tunnel;
 use crate::{http, socks5, udp, Settings};
 
 /// Serves one accepted connection until it ends.
@@ -71,70 +67,6 @@ async fn serve_socks5(settings: Arc<Settings>, conn: TcpStream) {
             Box::pin(associate).await;
         }
     }
-}
-
-/// How the app hears whether its tunnel opened, and what its stream is once it has.
-pub trait Answer {
-    /// The app's stream after the answer.
-    type App: AsyncRead + AsyncWrite + Unpin;
-
-    /// Tells the app its tunnel is open; returns its stream and any bytes it sent before
-    /// hearing so.
-    fn open(self) -> impl Future<Output = io::Result<(Bytes, Self::App)>> + Send;
-
-    /// Tells the app its tunnel could not be opened, and why.
-    fn failed(self, e: &TunnelError) -> impl Future<Output = ()> + Send;
-}
-
-/// One tunnel to `target`, whatever the app spoke: dial → reply → relay → report (`what`
-/// names it in the close report, [`reported`]).
-pub async fn tunnel<A: Answer>(what: &str, target: &TargetAddr, answer: A, s: &Settings) {
-    Span::current().record("target", tracing::field::display(target));
-    // Boxed: the dial and the reply are not laid out in the tunnel's task for its life.
-    let Some((mut app, mut tunnel)) = Box::pin(dial_and_reply(target, answer, s)).await else {
-        return;
-    };
-    reported(what, relay_tunnel(&mut app, &mut *tunnel, s.idle_timeout)).await;
-}
-
-/// Opens the tunnel and answers the app, in the order the plan says; `None` if either
-/// failed (the app has its failure answer; the log says why). The app's stream comes
-/// back with whatever it sent early in front, or sealed behind the request header.
-async fn dial_and_reply<A: Answer>(
-    target: &TargetAddr,
-    answer: A,
-    s: &Settings,
-) -> Option<(Prefixed<A::App>, Tunnel)> {
-    let plan = Plan::for_target(target, s);
-    if plan == Plan::Go {
-        // The app hears "connected" now and sends its first bytes while the hop to the
-        // server is made; they leave together with the request header.
-        let (early, mut app) = answered(answer.open().await)?;
-        let mut tunnel = open_tunnel(target, s, plan)
-            .await
-            .map_err(|e| crate::dial::report(&e))
-            .ok()?;
-        if let Err(e) = add_first_bytes(&mut tunnel, early, &mut app).await {
-            debug!("the app left: {e}");
-            return None;
-        }
-        return Some((Prefixed::new(Bytes::new(), app), tunnel));
-    }
-    let tunnel = match open_tunnel(target, s, plan).await {
-        Ok(t) => t,
-        Err(e) => {
-            crate::dial::report(&e);
-            answer.failed(&e).await;
-            return None;
-        }
-    };
-    let (early, app) = answered(answer.open().await)?;
-    Some((Prefixed::new(early, app), tunnel))
-}
-
-fn answered<T>(r: io::Result<T>) -> Option<T> {
-    r.map_err(|e| debug!("the app left before its answer: {e}"))
-        .ok()
 }
 
 #[cfg(test)]

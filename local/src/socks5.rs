@@ -12,7 +12,7 @@ use fast_socks5::util::target_addr::TargetAddr as SocksTarget;
 use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
-use crate::dial::TunnelError;
+use crate::dial::DialError;
 
 /// Room for a whole greeting or request (a request is at most 262 bytes).
 pub const HANDSHAKE_BUF: usize = 512;
@@ -33,7 +33,7 @@ impl<T> Answer<T> {
     }
 }
 
-impl<T> crate::serve::Answer for Answer<T>
+impl<T> crate::tunnel::Answer for Answer<T>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin,
 {
@@ -53,7 +53,7 @@ where
         Ok((early, client.into_inner()))
     }
 
-    async fn failed(self, e: &TunnelError) {
+    async fn failed(self, e: &DialError) {
         let code = e.socks_reply();
         let reply = self.proto.reply_error(&code);
         let _ = tokio::time::timeout(self.timeout, reply).await;

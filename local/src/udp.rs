@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tracing::{debug, info};
 
-use crate::dial::{open_tunnel, Plan, Tunnel};
+use crate::dial::{dial, Plan, Tunnel};
 use crate::socks5::Pending;
 use crate::Settings;
 
@@ -95,7 +95,7 @@ impl Hop {
 
     async fn tunnel(s: &Settings) -> io::Result<Hop> {
         let magic = TargetAddr::Domain(UOT_MAGIC.into(), 0);
-        let mut tunnel = open_tunnel(&magic, s, Plan::Go)
+        let mut tunnel = dial(&magic, s, Plan::Go)
             .await
             .map_err(|e| io::Error::other(e.to_string()))?;
         tunnel.write_all(&udp::uot_request()).await?;

@@ -1,0 +1,81 @@
+//! One tunnel, whatever the app spoke: dial → reply → relay → report. Each inbound kind
+//! brings its target and an [`Answer`] (the SOCKS5 reply in `socks5.rs`, the CONNECT
+//! status in `connect.rs`); the order of dialling and answering is the plan's
+//! (`dial.rs`).
+
+use std::future::Future;
+use std::io;
+
+use burrow_common::outbound::prefixed::Prefixed;
+use burrow_common::relay::{relay_tunnel, reported};
+use burrow_common::TargetAddr;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, Span};
+
+use crate::dial::{add_first_bytes, dial, DialError, Plan, Tunnel};
+use crate::Settings;
+
+/// How the app hears whether its tunnel opened, and what its stream is once it has.
+pub trait Answer {
+    /// The app's stream after the answer.
+    type App: AsyncRead + AsyncWrite + Unpin;
+
+    /// Tells the app its tunnel is open; returns its stream and any bytes it sent before
+    /// hearing so.
+    fn open(self) -> impl Future<Output = io::Result<(Bytes, Self::App)>> + Send;
+
+    /// Tells the app its tunnel could not be opened, and why.
+    fn failed(self, e: &DialError) -> impl Future<Output = ()> + Send;
+}
+
+/// One tunnel to `target`, whatever the app spoke: dial → reply → relay → report (`what`
+/// names it in the close report, [`reported`]).
+pub async fn tunnel<A: Answer>(what: &str, target: &TargetAddr, answer: A, s: &Settings) {
+    Span::current().record("target", tracing::field::display(target));
+    // Boxed: the dial and the reply are not laid out in the tunnel's task for its life.
+    let Some((mut app, mut tunnel)) = Box::pin(dial_and_reply(target, answer, s)).await else {
+        return;
+    };
+    reported(what, relay_tunnel(&mut app, &mut *tunnel, s.idle_timeout)).await;
+}
+
+/// Opens the tunnel and answers the app, in the order the plan says; `None` if either
+/// failed (the app has its failure answer; the log says why). The app's stream comes
+/// back with whatever it sent early in front, or sealed behind the request header.
+async fn dial_and_reply<A: Answer>(
+    target: &TargetAddr,
+    answer: A,
+    s: &Settings,
+) -> Option<(Prefixed<A::App>, Tunnel)> {
+    let plan = Plan::for_target(target, s);
+    if plan == Plan::Go {
+        // The app hears "connected" now and sends its first bytes while the hop to the
+        // server is made; they leave together with the request header.
+        let (early, mut app) = answered(answer.open().await)?;
+        let mut tunnel = dial(target, s, plan)
+            .await
+            .map_err(|e| crate::dial::report(&e))
+            .ok()?;
+        if let Err(e) = add_first_bytes(&mut tunnel, early, &mut app).await {
+            debug!("the app left: {e}");
+            return None;
+        }
+        return Some((Prefixed::new(Bytes::new(), app), tunnel));
+    }
+    let tunnel = match dial(target, s, plan).await {
+        Ok(t) => t,
+        Err(e) => {
+            crate::dial::report(&e);
+            answer.failed(&e).await;
+            return None;
+        }
+    };
+    let (early, app) = answered(answer.open().await)?;
+    Some((Prefixed::new(early, app), tunnel))
+}
+
+fn answered<T>(r: io::Result<T>) -> Option<T> {
+    r.map_err(|e| debug!("the app left before its answer: {e}"))
+        .ok()
+}
