@@ -19,6 +19,7 @@ pub mod origin;
 pub mod own_pac;
 #[cfg(feature = "pac")]
 pub mod pac;
+pub mod plan;
 pub mod pool;
 pub mod respond;
 pub mod reverse;

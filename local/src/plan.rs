@@ -1,0 +1,109 @@
+//! Whether a new tunnel waits for the server's word that its target is connected
+//! (`confirm_connect`), and what burrow-local has learned of each server to decide it
+//! (see `dial.rs`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use burrow_common::TargetAddr;
+
+use crate::Settings;
+
+/// How long a target counts as reached lately: an hour, so that the first tunnel after
+/// the laptop idled starts at once too (a target that died since is said in the log).
+const REACHED_FOR: Duration = Duration::from_secs(3600);
+
+/// Targets remembered at most.
+const REACHED_MAX: usize = 4096;
+
+/// Whether a new tunnel waits for the server's word that the target is connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// Learn what the server does (the default).
+    Auto,
+    /// Always wait (burrow-server only: other servers never answer first).
+    Always,
+    /// Never wait.
+    Never,
+}
+
+/// What burrow-local has learned of its server, shared by every tunnel.
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// `UNKNOWN`, `CONFIRMS` or `SILENT`.
+    server: AtomicU8,
+    /// Targets the server reached lately, and when.
+    reached: Mutex<HashMap<TargetAddr, Instant>>,
+}
+
+const UNKNOWN: u8 = 0;
+const CONFIRMS: u8 = 1;
+const SILENT: u8 = 2;
+
+impl Learned {
+    /// The server confirmed a connection; `true` if that is news.
+    pub(crate) fn saw_confirmation(&self) -> bool {
+        self.server.swap(CONFIRMS, Relaxed) == UNKNOWN
+    }
+
+    /// The server did not confirm the first connection: it never does. `true` if that
+    /// is news (a server that confirmed once stays one that confirms).
+    pub(crate) fn saw_silence(&self) -> bool {
+        self.server
+            .compare_exchange(UNKNOWN, SILENT, Relaxed, Relaxed)
+            .is_ok()
+    }
+
+    fn reached_lately(&self, target: &TargetAddr) -> bool {
+        let map = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(target).is_some_and(|t| t.elapsed() < REACHED_FOR)
+    }
+
+    pub(crate) fn mark_reached(&self, target: &TargetAddr) {
+        let mut map = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= REACHED_MAX {
+            map.retain(|_, t| t.elapsed() < REACHED_FOR);
+            if map.len() >= REACHED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(target.clone(), Instant::now());
+    }
+
+    pub(crate) fn forget(&self, target: &TargetAddr) {
+        let mut map = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(target);
+    }
+}
+
+/// How a new tunnel starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Send the request and wait for the server's word before the app hears back.
+    /// `learning`: the server's kind is not known yet; silence past a few round trips
+    /// means a server that never answers first, and the tunnel goes ahead.
+    Wait {
+        /// Still learning what the server does.
+        learning: bool,
+    },
+    /// Go at once: the header waits for the app's first bytes.
+    Go,
+}
+
+impl Plan {
+    /// The plan for a tunnel to `target`.
+    pub fn for_target(target: &TargetAddr, s: &Settings) -> Plan {
+        match s.confirm {
+            Confirm::Never => Plan::Go,
+            Confirm::Always => Plan::Wait { learning: false },
+            Confirm::Auto => match s.servers.current().learned.server.load(Relaxed) {
+                SILENT => Plan::Go,
+                CONFIRMS if s.servers.current().learned.reached_lately(target) => Plan::Go,
+                CONFIRMS => Plan::Wait { learning: false },
+                _ => Plan::Wait { learning: true },
+            },
+        }
+    }
+}
