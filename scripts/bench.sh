@@ -2,8 +2,10 @@
 # burrow vs shadowsocks-rust vs direct loopback, interleaved, ROUNDS rounds; prints every
 # run, then medians and ratios (burrow / shadowsocks-rust).
 #   METHOD=aes-256-gcm MB=1000 COUNT=5000 ROUNDS=3 scripts/bench.sh
-# PINNED=ring (or aws-lc, openssl) adds a fourth contender: burrow with BURROW_AEAD pinned
-# to that implementation, to weigh the one chosen at start against it in the same run.
+# PINNED=ring (or aws-lc, openssl) adds a contender: burrow with BURROW_AEAD pinned to that
+# implementation, to weigh the one chosen at start against it in the same run.
+# BASE=<git revision> adds one more: burrow built from that revision (into target/base), so
+# that a change is weighed against the build before it, interleaved in one run.
 # Then, unless LINK=0, the first-byte figures over a simulated long link (RTT_MS, 100 by
 # default) for every hop: tcp, tcp via squid, wss via squid and nginx, shadowsocks-rust.
 # Then an NTLM-only proxy PROXY_RTT_MS (10) away answered by burrow-local itself, against
@@ -57,6 +59,21 @@ if [ -n "${PINNED:-}" ]; then
   contenders+=(pinned)
 fi
 
+if [ -n "${BASE:-}" ]; then
+  base_src="$tmp/base-src"
+  git worktree add --detach --quiet "$base_src" "$BASE"
+  echo "building $BASE into target/base"
+  CARGO_TARGET_DIR="$PWD/target/base" cargo build --release --quiet --bins --manifest-path "$base_src/Cargo.toml"
+  git worktree remove --force "$base_src"
+  BB=target/base/release
+  RUST_LOG=warn $BB/burrow-server -s 127.0.0.1:0 -m "$METHOD" -k $PW --allow-private 2>"$tmp/Bs.log" & Bs=$!; pids+=($Bs)
+  wait_line "$tmp/Bs.log" "listening on"
+  RUST_LOG=warn $BB/burrow-local -b 127.0.0.1:0 -s "$(addr_of "$tmp/Bs.log")" -m "$METHOD" -k $PW 2>"$tmp/Bl.log" & Bl=$!; pids+=($Bl)
+  wait_line "$tmp/Bl.log" "listening on"
+  base_socks=$(addr_of "$tmp/Bl.log")
+  contenders+=(base)
+fi
+
 # shadowsocks-rust
 sp=$(free_port); lp=$(free_port)
 ssserver -U -s 127.0.0.1:$sp -m "$METHOD" -k $PW >"$tmp/ss.log" 2>&1 & ss=$!; pids+=($ss)
@@ -93,6 +110,7 @@ one() { # who mode args...
     ssrust) run ssrust "$ss_socks" --pid $sl --pid $ss "$@" ;;
     direct) [ "$1" = idle ] || run direct "" "$@" ;;
     pinned) run pinned "$pinned_socks" --pid $pl --pid $ps "$@" ;;
+    base) run base "$base_socks" --pid $Bl --pid $Bs "$@" ;;
   esac | tee -a "$out"
 }
 for r in $(seq "$ROUNDS"); do
@@ -112,9 +130,12 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "after load RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
 
-python3 - "$out" "${PINNED:-}" <<'PY'
+others=()
+[ -n "${PINNED:-}" ] && others+=("pinned")
+[ -n "${BASE:-}" ] && others+=("base")
+python3 - "$out" "${others[@]}" <<'PY'
 import re, statistics, sys
-pinned = sys.argv[2]
+others = sys.argv[2:]
 rows = open(sys.argv[1]).read().splitlines()
 def vals(label, pat):
     return [float(m.group(1)) for r in rows if r.startswith(label + " ") for m in [re.search(pat, r)] if m]
@@ -142,15 +163,15 @@ figs = [
     ("first byte p50 ms", r"p50 ([\d.]+) ms", False),
     ("first byte p99 ms", r"p99 ([\d.]+) ms", False),
 ]
-extra = f" {'pinned ' + pinned:>16} {'burrow/pinned':>14}" if pinned else ""
+extra = "".join(f" {o:>16} {'burrow/' + o:>14}" for o in others)
 print(f"\n{'figure':22} {'burrow':>16} {'ss-rust':>16} {'direct':>16} {'burrow/ss-rust':>15}{extra}")
 for name, pat, _ in figs:
     b, s, d = vals("burrow", pat), vals("ssrust", pat), vals("direct", pat)
     ratio = med(b) / med(s) if s and med(s) else float("nan")
     cell = lambda v: f"{med(v):.2f} [{spread(v)}]" if v else "-"
     line = f"{name:22} {cell(b):>16} {cell(s):>16} {cell(d):>16} {ratio:>15.2f}"
-    if pinned:
-        p = vals("pinned", pat)
+    for o in others:
+        p = vals(o, pat)
         line += f" {cell(p):>16} {(med(b) / med(p) if p and med(p) else float('nan')):>14.2f}"
     print(line)
 PY

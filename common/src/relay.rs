@@ -46,15 +46,17 @@ pub fn report(what: &str, up: u64, down: u64, started: std::time::Instant, resul
     }
 }
 
-/// Awaits a relay ([`relay`] or [`relay_tunnel`]) and logs its [`report`]: every tunnel
-/// and relayed upgrade, on both ends, closes through here.
-pub async fn reported<F>(what: &str, relay: F)
+/// A relay ([`relay`] or [`relay_tunnel`]) that logs its [`report`] when it ends: every
+/// tunnel and relayed upgrade, on both ends, closes through here. (A combinator, not an
+/// `async fn`: the relay's state is laid out once, not once as an argument and again as
+/// the future awaited.)
+pub fn reported<'a, F>(what: &'a str, relay: F) -> impl std::future::Future<Output = ()> + 'a
 where
-    F: std::future::Future<Output = (Transferred, io::Result<()>)>,
+    F: std::future::Future<Output = (Transferred, io::Result<()>)> + 'a,
 {
+    use futures_util::FutureExt as _;
     let started = std::time::Instant::now();
-    let (moved, result) = relay.await;
-    report(what, moved.a_to_b, moved.b_to_a, started, result);
+    relay.map(move |(moved, result)| report(what, moved.a_to_b, moved.b_to_a, started, result))
 }
 
 /// One direction of the copy.

@@ -30,14 +30,23 @@ pub trait Answer {
 }
 
 /// One tunnel to `target`, whatever the app spoke: dial → reply → relay → report (`what`
-/// names it in the close report, [`reported`]).
-pub async fn tunnel<A: Answer>(what: &str, target: &TargetAddr, answer: A, s: &Settings) {
+/// names it in the close report, [`reported`]). The dial and the reply are boxed and gone
+/// once the relay runs: the future a tunnel's task holds for its whole life keeps only
+/// the two streams and the relay (the answer is not kept in it either).
+pub fn tunnel<'a, A: Answer + 'a>(
+    what: &'a str,
+    target: &'a TargetAddr,
+    answer: A,
+    s: &'a Settings,
+) -> impl Future<Output = ()> + 'a {
     Span::current().record("target", tracing::field::display(target));
-    // Boxed: the dial and the reply are not laid out in the tunnel's task for its life.
-    let Some((mut app, mut tunnel)) = Box::pin(dial_and_reply(target, answer, s)).await else {
-        return;
-    };
-    reported(what, relay_tunnel(&mut app, &mut *tunnel, s.idle_timeout)).await;
+    let opening = Box::pin(dial_and_reply(target, answer, s));
+    async move {
+        let Some((mut app, mut tunnel)) = opening.await else {
+            return;
+        };
+        reported(what, relay_tunnel(&mut app, &mut *tunnel, s.idle_timeout)).await;
+    }
 }
 
 /// Opens the tunnel and answers the app, in the order the plan says; `None` if either
