@@ -2,6 +2,7 @@
 # burrow vs shadowsocks-rust vs direct loopback, interleaved, ROUNDS rounds; prints every
 # run, then medians and ratios (burrow / shadowsocks-rust).
 #   METHOD=aes-256-gcm MB=1000 COUNT=5000 ROUNDS=3 scripts/bench.sh
+# FEATURES=openssl measures the build with those cargo features.
 # PINNED=ring (or aws-lc, openssl) adds a contender: burrow with BURROW_AEAD pinned to that
 # implementation, to weigh the one chosen at start against it in the same run.
 # BASE=<git revision> adds one more: burrow built from that revision (into target/base), so
@@ -29,8 +30,16 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * IDLE + 64)) ];
 fi
 
 command -v ssserver >/dev/null || { echo "ssserver not found: cargo install shadowsocks-rust --locked" >&2; exit 1; }
-cargo build --release --quiet --bins
-B=target/release
+# FEATURES=openssl builds burrow with those cargo features (into target/features-<list>).
+if [ -n "${FEATURES:-}" ]; then
+  export CARGO_TARGET_DIR="$PWD/target/features-${FEATURES//,/-}"
+  cargo build --release --quiet --bins --features "$FEATURES"
+  B=$CARGO_TARGET_DIR/release
+  unset CARGO_TARGET_DIR
+else
+  cargo build --release --quiet --bins
+  B=target/release
+fi
 tmp=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"; }
@@ -89,6 +98,8 @@ cpu_id=$(awk -F': ' '/^cpu family/{f=$2} /^model\t/{m=$2} END{print "family " f 
 echo "cpu: $cpu_model ($cpu_id); flags: $cpu_flags"
 echo "machine: $(nproc) cores, $(uname -r); method $METHOD; $MB MB per bulk run; $COUNT tunnels per connect run"
 echo "at rest RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
+[ -n "${BASE:-}" ] && echo "at rest RSS (KB): base ($BASE) local+server $(( $(rss $Bl) + $(rss $Bs) ))"
+[ -n "${PINNED:-}" ] && echo "at rest RSS (KB): pinned ($PINNED) local+server $(( $(rss $pl) + $(rss $ps) ))"
 
 run() { # label socks-or-empty pid... -- mode args
   local label=$1 socks=$2; shift 2
