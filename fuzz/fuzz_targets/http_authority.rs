@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(uri) = text.parse::<http::Uri>() {
-        let _ = burrow_local::http::target_of(&uri, 80);
+        let _ = burrow_local::forward::target_of(&uri, 80);
     }
     let _ = text.parse::<burrow_common::TargetAddr>();
     let _ = burrow_common::outbound::proxy::ProxyUrl::parse(text);
