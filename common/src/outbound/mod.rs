@@ -8,6 +8,7 @@ pub mod negotiate;
 pub mod ntlm;
 pub mod prefixed;
 pub mod proxy;
+pub mod scheme;
 pub mod ws;
 
 use std::io;
