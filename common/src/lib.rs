@@ -18,6 +18,7 @@ pub mod readsize;
 pub mod relay;
 pub mod replay;
 pub mod shutdown;
+pub mod ssurl;
 pub mod stream;
 #[cfg(test)]
 mod test_util;
