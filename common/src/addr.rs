@@ -41,6 +41,22 @@ pub enum AddrError {
 }
 
 impl TargetAddr {
+    /// From a host (an IP literal, brackets off, or a DNS name) and a port.
+    pub fn new(host: &str, port: u16) -> Result<TargetAddr, AddrError> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(TargetAddr::Ip(SocketAddr::new(ip, port)));
+        }
+        let valid = !host.is_empty()
+            && host.len() <= 255
+            && host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
+        if !valid {
+            return Err(AddrError::BadText(host.to_owned()));
+        }
+        Ok(TargetAddr::Domain(host.to_owned(), port))
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         match self {
@@ -139,24 +155,6 @@ impl fmt::Display for TargetAddr {
             TargetAddr::Ip(a) => write!(f, "{a}"),
             TargetAddr::Domain(d, p) => write!(f, "{d}:{p}"),
         }
-    }
-}
-
-impl TargetAddr {
-    /// From a host (an IP literal, brackets off, or a DNS name) and a port.
-    pub fn new(host: &str, port: u16) -> Result<TargetAddr, AddrError> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(TargetAddr::Ip(SocketAddr::new(ip, port)));
-        }
-        let valid = !host.is_empty()
-            && host.len() <= 255
-            && host
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
-        if !valid {
-            return Err(AddrError::BadText(host.to_owned()));
-        }
-        Ok(TargetAddr::Domain(host.to_owned(), port))
     }
 }
 

@@ -58,7 +58,7 @@ pub async fn serve_websocket(shared: Arc<Shared>, conn: TcpStream) {
     let upgraded = tokio::time::timeout(s.handshake_timeout, upgrade).await;
     drop(handshaking);
     match upgraded {
-        Ok(Ok(io)) => serve(shared.clone(), io).await,
+        Ok(Ok(io)) => serve(shared, io).await,
         Ok(Err(e)) => debug!("{e}"),
         Err(_) => debug!("WebSocket handshake timed out"),
     }
