@@ -539,6 +539,47 @@ impl Recorder {
         self.count.load(Ordering::SeqCst)
     }
 
+    /// An HTTP peer that answers every request head (up to its blank line) with `reply`,
+    /// keeping the connection: a proxy that always asks for credentials, say, or a
+    /// server that always redirects. Records what each connection sent, as
+    /// [`Recorder::start`].
+    pub async fn answering(bind: &str, reply: &'static [u8]) -> Recorder {
+        let listener = TcpListener::bind(bind).await.expect("bind recorder");
+        let addr = listener.local_addr().expect("addr");
+        let count = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (c, r) = (count.clone(), received.clone());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let i = c.fetch_add(1, Ordering::SeqCst);
+                r.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((Vec::new(), false));
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut b = [0u8; 1];
+                    while conn.read(&mut b).await.unwrap_or(0) == 1 {
+                        seen.push(b[0]);
+                        r.lock().unwrap_or_else(|p| p.into_inner())[i].0.push(b[0]);
+                        if seen.ends_with(b"\r\n\r\n") {
+                            seen.clear();
+                            if conn.write_all(reply).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    r.lock().unwrap_or_else(|p| p.into_inner())[i].1 = true;
+                });
+            }
+        });
+        Recorder {
+            addr,
+            count,
+            received,
+        }
+    }
+
     /// Waits (up to `READY_TIMEOUT`) until at least `n` connections were accepted; returns
     /// the count then.
     pub fn wait_count(&self, n: usize) -> usize {

@@ -109,6 +109,63 @@ fn bad_config_files_are_one_line_with_position_and_exit_2() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Errors about input that holds a secret never repeat the secret: a second server's
+/// ss:// URL with a mistyped key, an ss:// URL given to burrow-server, a password
+/// written as a number, a proxy password with a comma in it.
+#[test]
+fn errors_about_secret_bearing_input_do_not_show_the_secret() {
+    let b = ["-b", "127.0.0.1:0"];
+    let first = "ss://chacha20-ietf-poly1305:first-secret@127.0.0.1:1";
+    let second = "ss://2022-blake3-chacha20-poly1305:NotBase64Key-hunter2@127.0.0.1:2";
+    let (code, err) = run(LOCAL, &[&b[..], &["-s", first, "-s", second]].concat());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("127.0.0.1:2"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !err.contains("first-secret"),
+        "{err}"
+    );
+    let (code, err) = run(SERVER, &["-s", first]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("first-secret"), "{err}");
+    let dir = temp_dir("cli-secret");
+    let cfg = dir.join("c.toml");
+    let path = cfg.to_str().expect("utf8");
+    std::fs::write(&cfg, "server = \"127.0.0.1:1\"\npassword = 31415926535\n").expect("write");
+    for bin in [LOCAL, SERVER] {
+        let (code, err) = run(bin, &["-c", path]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("c.toml:2"), "{err}");
+        assert!(!err.contains("31415926535"), "{err}");
+    }
+    let json = dir.join("c.json");
+    std::fs::write(
+        &json,
+        "{\"server\": \"127.0.0.1\", \"server_port\": 1, \"password\": 27182818284}",
+    )
+    .expect("write");
+    let (code, err) = run(LOCAL, &["-c", json.to_str().expect("utf8")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("27182818284"), "{err}");
+    let (code, err) = run(
+        LOCAL,
+        &[
+            &b[..],
+            &[
+                "-s",
+                "127.0.0.1:1",
+                "-k",
+                "pw",
+                "--outbound-proxy",
+                "http://u:4242,x@",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("4242"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn genkey_prints_a_key_and_a_url_that_local_accepts() {
     let out = Command::new(SERVER)
@@ -154,7 +211,8 @@ fn weak_settings_are_warned_about_at_start() {
     // burrow-local: an unverified wss hop, and an open listener without auth.
     let dir = temp_dir("warn");
     let cfg = dir.join("local.toml");
-    let toml = "transport = \"wss\"\n[websocket]\ninsecure_skip_verify = true\n";
+    let toml = "transport = \"wss\"\nmetrics = \"0.0.0.0:0\"\ndns = \"0.0.0.0:0\"\n\
+                [websocket]\ninsecure_skip_verify = true\n";
     std::fs::write(&cfg, toml).expect("config");
     let cfg = cfg.to_str().expect("utf8");
     let args = [
@@ -170,6 +228,15 @@ fn weak_settings_are_warned_about_at_start() {
     let l = burrow::kit::Proc::spawn(LOCAL, &args, &[]);
     l.wait_for("insecure_skip_verify is on");
     l.wait_for("without proxy_username/proxy_password");
+    // Metrics and the DNS forwarder open to the network: said, on both programs.
+    l.wait_for("readable by anyone who can reach it");
+    l.wait_for("an open resolver on this network");
+    let m = burrow::kit::Proc::spawn(
+        SERVER,
+        &["-s", "127.0.0.1:0", "-k", long, "--metrics", "0.0.0.0:0"],
+        &[],
+    );
+    m.wait_for("readable by anyone who can reach it");
     // Stopped, so that everything they would ever say at start has been said.
     for mut quiet in [p, q] {
         let pid = quiet.pid().to_string();

@@ -336,7 +336,8 @@ fn local_with_env(server: &str, config: &str, env: &[(&str, &str)]) -> (Proc, So
 }
 
 /// A corporate PAC served by an origin chooses the proxy: the dead proxy it names first is
-/// passed over, squid carries the tunnel with the configured credentials.
+/// passed over, squid carries the tunnel with the configured credentials (its host listed
+/// in proxy_auth_hosts, Basic pinned).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pac_file_chooses_the_proxy_passing_over_a_dead_one() {
     let target = kit::http_target().await;
@@ -356,7 +357,9 @@ async fn a_pac_file_chooses_the_proxy_passing_over_a_dead_one() {
         &server_addr.to_string(),
         &format!(
             "outbound_proxy = \"pac+http://{pac_addr}/proxy.pac\"\n\
-             outbound_username = \"alice\"\noutbound_password = \"s3cret\"\n"
+             outbound_username = \"alice\"\noutbound_password = \"s3cret\"\n\
+             proxy_auth_hosts = [\"127.0.0.1:{}\"]\noutbound_auth = \"basic\"\n",
+            squid.addr.port()
         ),
     );
     let said = local.wait_for("PAC http://");
@@ -646,7 +649,8 @@ async fn doctor_says_where_the_way_stops() {
             format!(
                 "server = \"{server_addr}\"\npassword = \"pw\"\n\
                  outbound_proxy = \"pac+http://{pac_addr}/proxy.pac\"\n\
-                 outbound_username = \"alice\"\noutbound_password = \"{password}\"\n"
+                 outbound_username = \"alice\"\noutbound_password = \"{password}\"\n\
+                 proxy_auth_hosts = [\"127.0.0.1\"]\noutbound_auth = \"basic\"\n"
             ),
         )
         .expect("config");
@@ -703,4 +707,120 @@ async fn doctor_says_where_the_way_stops() {
         "{said}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A hostile PAC (a WPAD answer on the LAN) names a proxy of its own that asks for
+/// credentials: offering Basic or NTLM, it gets none, the hop moves on to the PAC's next
+/// entry, and the log says why once; doctor says the same. A proxy the PAC names that
+/// the user listed in proxy_auth_hosts (the verifying NTLM proxy) gets them, after the
+/// unlisted one was passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_named_only_by_the_pac_gets_no_credentials() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let asks: [&'static [u8]; 2] = [
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM\r\nProxy-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n",
+    ];
+    let creds = "outbound_username = 'CORP\\alice'\noutbound_password = \"s3cret\"\n";
+    for ask in asks {
+        let evil = kit::Recorder::answering("127.0.0.1:0", ask).await;
+        let pac = format!(
+            "function FindProxyForURL(url, host) {{ return \"PROXY {}; DIRECT\"; }}",
+            evil.addr
+        );
+        let (pac_addr, _) = kit::text_origin(pac, "application/x-ns-proxy-autoconfig").await;
+        let config = format!("outbound_proxy = \"pac+http://{pac_addr}/wpad.dat\"\n{creds}");
+        let (local, local_addr) = local_with(&server_addr.to_string(), &config);
+        local.wait_for("PAC http://");
+        for _ in 0..2 {
+            let (code, out, err) = fetch(local_addr, target, 1000).await;
+            assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
+        }
+        assert!(evil.wait_count(1) >= 1, "the PAC's proxy was tried first");
+        for i in 0..evil.count() {
+            let seen = String::from_utf8_lossy(&evil.received(i)).to_ascii_lowercase();
+            assert!(!seen.contains("proxy-authorization"), "{seen}");
+        }
+        let line = local.wait_for("named only by the PAC");
+        assert!(
+            line.contains(&evil.addr.to_string()) && line.contains("proxy_auth_hosts"),
+            "{line}"
+        );
+        assert_eq!(
+            local.output().matches("named only by the PAC").count(),
+            1,
+            "said once per proxy:\n{}",
+            local.output()
+        );
+        assert!(!local.output().contains("s3cret"));
+        // doctor: the way through it fails with the same reason, DIRECT works.
+        let cfg = temp_dir("doctor-pac").join("local.toml");
+        std::fs::write(
+            &cfg,
+            format!("server = \"{server_addr}\"\npassword = \"pw\"\n{config}"),
+        )
+        .expect("config");
+        let out = std::process::Command::new(LOCAL)
+            .args(["doctor", "-c", cfg.to_str().expect("utf8"), "--target"])
+            .arg(target.to_string())
+            .output()
+            .expect("doctor");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{said}");
+        assert!(
+            said.lines().any(|l| l.contains("way 1/2")
+                && l.contains("FAIL")
+                && l.contains("named only by the PAC")),
+            "{said}"
+        );
+    }
+
+    // Listed: the verifying NTLM proxy, second in the answer, gets the credentials.
+    let evil = kit::Recorder::answering("127.0.0.1:0", asks[1]).await;
+    let (ntlm, ntlm_addr) = ntlm_proxy();
+    let pac = format!(
+        "function FindProxyForURL(url, host) {{ return \"PROXY {}; PROXY {ntlm_addr}\"; }}",
+        evil.addr
+    );
+    let (pac_addr, _) = kit::text_origin(pac, "application/x-ns-proxy-autoconfig").await;
+    let (local, local_addr) = local_with(
+        &server_addr.to_string(),
+        &format!(
+            "outbound_proxy = \"pac+http://{pac_addr}/proxy.pac\"\n{creds}\
+             proxy_auth_hosts = [\"127.0.0.1:{}\"]\n",
+            ntlm_addr.port()
+        ),
+    );
+    local.wait_for("PAC http://");
+    let (code, out, err) = fetch(local_addr, target, 1000).await;
+    assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
+    let line = ntlm.wait_for("status=200");
+    assert!(line.contains("user=CORP\\alice"), "{line}");
+    let seen = String::from_utf8_lossy(&evil.received(0)).to_ascii_lowercase();
+    assert!(!seen.contains("proxy-authorization"), "{seen}");
+}
+
+/// A PAC server that redirects elsewhere is not followed: a PAC comes only from where it
+/// was named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pac_redirect_is_refused() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server("chacha20-ietf-poly1305", "pw", &["--allow-private"]);
+    let moved = kit::Recorder::answering(
+        "127.0.0.1:0",
+        b"HTTP/1.1 302 Found\r\nLocation: http://wpad.evil.example/wpad.dat\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    let (local, local_addr) = local_with(
+        &server_addr.to_string(),
+        &format!("outbound_proxy = \"pac+http://{}/proxy.pac\"\n", moved.addr),
+    );
+    let line = local.wait_for("PAC http://");
+    assert!(
+        line.contains("302") && line.contains("not followed") && line.contains("going DIRECT"),
+        "{line}"
+    );
+    let (code, out, err) = fetch(local_addr, target, 1000).await;
+    assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
 }

@@ -363,3 +363,108 @@ async fn the_dns_forwarder_asks_through_the_server() {
     let up = metric(metrics, "burrow_udp_datagrams_total{direction=\"up\"}").await;
     assert_eq!(up, Some(20), "the queries went through the server");
 }
+
+/// A captured datagram sent again from other source ports (a spoofed victim's, say)
+/// opens no session and reaches nothing, SIP004 and SIP022; and a datagram under
+/// another user's key from an address that has a session is dropped, never re-keying
+/// the answers to that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_datagram_opens_nothing_and_a_session_keeps_its_user() {
+    use burrow_common::udp::ClientCodec;
+    use burrow_common::{MasterKey, TargetAddr};
+    use tokio::net::UdpSocket;
+    let dropped = |reason: &str| format!("burrow_udp_dropped_total{{reason=\"{reason}\"}}");
+    for method in [METHOD, "2022-blake3-chacha20-poly1305"] {
+        let secret = secret_for(method);
+        let (echo, seen) = kit::udp_echo().await;
+        let (_server, server_addr, metrics) =
+            server_keyed(method, secret, &format!("allow = [\"{}/32\"]\n", echo.ip()));
+        let m = burrow_common::aead::Method::ALL
+            .into_iter()
+            .find(|m| m.name() == method)
+            .expect("method");
+        let key = MasterKey::from_secret(m, secret).expect("key");
+        let mut codec = ClientCodec::new(&key);
+        let packet = codec.seal(&TargetAddr::Ip(echo), b"captured once");
+        let first = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        first.send_to(&packet, server_addr).await.expect("send");
+        let mut buf = vec![0u8; 2048];
+        let (n, _) = tokio::time::timeout(WAIT, first.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("recv");
+        let (_, data) = codec.open(&buf[..n]).expect("opens");
+        assert_eq!(&data[..], b"captured once");
+        // The same bytes from two other sources.
+        let others = [
+            UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+        ];
+        for o in &others {
+            o.send_to(&packet, server_addr).await.expect("send");
+        }
+        assert_eq!(
+            metric_until(metrics, &dropped("replay"), |n| n >= 2).await,
+            2,
+            "{method}"
+        );
+        assert_eq!(
+            seen.load(SeqCst),
+            1,
+            "{method}: the echo saw the capture once"
+        );
+        for o in &others {
+            let mut b = [0u8; 64];
+            assert!(o.try_recv_from(&mut b).is_err(), "{method}: no answer");
+        }
+    }
+
+    // Two users: bob's datagram from alice's address is dropped.
+    let (echo, seen) = kit::udp_echo().await;
+    let cfg = temp_dir("udp-users").join("server.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "method = \"{METHOD}\"\nmetrics = \"127.0.0.1:0\"\nallow = [\"{}/32\"]\n\
+             [[user]]\nname = \"alice\"\npassword = \"pa\"\n\
+             [[user]]\nname = \"bob\"\npassword = \"pb\"\n",
+            echo.ip()
+        ),
+    )
+    .expect("config");
+    let server = Proc::spawn(
+        SERVER,
+        &["-s", "127.0.0.1:0", "-c", cfg.to_str().expect("utf8")],
+        &[],
+    );
+    let (server_addr, metrics) = (server.listening(), server.listening());
+    server.wait_for("UDP relay on");
+    let m = burrow_common::aead::Method::ChaCha20IetfPoly1305;
+    let mut alice = ClientCodec::new(&MasterKey::from_password(m, "pa"));
+    let mut bob = ClientCodec::new(&MasterKey::from_password(m, "pb"));
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    sock.send_to(&alice.seal(&TargetAddr::Ip(echo), b"alice"), server_addr)
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("recv");
+    assert_eq!(&alice.open(&buf[..n]).expect("alice's key").1[..], b"alice");
+    let probes = metric(metrics, &dropped("probe")).await.unwrap_or(0);
+    sock.send_to(&bob.seal(&TargetAddr::Ip(echo), b"bob"), server_addr)
+        .await
+        .expect("send");
+    metric_until(metrics, &dropped("probe"), |n| n > probes).await;
+    assert_eq!(seen.load(SeqCst), 1, "bob's datagram went nowhere");
+    // Alice's session goes on under her key.
+    sock.send_to(&alice.seal(&TargetAddr::Ip(echo), b"again"), server_addr)
+        .await
+        .expect("send");
+    let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("recv");
+    assert_eq!(&alice.open(&buf[..n]).expect("alice's key").1[..], b"again");
+}

@@ -9,9 +9,31 @@ use serde::{Deserialize, Deserializer};
 use crate::aead::Method;
 
 /// Text that must never reach a log: `Debug` and `Display` print `<redacted>`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// A string; anything else is refused without echoing it (serde's own message
+    /// would quote a number or a key written without quotes).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+        }
+        d.deserialize_string(Text).map_err(|_| {
+            serde::de::Error::custom("a secret must be a quoted string (the value is not shown)")
+        })
+    }
+}
 
 impl Secret {
     /// Wraps a secret.
@@ -272,7 +294,14 @@ pub fn listen_addr(what: &str, text: &str) -> Result<std::net::SocketAddr, Strin
     text.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("{what} {text:?} is not host:port"))
+        .ok_or_else(|| {
+            // An ss:// URL given where an address goes carries a password: not echoed.
+            if text.trim_start().starts_with("ss://") {
+                format!("{what}: an ss:// URL is not host:port")
+            } else {
+                format!("{what} {text:?} is not host:port")
+            }
+        })
 }
 
 /// Every named duration must be above zero.
@@ -345,6 +374,18 @@ mod tests {
     #[test]
     fn secrets_are_redacted_and_durations_parse() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "<redacted>");
+        // A secret of the wrong type is refused without its value.
+        #[derive(Deserialize, Debug)]
+        struct One {
+            #[allow(dead_code)]
+            password: Secret,
+        }
+        let err = toml::from_str::<One>("password = 12345678").expect_err("a number");
+        assert!(!err.message().contains("12345678"), "{err}");
+        let err = serde_json::from_str::<One>("{\"password\": 87654321}").expect_err("a number");
+        assert!(!err.to_string().contains("87654321"), "{err}");
+        let ok: One = toml::from_str("password = \"x\"").expect("a string");
+        assert_eq!(ok.password.expose(), "x");
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("ten").is_err());
     }

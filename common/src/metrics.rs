@@ -13,19 +13,43 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// One line when the metrics listen beyond loopback: anyone who reaches them learns
+/// what runs here (a burrow-server's probe counter gives it away) and the traffic it
+/// carries.
+pub fn warn_if_open(at: std::net::SocketAddr) {
+    if !at.ip().is_loopback() {
+        tracing::warn!(
+            "metrics on {at}: readable by anyone who can reach it, with no authentication \
+             (what runs here, users' traffic); bind it to 127.0.0.1 or firewall it"
+        );
+    }
+}
+
+/// Connections served at once; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Serves `GET /metrics` (the text `render` gives at each request) on `listener` until
-/// `shutdown`. Each connection is bounded: 10 s for its head, 30 s in all.
+/// `shutdown`. Each connection is bounded: 10 s for its head, 30 s in all; 64 at once.
 pub async fn serve<F>(listener: TcpListener, render: Arc<F>, shutdown: CancellationToken)
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let (conn, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
             c = crate::net::accept_with_backoff(&listener) => c,
         };
         let render = render.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let render = render.clone();
                 async move {

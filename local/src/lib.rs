@@ -13,6 +13,7 @@ pub mod dns;
 pub mod doctor;
 pub mod forward;
 pub mod hop;
+pub mod hosts;
 pub mod http;
 pub mod metrics;
 pub mod origin;
@@ -224,6 +225,7 @@ pub async fn run_with_reload(
             .map_err(|e| anyhow::anyhow!("metrics on {at}: {e}"))?;
         if let Ok(a) = listener.local_addr() {
             tracing::info!("listening on {a} (metrics)");
+            burrow_common::metrics::warn_if_open(a);
         }
         let now = now.clone();
         let render = Arc::new(move || {
@@ -240,6 +242,13 @@ pub async fn run_with_reload(
         let socket = tokio::net::UdpSocket::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("DNS forwarder on {listen}: {e}"))?;
+        if !listen.ip().is_loopback() {
+            tracing::warn!(
+                "DNS forwarder on {listen}: it answers anyone who can reach it, through your \
+                 server (an open resolver on this network); bind it to 127.0.0.1 unless \
+                 that is meant"
+            );
+        }
         tokio::spawn(dns::serve(
             current.clone(),
             socket,

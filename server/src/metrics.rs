@@ -49,7 +49,8 @@ pub enum UdpDrop {
     Sessions,
     /// The session's queue was full, or the send failed.
     Busy,
-    /// SIP022: a packet id seen before (or too old).
+    /// SIP022: a packet id seen before (or too old); or a datagram seen before that
+    /// would open a session (a capture sent again from another source).
     Replay,
 }
 

@@ -78,6 +78,14 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
                     m.dropped(UdpDrop::Sessions);
                     continue;
                 }
+                // A datagram that would open a session is checked against the replay
+                // filter (its leading bytes: the SIP004 salt, the SIP022 nonce or
+                // header, new for every datagram a client seals): a captured one sent
+                // again from another source — a spoofed victim's — opens nothing.
+                _ if first_seen_again(&shared, &buf[..n]) => {
+                    m.dropped(UdpDrop::Replay);
+                    continue;
+                }
                 _ => {
                     let (tx, rx) = mpsc::channel(QUEUE);
                     map.insert(client, tx.clone());
@@ -100,6 +108,15 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
     }
 }
 
+/// Whether a datagram's leading bytes were seen before (and records them if not).
+fn first_seen_again(shared: &Shared, packet: &[u8]) -> bool {
+    let lead = &packet[..packet.len().min(32)];
+    shared
+        .replay
+        .as_ref()
+        .is_some_and(|f| !f.check_and_insert(lead))
+}
+
 /// One client address's datagrams, both ways, until it idles.
 async fn session(
     shared: &Shared,
@@ -110,7 +127,8 @@ async fn session(
     let m = &shared.metrics.udp;
     m.sessions.fetch_add(1, Relaxed);
     debug!(%client, "UDP session opened");
-    // The session is its first packet's user's; a packet under another key starts anew.
+    // The session is its first packet's user's: a packet from the same address under
+    // another user's key is dropped, never re-keying the answers to this one.
     let mut user: Option<Arc<User>> = None;
     let mut codec = udp::ServerCodec::new(&shared.settings.key);
     let mut egress = Egress::default();
@@ -119,10 +137,17 @@ async fn session(
         tokio::select! {
             got = rx.recv() => match got {
                 Some((who, incoming)) => {
-                    if !user.as_ref().is_some_and(|u| Arc::ptr_eq(u, &who)) {
-                        codec = udp::ServerCodec::new(&who.key);
-                        who.counters.tunnels.fetch_add(1, Relaxed);
-                        user = Some(who.clone());
+                    match &user {
+                        Some(u) if Arc::ptr_eq(u, &who) => {}
+                        Some(_) => {
+                            m.dropped(UdpDrop::Probe);
+                            continue;
+                        }
+                        None => {
+                            codec = udp::ServerCodec::new(&who.key);
+                            who.counters.tunnels.fetch_add(1, Relaxed);
+                            user = Some(who.clone());
+                        }
                     }
                     if codec.accept(&incoming) {
                         if egress.send(shared, &incoming.to, &incoming.data).await {

@@ -78,6 +78,9 @@ fn main() -> ExitCode {
         let Some(tcp) = it.next() else { return Ok(()) };
         let ws = if has_ws { it.next() } else { None };
         let metrics = if has_metrics { it.next() } else { None };
+        if let Some(a) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+            burrow_common::metrics::warn_if_open(a);
+        }
         burrow_server::run(
             loaded.settings,
             burrow_server::Listeners { tcp, ws, metrics },

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::prefixed::Prefixed;
-use super::proxy::{proxy_error, ProxyUrl};
+use super::proxy::{proxy_error, NamedBy, ProxyUrl, Withheld};
 
 use super::scheme::{choose, learned, offered, probe_lock, remember};
 pub use super::scheme::{scheme_in_use, Scheme};
@@ -243,6 +243,11 @@ where
         }
     }
     let status = resp.status();
+    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED && tried.is_empty() {
+        if let Some(why) = withheld(proxy, &offered(&resp)) {
+            return Err(Withheld::error(proxy, &why));
+        }
+    }
     if status != StatusCode::OK {
         return Err(refusal(
             proxy,
@@ -266,6 +271,31 @@ where
         )
     })?;
     Ok(Prefixed::new(parts.read_buf, parts.io.into_inner()))
+}
+
+/// Why nothing was sent to a proxy that asked for credentials, when it was kept from
+/// them (named by a PAC answer); `None` for a proxy the user named.
+fn withheld(proxy: &ProxyUrl, offers: &[String]) -> Option<String> {
+    let NamedBy::Pac { listed } = proxy.named_by else {
+        return None;
+    };
+    let offers = if offers.is_empty() {
+        "no scheme".to_owned()
+    } else {
+        offers.join(", ")
+    };
+    Some(if listed {
+        format!(
+            "asked for credentials (it offers: {offers}); it was named by the PAC and is in \
+             proxy_auth_hosts, but Basic (the password in clear) goes to such a proxy only \
+             with outbound_auth = \"basic\""
+        )
+    } else {
+        format!(
+            "asked for credentials (it offers: {offers}); none sent: it was named only by the \
+             PAC — list its host in proxy_auth_hosts to allow it"
+        )
+    })
 }
 
 /// The one line that says why the proxy did not open the tunnel.

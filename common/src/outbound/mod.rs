@@ -136,8 +136,9 @@ pub async fn connect(
 
 /// The hop to the server through the first of `out.ways` that is reachable, starting
 /// with the one that worked last: a proxy that cannot be reached (refused, timed out,
-/// unresolvable) passes to the next, as browsers do with a PAC file's list; a proxy that
-/// answers and refuses (407, 403) is the answer.
+/// unresolvable) passes to the next, as browsers do with a PAC file's list, and so does one
+/// a PAC named that asked for credentials it may not have; a proxy that answers and
+/// refuses (407, 403) is the answer.
 async fn first_reachable(
     out: &Outbound,
     host: &str,
@@ -154,7 +155,11 @@ async fn first_reachable(
     for i in (start..list.len()).chain(0..start) {
         let reached = match &list[i] {
             Some(p) => match proxy::reach(p, timeout, opts).await {
-                Ok(tcp) => Ok(proxy::through(p, tcp, host, port, timeout, opts).await),
+                // Credentials kept from a PAC-named proxy: on to the next, as if down.
+                Ok(tcp) => match proxy::through(p, tcp, host, port, timeout, opts).await {
+                    Err(e) if proxy::Withheld::is(&e) => Err(e),
+                    done => Ok(done),
+                },
                 Err(e) => Err(e),
             },
             None => match resolve(host, port, timeout).await {

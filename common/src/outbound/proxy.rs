@@ -40,6 +40,67 @@ pub struct ProxyUrl {
     /// The scheme to answer the proxy with, if pinned (`outbound_auth`); else the
     /// strongest it offers that can be done.
     pub scheme: Option<super::connect::Scheme>,
+    /// Who named it, which decides what it may be told.
+    pub named_by: NamedBy,
+}
+
+/// Who named a proxy. The user's credentials (Basic, NTLM, Negotiate) go only to a proxy
+/// the user named, or to one a PAC answer named whose host the user listed in
+/// `proxy_auth_hosts`: a PAC comes over plain HTTP and WPAD from whoever answers for
+/// `wpad` on the LAN, so a PAC alone cannot make burrow-local hand the password out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamedBy {
+    /// The config, the command line, the environment or the OS's proxy settings.
+    User,
+    /// A PAC (or WPAD) answer; `listed`: its host is in `proxy_auth_hosts`.
+    Pac {
+        /// In `proxy_auth_hosts`: NTLM and Negotiate may go to it, Basic (and a SOCKS5
+        /// password) only when `outbound_auth = "basic"` is pinned.
+        listed: bool,
+    },
+}
+
+impl NamedBy {
+    /// Whether the user's credentials may go to it, in a scheme that does not show them
+    /// to the proxy (NTLMv2, Negotiate).
+    pub fn may_authenticate(self) -> bool {
+        !matches!(self, NamedBy::Pac { listed: false })
+    }
+}
+
+/// A proxy that asked for credentials which were kept from it: it was named by a PAC
+/// answer and is not allowed them (see [`NamedBy`]). The hop passes to the PAC's next
+/// entry, as for a proxy that cannot be reached.
+#[derive(Debug)]
+pub struct Withheld(pub String);
+
+impl fmt::Display for Withheld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Withheld {}
+
+impl Withheld {
+    /// Whether `e` is one.
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|r| r.is::<Withheld>())
+    }
+
+    /// The error for `proxy`, said once per proxy in the log (at warn) however often it
+    /// asks: `why` is what it asked for and why none was sent.
+    pub fn error(proxy: &ProxyUrl, why: &str) -> io::Error {
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let msg = format!("proxy {proxy} {why}; trying the next way");
+        let key = format!("{}:{}", proxy.host, proxy.port);
+        let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+        if !said.contains(&key) {
+            said.push(key);
+            tracing::warn!("{msg}");
+        }
+        io::Error::new(io::ErrorKind::PermissionDenied, Withheld(msg))
+    }
 }
 
 impl fmt::Debug for ProxyUrl {
@@ -98,6 +159,7 @@ impl ProxyUrl {
             port,
             auth,
             scheme: None,
+            named_by: NamedBy::User,
         })
     }
 }
@@ -265,8 +327,39 @@ pub struct ProxyAuth {
     pub scheme: Option<super::connect::Scheme>,
 }
 
-/// Gives `auth` to every proxy of `list`: credentials where the URL has none, the pinned
-/// scheme to all.
+/// Marks every proxy of a PAC answer as named by it; `listed(host)`: whether the user
+/// listed that proxy (`proxy_auth_hosts`). An unlisted one keeps nothing, not even
+/// userinfo the answer carried; a listed one gets `auth` as a user-named one does, except
+/// that a password sent as it is (HTTP Basic, a SOCKS5 password) needs `outbound_auth =
+/// "basic"` pinned.
+pub fn named_by_pac(
+    list: Vec<Option<ProxyUrl>>,
+    auth: &ProxyAuth,
+    listed: impl Fn(&ProxyUrl) -> bool,
+) -> Vec<Option<ProxyUrl>> {
+    list.into_iter()
+        .map(|hop| {
+            hop.map(|mut p| {
+                let listed = listed(&p);
+                p.named_by = NamedBy::Pac { listed };
+                p.auth = None;
+                p.scheme = None;
+                if !listed {
+                    return p;
+                }
+                let clear_ok = auth.scheme == Some(super::connect::Scheme::Basic);
+                if p.kind == ProxyKind::Http || clear_ok {
+                    p.auth = auth.credentials.clone();
+                }
+                p.scheme = auth.scheme;
+                p
+            })
+        })
+        .collect()
+}
+
+/// Gives `auth` to every proxy of `list` (named by the user): credentials where the URL
+/// has none, the pinned scheme to all.
 pub fn with_auth(list: Vec<Option<ProxyUrl>>, auth: &ProxyAuth) -> Vec<Option<ProxyUrl>> {
     list.into_iter()
         .map(|hop| {
@@ -286,11 +379,7 @@ pub fn with_auth(list: Vec<Option<ProxyUrl>>, auth: &ProxyAuth) -> Vec<Option<Pr
 /// `SOCKS host:port`, `DIRECT`), separated by `;` or `,`.
 pub fn parse_list(list: &str) -> Result<Vec<Option<ProxyUrl>>, String> {
     let mut out = Vec::new();
-    for entry in list
-        .split([';', ','])
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-    {
+    for entry in entries(list).map(str::trim).filter(|e| !e.is_empty()) {
         let (word, rest) = entry.split_once(char::is_whitespace).unwrap_or((entry, ""));
         let rest = rest.trim();
         let hop = match word.to_ascii_uppercase().as_str() {
@@ -319,6 +408,38 @@ pub fn parse_list(list: &str) -> Result<Vec<Option<ProxyUrl>>, String> {
     Ok(out)
 }
 
+/// The entries of a list, split at `;` and `,` — except inside a URL's userinfo, where
+/// RFC 3986 allows both unescaped (`http://u:pa,ss@proxy:3128`): a password is never cut
+/// in two, one half of it shown as a host or a port.
+fn entries(list: &str) -> impl Iterator<Item = &str> {
+    let mut rest = list;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        // A URL's userinfo ends at its last `@` before any space or the next URL.
+        let from = match rest.find("://") {
+            Some(i) if !rest[..i].contains([';', ',']) => {
+                let after = &rest[i + 3..];
+                let span = after
+                    .find(char::is_whitespace)
+                    .into_iter()
+                    .chain(after.find("://"))
+                    .min()
+                    .unwrap_or(after.len());
+                after[..span].rfind('@').map_or(0, |at| i + 3 + at)
+            }
+            _ => 0,
+        };
+        let end = rest[from..]
+            .find([';', ','])
+            .map_or(rest.len(), |e| from + e);
+        let entry = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        Some(entry)
+    })
+}
+
 async fn socks5_connect(
     proxy: &ProxyUrl,
     tcp: TcpStream,
@@ -336,6 +457,18 @@ async fn socks5_connect(
             password: p.expose().to_owned(),
         });
     let fail = |e: fast_socks5::SocksError| {
+        if proxy.named_by != NamedBy::User
+            && proxy.auth.is_none()
+            && matches!(&e, fast_socks5::SocksError::AuthMethodUnacceptable(_))
+        {
+            return Withheld::error(
+                proxy,
+                &format!(
+                    "asked for a SOCKS5 password ({e}); a proxy named by the PAC gets the password only when \
+                     its host is in proxy_auth_hosts and outbound_auth = \"basic\""
+                ),
+            );
+        }
         let kind = match &e {
             fast_socks5::SocksError::AuthenticationRejected(_)
             | fast_socks5::SocksError::AuthMethodUnacceptable(_) => io::ErrorKind::PermissionDenied,

@@ -331,3 +331,147 @@ fn proxy_lists_in_url_and_pac_forms() {
         assert!(parse_list(bad).is_err(), "{bad}");
     }
 }
+
+/// What a PAC answer's proxies are given: nothing unless listed; listed, the credentials,
+/// but a password in clear (Basic, SOCKS5) only with Basic pinned.
+#[test]
+fn a_pac_named_proxy_gets_credentials_only_when_listed() {
+    use super::super::connect::Scheme;
+    let creds = ProxyAuth {
+        credentials: Some(("CORP\\alice".into(), Secret::new("s3cret"))),
+        scheme: None,
+    };
+    let basic = ProxyAuth {
+        scheme: Some(Scheme::Basic),
+        ..creds.clone()
+    };
+    let answer = parse_list("PROXY evil:3128; PROXY u:p@evil2:3128; SOCKS5 corp:1080; DIRECT")
+        .expect("list");
+    let listed = |p: &ProxyUrl| p.host == "corp";
+    let got = named_by_pac(answer.clone(), &creds, |_| false);
+    for p in got.iter().flatten() {
+        assert_eq!(p.named_by, NamedBy::Pac { listed: false });
+        assert!(p.auth.is_none(), "{p}: not even the answer's own userinfo");
+        for s in [Scheme::Basic, Scheme::Ntlm, Scheme::Negotiate] {
+            assert!(!s.possible(p), "{p}: {s:?}");
+        }
+    }
+    assert_eq!(got[3], None, "DIRECT stays");
+    // Listed SOCKS5: its password is in clear, so it needs Basic pinned.
+    let got = named_by_pac(answer.clone(), &creds, listed);
+    assert!(got[2].as_ref().is_some_and(|p| p.auth.is_none()));
+    let got = named_by_pac(answer, &basic, listed);
+    assert!(got[2].as_ref().is_some_and(|p| p.auth.is_some()));
+
+    // Listed HTTP: NTLM and Negotiate as offered; Basic only pinned.
+    let one = parse_list("PROXY proxy.corp:8080").expect("list");
+    let got = named_by_pac(one.clone(), &creds, |_| true);
+    let p = got[0].as_ref().expect("proxy");
+    assert_eq!(p.named_by, NamedBy::Pac { listed: true });
+    assert!(p.auth.is_some());
+    assert!(!Scheme::Basic.possible(p));
+    assert_eq!(Scheme::Ntlm.possible(p), cfg!(feature = "ntlm"));
+    assert_eq!(Scheme::Negotiate.possible(p), cfg!(feature = "negotiate"));
+    let got = named_by_pac(one, &basic, |_| true);
+    assert!(Scheme::Basic.possible(got[0].as_ref().expect("proxy")));
+    // Named by the user: as before.
+    let user = with_auth(parse_list("http://proxy.corp:8080").expect("list"), &creds);
+    let p = user[0].as_ref().expect("proxy");
+    assert_eq!(p.named_by, NamedBy::User);
+    assert!(Scheme::Basic.possible(p));
+}
+
+/// A proxy that answers every request on a connection with `reply`, keeping the
+/// connection; what it was sent, once the client hangs up.
+async fn asking_proxy(
+    reply: &'static [u8],
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let (mut c, _) = l.accept().await.expect("accept");
+        let mut seen = Vec::new();
+        let mut b = [0u8; 1];
+        while c.read(&mut b).await.unwrap_or(0) == 1 {
+            seen.push(b[0]);
+            if seen.ends_with(b"\r\n\r\n") && c.write_all(reply).await.is_err() {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    (addr, task)
+}
+
+/// A PAC-named proxy that asks for credentials gets a CONNECT without any, and the
+/// error that moves the hop on to the next entry; listed, it gets NTLM (never Basic
+/// unpinned).
+#[tokio::test]
+async fn a_pac_named_proxy_asking_for_credentials_is_passed_over() {
+    let ask: &'static [u8] = b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n";
+    let creds = ProxyAuth {
+        credentials: Some(("alice".into(), Secret::new("s3cret"))),
+        scheme: None,
+    };
+    for listed in [false, true] {
+        let (addr, task) = asking_proxy(ask).await;
+        let list = parse_list(&format!("PROXY {addr}")).expect("list");
+        let p = named_by_pac(list, &creds, |_| listed)[0]
+            .clone()
+            .expect("proxy");
+        let err = connect(
+            &p,
+            "vps.example",
+            443,
+            Duration::from_secs(10),
+            &SocketOpts::default(),
+        )
+        .await
+        .map(|_| ())
+        .expect_err("no tunnel");
+        let ntlm_sent = listed && cfg!(feature = "ntlm");
+        assert_eq!(Withheld::is(&err), !ntlm_sent, "{err}");
+        if !ntlm_sent {
+            assert!(err.to_string().contains("proxy_auth_hosts"), "{err}");
+        }
+        let seen = task.await.expect("join").to_ascii_lowercase();
+        assert_eq!(
+            seen.contains("proxy-authorization: ntlm "),
+            ntlm_sent,
+            "{seen}"
+        );
+        assert!(!seen.contains("basic "), "{seen}");
+    }
+}
+
+/// A password with `,` or `;` in a proxy URL stays whole, in a list or alone.
+#[test]
+fn separators_inside_a_password_do_not_split_the_url() {
+    let one = parse_list("http://u:hunter2,x;y@proxy.corp:3128").expect("one URL");
+    let p = one[0].as_ref().expect("proxy");
+    assert_eq!((p.host.as_str(), p.port), ("proxy.corp", 3128));
+    assert_eq!(
+        p.auth.as_ref().map(|(_, s)| s.expose()),
+        Some("hunter2,x;y")
+    );
+    let list = parse_list("http://u:1234,5@a:1, http://v:w@b:2; direct, PROXY c:3").expect("list");
+    let shown: Vec<String> = list
+        .iter()
+        .map(|p| p.as_ref().map_or("direct".into(), |p| p.to_string()))
+        .collect();
+    assert_eq!(
+        shown,
+        ["http://u@a:1", "http://v@b:2", "direct", "http://c:3"],
+        "{list:?}"
+    );
+    assert_eq!(
+        list[0]
+            .as_ref()
+            .and_then(|p| p.auth.as_ref())
+            .map(|(_, s)| s.expose()),
+        Some("1234,5")
+    );
+    // An entry that does not parse is never shown with a piece of the password.
+    let err = parse_list("http://u:hunter2,x@").expect_err("no host");
+    assert!(!err.contains("hunter2"), "{err}");
+}

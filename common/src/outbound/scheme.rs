@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use http::header;
 
-use super::proxy::ProxyUrl;
+use super::proxy::{NamedBy, ProxyUrl};
 
 /// How burrow-local answers a proxy's `407`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,10 +43,18 @@ impl Scheme {
         }
     }
 
-    /// Whether this build and these settings can answer with it.
+    /// Whether this build and these settings can answer `proxy` with it: never a proxy
+    /// only a PAC named (unless listed), and Basic — the password as it is — to a listed
+    /// PAC-named proxy only when pinned.
     pub(super) fn possible(self, proxy: &ProxyUrl) -> bool {
+        if !proxy.named_by.may_authenticate() {
+            return false;
+        }
         match self {
-            Scheme::Basic => proxy.auth.is_some(),
+            Scheme::Basic => {
+                proxy.auth.is_some()
+                    && (proxy.named_by == NamedBy::User || proxy.scheme == Some(Scheme::Basic))
+            }
             Scheme::Ntlm => cfg!(feature = "ntlm") && proxy.auth.is_some(),
             Scheme::Negotiate => cfg!(feature = "negotiate"),
         }

@@ -8,6 +8,7 @@ use burrow_common::outbound::connect::Scheme;
 use burrow_common::outbound::proxy;
 use burrow_common::outbound::{Outbound, Ways, WsTransport};
 
+use crate::hosts::HostPattern;
 use crate::tls::{TlsTarget, Trust};
 use crate::PacSetting;
 
@@ -93,7 +94,12 @@ pub(super) fn outbound(
         other => return Err(format!("transport {other:?}: use tcp, ws or wss")),
     };
     let url = pac_url(server, ws.as_ref());
-    let pac = pac.map(|source| pac_setting(source, url, server_host, file, auth));
+    let auth_hosts = file
+        .proxy_auth_hosts
+        .iter()
+        .map(|h| HostPattern::parse(h).map_err(|e| format!("proxy_auth_hosts: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pac = pac.map(|source| pac_setting(source, url, server_host, file, auth, auth_hosts));
     let out = Outbound {
         ways: Arc::new(Ways::new(proxies)),
         ws,
@@ -127,10 +133,12 @@ pub(super) fn pac_setting(
     host: &str,
     file: &RawConfig,
     auth: proxy::ProxyAuth,
+    auth_hosts: Vec<HostPattern>,
 ) -> PacSetting {
     crate::pac::Pac {
         source,
         auth,
+        auth_hosts,
         url,
         host: host.to_owned(),
         refresh: file.pac_refresh.unwrap_or(defaults::PAC_REFRESH),
@@ -156,6 +164,7 @@ pub(super) fn pac_setting(
     _: &str,
     _: &RawConfig,
     _: proxy::ProxyAuth,
+    _: Vec<HostPattern>,
 ) -> PacSetting {
     match never {}
 }

@@ -108,6 +108,10 @@ pub struct RawConfig {
     /// The one scheme to answer corporate proxies with (negotiate, ntlm, basic); else the
     /// strongest each offers.
     pub outbound_auth: Option<String>,
+    /// Proxies that may have the outbound credentials although only a PAC answer named
+    /// them (names, *.domain, networks).
+    #[serde(default)]
+    pub proxy_auth_hosts: Vec<String>,
     /// How SOCKS5 UDP reaches the server: auto, udp (its UDP port), tcp (a tunnel), off.
     pub udp_transport: Option<String>,
     /// A DNS forwarder here (host:port) whose queries go through the server.

@@ -82,7 +82,14 @@ pub(super) fn server_entries(
             if out.is_empty() {
                 e
             } else {
-                format!("server {text}: {e}")
+                // Its host and port only: an ss:// URL carries the password.
+                format!(
+                    "server {}: {e}",
+                    burrow_common::HostPort {
+                        host: host.clone(),
+                        port
+                    }
+                )
             }
         })?;
         warnings.extend(burrow_common::config::weak_password(

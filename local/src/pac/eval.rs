@@ -9,6 +9,19 @@ use super::{HEAP_LIMIT, HELPERS, LOOKUP_BUDGET};
 /// Runs `FindProxyForURL(url, host)` of `script` in a fresh engine (blocking: call it on
 /// a blocking thread). Its answer, or why there is none, in one line.
 pub fn find_proxy(script: &str, url: &str, host: &str, budget: Duration) -> Result<String, String> {
+    find_proxy_with(script, url, host, budget, lookup)
+}
+
+/// [`find_proxy`] with `resolve(host, wait)` answering the lookups: each waits at most
+/// `LOOKUP_BUDGET` and never past the evaluation's deadline (once it has passed, none
+/// is made), so a script that looks names up in a loop ends with its budget.
+pub(super) fn find_proxy_with(
+    script: &str,
+    url: &str,
+    host: &str,
+    budget: Duration,
+    resolve: fn(&str, Duration) -> Vec<IpAddr>,
+) -> Result<String, String> {
     use rquickjs::{CatchResultExt, CaughtError, Coerced, Context, Function, Runtime, Value};
     let engine = |e: rquickjs::Error| format!("PAC engine: {e}");
     let rt = Runtime::new().map_err(engine)?;
@@ -44,10 +57,17 @@ pub fn find_proxy(script: &str, url: &str, host: &str, budget: Duration) -> Resu
     ctx.with(|ctx| {
         let g = ctx.globals();
         let natives = (|| -> rquickjs::Result<()> {
+            let within = move |h: &str| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match LOOKUP_BUDGET.min(left) {
+                    wait if wait.is_zero() => Vec::new(),
+                    wait => resolve(h, wait),
+                }
+            };
             g.set(
                 "dnsResolve",
-                Function::new(ctx.clone(), |h: Coerced<String>| {
-                    lookup(&h.0)
+                Function::new(ctx.clone(), move |h: Coerced<String>| {
+                    within(&h.0)
                         .into_iter()
                         .find(IpAddr::is_ipv4)
                         .map(|a| a.to_string())
@@ -55,7 +75,7 @@ pub fn find_proxy(script: &str, url: &str, host: &str, budget: Duration) -> Resu
             )?;
             g.set(
                 "dnsResolveEx",
-                Function::new(ctx.clone(), |h: Coerced<String>| join(&lookup(&h.0)))?,
+                Function::new(ctx.clone(), move |h: Coerced<String>| join(&within(&h.0)))?,
             )?;
             g.set(
                 "myIpAddress",
@@ -103,8 +123,8 @@ fn join(addrs: &[IpAddr]) -> String {
         .join(";")
 }
 
-/// The addresses of `host` by the system resolver, waiting at most `LOOKUP_BUDGET`.
-fn lookup(host: &str) -> Vec<IpAddr> {
+/// The addresses of `host` by the system resolver, waiting at most `wait`.
+fn lookup(host: &str, wait: Duration) -> Vec<IpAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return vec![ip];
     }
@@ -122,7 +142,7 @@ fn lookup(host: &str) -> Vec<IpAddr> {
     if spawned.is_err() {
         return Vec::new();
     }
-    rx.recv_timeout(LOOKUP_BUDGET).unwrap_or_default()
+    rx.recv_timeout(wait).unwrap_or_default()
 }
 
 /// This machine's addresses (loopback included), sorted: a change means another network.

@@ -104,8 +104,11 @@ impl std::fmt::Display for Source {
 #[derive(Clone, Debug)]
 pub struct Pac {
     pub source: Source,
-    /// Credentials and scheme for the proxies it names.
+    /// Credentials and scheme for the proxies it names that may have them.
     pub auth: proxy::ProxyAuth,
+    /// `proxy_auth_hosts`: the proxies it names that may have the credentials (no other
+    /// does: a PAC comes over plain HTTP, WPAD from whoever answers for `wpad`).
+    pub auth_hosts: Vec<crate::hosts::HostPattern>,
     /// The URL and host `FindProxyForURL` is asked about (the server's).
     pub url: String,
     pub host: String,
@@ -120,12 +123,18 @@ impl Pac {
     pub async fn answer(&self) -> Result<(String, Vec<Option<ProxyUrl>>), String> {
         let script = fetch(&self.source, self.timeout).await?;
         let (url, host) = (self.url.clone(), self.host.clone());
-        let text =
-            tokio::task::spawn_blocking(move || find_proxy(&script, &url, &host, EVAL_BUDGET))
-                .await
-                .map_err(|e| format!("PAC evaluation: {e}"))??;
+        let eval =
+            tokio::task::spawn_blocking(move || find_proxy(&script, &url, &host, EVAL_BUDGET));
+        // The engine stops itself at its budget; this bounds the wait for it whatever
+        // happens inside.
+        let text = tokio::time::timeout(EVAL_BUDGET + LOOKUP_BUDGET, eval)
+            .await
+            .map_err(|_| format!("no answer within {EVAL_BUDGET:?}"))?
+            .map_err(|e| format!("PAC evaluation: {e}"))??;
         let list = to_ways(&text).map_err(|e| format!("FindProxyForURL answered {text:?}: {e}"))?;
-        let list = proxy::with_auth(list, &self.auth);
+        let list = proxy::named_by_pac(list, &self.auth, |p| {
+            crate::hosts::any_matches(&self.auth_hosts, &p.host, p.port)
+        });
         Ok((text, list))
     }
 
@@ -269,6 +278,13 @@ async fn get(
         .map_err(|e| std::io::Error::other(e.to_string()))?
         .to_bytes();
     driver.abort();
+    if status.is_redirection() {
+        // A PAC comes only from where the user named it: a redirect elsewhere could hand
+        // the choice of proxy to another host.
+        return Err(std::io::Error::other(format!(
+            "the PAC server answered {status}; redirects are not followed"
+        )));
+    }
     if status != http::StatusCode::OK {
         return Err(std::io::Error::other(format!(
             "the PAC server answered {status}"

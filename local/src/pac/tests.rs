@@ -121,3 +121,33 @@ fn pac_locations_are_read() {
     );
     assert!(Source::parse("pac+ftp://x/p.pac").is_err());
 }
+
+/// A script that looks names up in a loop ends with its budget: each lookup waits at
+/// most what is left of it, and none is made once it has passed (a name that never
+/// resolves takes its whole wait here).
+#[test]
+fn lookups_in_a_loop_end_with_the_budget() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WAITED_MS: AtomicU64 = AtomicU64::new(0);
+    static ASKED: AtomicU64 = AtomicU64::new(0);
+    fn blackholed(_: &str, wait: Duration) -> Vec<std::net::IpAddr> {
+        ASKED.fetch_add(1, Ordering::SeqCst);
+        WAITED_MS.fetch_add(wait.as_millis() as u64, Ordering::SeqCst);
+        std::thread::sleep(wait);
+        Vec::new()
+    }
+    let script = "function FindProxyForURL(url, host) { \
+                  for (var i = 0; ; i++) { dnsResolve('n' + i + '.corp'); } }";
+    let budget = Duration::from_millis(300);
+    let err = super::eval::find_proxy_with(script, "https://s/", "s", budget, blackholed)
+        .expect_err("no answer");
+    assert!(err.contains("no answer within"), "{err}");
+    // Every lookup's wait fits in what was left: together no more than the budget.
+    assert!(
+        WAITED_MS.load(Ordering::SeqCst) <= 300,
+        "waited {} ms over {} lookups",
+        WAITED_MS.load(Ordering::SeqCst),
+        ASKED.load(Ordering::SeqCst)
+    );
+    assert!(ASKED.load(Ordering::SeqCst) >= 1);
+}

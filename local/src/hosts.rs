@@ -1,0 +1,230 @@
+//! Host patterns as users write them in lists of hosts (`proxy_auth_hosts`): a name
+//! (`proxy.corp.example`, that name only), a domain (`*.corp.example` or
+//! `.corp.example`: the domain and every name in it), a glob (`proxy-?.corp`), `<local>`
+//! (names without a dot), an IP address, or an IPv4/IPv6 network (`10.0.0.0/8`,
+//! `fd00::/8`); each may end in `:port` to match that port only.
+
+use std::net::IpAddr;
+
+use burrow_common::hostport::unbracket;
+
+/// One entry, checked when the config is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern {
+    host: Host,
+    port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Host {
+    /// `<local>`.
+    PlainNames,
+    /// One name, lower case.
+    Name(String),
+    /// The domain and every name in it, lower case.
+    Domain(String),
+    /// `*` and `?` on the whole name.
+    Glob(String),
+    /// A network (a single address: its full length).
+    Net(IpAddr, u8),
+}
+
+impl HostPattern {
+    /// Reads an entry; the error names it and says what is expected.
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        let bad = || {
+            format!(
+                "host entry {text:?}: expected a name, *.domain, .domain, <local>, an IP address \
+                 or a network (10.0.0.0/8, fd00::/8), with :port if only that port"
+            )
+        };
+        let t = text.trim().to_ascii_lowercase();
+        if t == "<local>" {
+            return Ok(HostPattern {
+                host: Host::PlainNames,
+                port: None,
+            });
+        }
+        // A port: after `]`, or after the one colon of a name or IPv4 address; networks
+        // take none.
+        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+            let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, Some(p.parse::<u16>().map_err(|_| bad())?)),
+                None if after.is_empty() => (h, None),
+                None => return Err(bad()),
+            }
+        } else {
+            match t.split_once(':') {
+                Some((h, p)) if !p.contains(':') && !t.contains('/') => {
+                    (h, Some(p.parse::<u16>().map_err(|_| bad())?))
+                }
+                _ => (t.as_str(), None),
+            }
+        };
+        if let Some((net, bits)) = host.split_once('/') {
+            let net: IpAddr = unbracket(net).parse().map_err(|_| bad())?;
+            let max = if net.is_ipv4() { 32 } else { 128 };
+            let bits: u8 = bits.parse().ok().filter(|b| *b <= max).ok_or_else(bad)?;
+            return Ok(HostPattern {
+                host: Host::Net(net, bits),
+                port,
+            });
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            return Ok(HostPattern {
+                host: Host::Net(ip, bits),
+                port,
+            });
+        }
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | '?');
+        if host.is_empty() || !host.chars().all(allowed) {
+            return Err(bad());
+        }
+        let domain = host.strip_prefix("*.").or_else(|| host.strip_prefix('.'));
+        let host = match domain {
+            Some("") => return Err(bad()),
+            Some(d) if !d.contains(['*', '?']) => Host::Domain(d.to_owned()),
+            _ if host.contains(['*', '?']) => Host::Glob(host.to_owned()),
+            _ => Host::Name(host.to_owned()),
+        };
+        Ok(HostPattern { host, port })
+    }
+
+    /// Whether `host` (a name or an IP literal, brackets allowed) on `port` matches.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        let host = unbracket(host).trim_end_matches('.').to_ascii_lowercase();
+        let ip = host.parse::<IpAddr>().ok();
+        match (&self.host, ip) {
+            (Host::Net(net, bits), Some(ip)) => in_net(ip, *net, *bits),
+            (Host::Net(..), None) | (_, Some(_)) => false,
+            (Host::PlainNames, None) => !host.contains('.'),
+            (Host::Name(n), None) => host == *n,
+            (Host::Domain(d), None) => {
+                host == *d
+                    || host
+                        .strip_suffix(d.as_str())
+                        .is_some_and(|h| h.ends_with('.'))
+            }
+            (Host::Glob(g), None) => glob(g.as_bytes(), host.as_bytes()),
+        }
+    }
+}
+
+/// Whether any of `list` matches.
+pub fn any_matches(list: &[HostPattern], host: &str, port: u16) -> bool {
+    list.iter().any(|p| p.matches(host, port))
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    // An IPv4-mapped IPv6 address is its IPv4 address.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `*` (any run) and `?` (one character) over the whole of `name`.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_match_what_they_say() {
+        // (entry, host, port, matches)
+        let cases: &[(&str, &str, u16, bool)] = &[
+            ("proxy.corp.example", "proxy.corp.example", 8080, true),
+            ("proxy.corp.example", "PROXY.corp.example.", 8080, true),
+            ("proxy.corp.example", "evil.proxy.corp.example", 8080, false),
+            ("proxy.corp.example", "proxy.corp.example.evil", 8080, false),
+            ("*.corp.example", "proxy.corp.example", 1, true),
+            ("*.corp.example", "corp.example", 1, true),
+            ("*.corp.example", "evilcorp.example", 1, false),
+            (".corp.example", "a.b.corp.example", 1, true),
+            ("proxy-?.corp", "proxy-1.corp", 1, true),
+            ("proxy-?.corp", "proxy-12.corp", 1, false),
+            ("proxy*", "proxy.evil.example", 1, true),
+            ("<local>", "proxy", 1, true),
+            ("<local>", "proxy.corp", 1, false),
+            ("<local>", "10.0.0.1", 1, false),
+            ("10.0.0.0/8", "10.1.2.3", 1, true),
+            ("10.0.0.0/8", "11.1.2.3", 1, false),
+            ("10.0.0.0/8", "::ffff:10.1.2.3", 1, true),
+            ("10.0.0.0/8", "ten.example", 1, false),
+            ("fd00::/8", "[fd12::1]", 1, true),
+            ("fd00::/8", "fe80::1", 1, false),
+            ("127.0.0.1", "127.0.0.1", 3128, true),
+            ("127.0.0.1", "127.0.0.2", 3128, false),
+            ("127.0.0.1:3128", "127.0.0.1", 3128, true),
+            ("127.0.0.1:3128", "127.0.0.1", 3129, false),
+            ("[::1]:3128", "::1", 3128, true),
+            ("::1", "[::1]", 9, true),
+            ("proxy.corp:8080", "proxy.corp", 8080, true),
+            ("proxy.corp:8080", "proxy.corp", 80, false),
+            ("0.0.0.0/0", "203.0.113.9", 1, true),
+        ];
+        for (entry, host, port, want) in cases {
+            let p = HostPattern::parse(entry).unwrap_or_else(|e| panic!("{entry}: {e}"));
+            assert_eq!(p.matches(host, *port), *want, "{entry} vs {host}:{port}");
+        }
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_the_entry() {
+        for bad in [
+            "",
+            "a b",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "x/8",
+            "proxy:http",
+            "*.",
+            "a,b",
+        ] {
+            let e = HostPattern::parse(bad).expect_err(bad);
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+}
