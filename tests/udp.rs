@@ -367,7 +367,7 @@ async fn the_dns_forwarder_asks_through_the_server() {
 /// A captured datagram sent again from other source ports (a spoofed victim's, say)
 /// opens no session and reaches nothing, SIP004 and SIP022; and a datagram under
 /// another user's key from an address that has a session is dropped, never re-keying
-/// the answers to that address.
+/// the answers to that address; a user's UDP sessions count against their cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_datagram_opens_nothing_and_a_session_keeps_its_user() {
     use burrow_common::udp::ClientCodec;
@@ -426,7 +426,7 @@ async fn a_replayed_datagram_opens_nothing_and_a_session_keeps_its_user() {
         &cfg,
         format!(
             "method = \"{METHOD}\"\nmetrics = \"127.0.0.1:0\"\nallow = [\"{}/32\"]\n\
-             [[user]]\nname = \"alice\"\npassword = \"pa\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pa\"\nmax_connections = 1\n\
              [[user]]\nname = \"bob\"\npassword = \"pb\"\n",
             echo.ip()
         ),
@@ -467,4 +467,14 @@ async fn a_replayed_datagram_opens_nothing_and_a_session_keeps_its_user() {
         .expect("an answer")
         .expect("recv");
     assert_eq!(&alice.open(&buf[..n]).expect("alice's key").1[..], b"again");
+    // Alice's cap is one tunnel: a second session of hers (another source) is refused.
+    let full = metric(metrics, &dropped("sessions")).await.unwrap_or(0);
+    let other = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let mut alice2 = ClientCodec::new(&MasterKey::from_password(m, "pa"));
+    other
+        .send_to(&alice2.seal(&TargetAddr::Ip(echo), b"second"), server_addr)
+        .await
+        .expect("send");
+    metric_until(metrics, &dropped("sessions"), |n| n > full).await;
+    assert_eq!(seen.load(SeqCst), 2, "the second session sent nothing on");
 }

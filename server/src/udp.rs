@@ -108,6 +108,14 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
     }
 }
 
+/// Resolves when `user` is taken out; never without a user.
+async fn removed(user: Option<&User>) {
+    match user {
+        Some(u) => u.removed.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Whether a datagram's leading bytes were seen before (and records them if not).
 fn first_seen_again(shared: &Shared, packet: &[u8]) -> bool {
     let lead = &packet[..packet.len().min(32)];
@@ -130,6 +138,7 @@ async fn session(
     // The session is its first packet's user's: a packet from the same address under
     // another user's key is dropped, never re-keying the answers to this one.
     let mut user: Option<Arc<User>> = None;
+    let mut slot = None;
     let mut codec = udp::ServerCodec::new(&shared.settings.key);
     let mut egress = Egress::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -144,6 +153,12 @@ async fn session(
                             continue;
                         }
                         None => {
+                            // A session is one of the user's tunnels, under their cap.
+                            let Some(s) = who.open_slot() else {
+                                m.dropped(UdpDrop::Sessions);
+                                break;
+                            };
+                            slot = Some(s);
                             codec = udp::ServerCodec::new(&who.key);
                             who.counters.tunnels.fetch_add(1, Relaxed);
                             user = Some(who.clone());
@@ -176,9 +191,12 @@ async fn session(
             },
             _ = tokio::time::sleep(shared.settings.udp_timeout) => break,
             _ = shared.shutdown.cancelled() => break,
+            // A user taken out (after their grace): their session ends like their tunnels.
+            _ = removed(user.as_deref()) => break,
         }
     }
     rx.close();
+    drop(slot);
     m.sessions.fetch_sub(1, Relaxed);
     debug!(%client, "UDP session closed");
 }
