@@ -61,9 +61,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         max_udp_sessions: server_defaults::MAX_UDP_SESSIONS,
         socket: SocketOpts::default(),
     };
-    let metrics = std::sync::Arc::new(burrow_local::metrics::Metrics::new("tcp"));
-    let pool = burrow_local::pool::Pool::new(
-        burrow_local::pool::Dial {
+    let metrics = std::sync::Arc::new(burrow_local::tools::metrics::Metrics::new("tcp"));
+    let pool = burrow_local::outbound::pool::Pool::new(
+        burrow_local::outbound::pool::Dial {
             metrics: metrics.clone(),
             outbound: Default::default(),
             host: server_addr.ip().to_string(),
@@ -71,13 +71,13 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
             timeout: local_defaults::CONNECT_TIMEOUT,
             socket: SocketOpts::default(),
         },
-        burrow_local::pool::PoolConfig {
+        burrow_local::outbound::pool::PoolConfig {
             max: 4,
             max_age: local_defaults::WARM_MAX_AGE,
             idle_after: local_defaults::WARM_IDLE_AFTER,
         },
     );
-    let only = burrow_local::servers::Server::new(
+    let only = burrow_local::outbound::servers::Server::new(
         server_addr.ip().to_string(),
         server_addr.port(),
         key,
@@ -87,9 +87,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
             burrow_common::replay::ReplayFilter::sip022(),
         )),
     );
-    let local = burrow_local::Settings {
+    let local = burrow_local::settings::Settings {
         generation: Default::default(),
-        servers: std::sync::Arc::new(burrow_local::servers::Servers::new(
+        servers: std::sync::Arc::new(burrow_local::outbound::servers::Servers::new(
             vec![std::sync::Arc::new(only)],
             local_defaults::SERVER_CHECK,
         )),
@@ -97,7 +97,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         routes: Vec::new(),
         host_names: Vec::new(),
         bypass: Vec::new(),
-        udp_transport: burrow_local::udp::UdpTransport::Auto,
+        udp_transport: burrow_local::inbound::udp::UdpTransport::Auto,
         dns: None,
         metrics: metrics.clone(),
         metrics_listen: None,
@@ -105,7 +105,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         handshake_timeout: local_defaults::HANDSHAKE_TIMEOUT,
         connect_timeout: local_defaults::CONNECT_TIMEOUT,
         idle_timeout: local_defaults::IDLE_TIMEOUT,
-        confirm: burrow_local::dial::Confirm::Auto,
+        confirm: burrow_local::outbound::dial::Confirm::Auto,
         max_connections: 1024,
         shutdown_grace: QUICK_GRACE,
         socket: SocketOpts::default(),

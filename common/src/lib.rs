@@ -1,6 +1,8 @@
 //! burrow's wire protocol and shared I/O: the Shadowsocks AEAD framing (sans-IO), the
-//! target-address codec, the encrypted stream adapter, the relay, socket helpers and
-//! config types. No role logic lives here.
+//! target-address codec, the encrypted stream adapter, the UDP codecs, the relay, the
+//! WebSocket framing, socket helpers, the replay filter and config types — what both
+//! programs use. No role logic lives here: the corporate-proxy hop and the TLS client
+//! are burrow-local's.
 
 #![warn(missing_docs)]
 
@@ -13,7 +15,7 @@ pub mod frame;
 pub mod hostport;
 pub mod metrics;
 pub mod net;
-pub mod outbound;
+pub mod prefixed;
 pub mod readsize;
 pub mod relay;
 pub mod replay;
@@ -23,9 +25,9 @@ pub mod stream;
 #[cfg(test)]
 mod test_util;
 pub mod timeout;
-pub mod tls;
 pub mod udp;
 pub mod udp2022;
+pub mod ws;
 
 pub use addr::TargetAddr;
 pub use aead::{MasterKey, Method};

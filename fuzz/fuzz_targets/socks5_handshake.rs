@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
             let (mut client, server) = tokio::io::duplex(4096);
             let _ = client.write_all(data).await;
             drop(client);
-            let _ = burrow_local::socks5::handshake(server, auth.as_ref()).await;
+            let _ = burrow_local::inbound::socks5::handshake(server, auth.as_ref()).await;
         }
     });
 });

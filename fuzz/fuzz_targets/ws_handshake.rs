@@ -18,5 +18,5 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = burrow_local::reverse::check(&method, &h);
+    let _ = burrow_local::inbound::reverse::check(&method, &h);
 });

@@ -2,97 +2,36 @@
 //! same port, told apart by the first byte) and carries each one, encrypted, to
 //! burrow-server.
 //!
+//! The folder shows the data's way: `serve` tells an app's connection apart and hands it
+//! to its `inbound` handshake (SOCKS5, the HTTP proxy, reverse routes, UDP, DNS), which
+//! opens a `tunnel` through `outbound` (dial, the plan per server, the servers, the warm
+//! pool, the hop through the corporate proxy) to burrow-server; `config` makes the
+//! `settings`, `pac` and `tls` serve the hop and the routes, `tools` are doctor and the
+//! metrics.
+//!
 //! `run(settings, listeners, shutdown)` serves every listener (`run_with_reload` also
 //! takes the SIGHUP reload); `main` only parses, validates, binds and calls it.
 
 pub mod config;
-pub mod connect;
-pub mod detect;
-pub mod dial;
-pub mod dns;
-pub mod doctor;
-pub mod forward;
-pub mod hop;
 pub mod hosts;
-pub mod http;
-pub mod metrics;
-pub mod origin;
-pub mod own_pac;
+pub mod inbound;
+pub mod outbound;
 #[cfg(feature = "pac")]
 pub mod pac;
-pub mod plan;
-pub mod pool;
-pub mod respond;
-pub mod reverse;
-pub mod route;
 pub mod serve;
-pub mod servers;
-pub mod socks5;
+pub mod settings;
+pub mod tls;
+pub mod tools;
 pub mod tunnel;
-pub mod udp;
-pub use burrow_common::tls;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use burrow_common::accept::{accept_loop, AcceptOpts};
-use burrow_common::config::Secret;
-use burrow_common::net::SocketOpts;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Everything burrow-local needs at run time, validated.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The servers, and the one in use.
-    pub servers: Arc<servers::Servers>,
-    /// Reverse routes, served on every listener.
-    pub routes: Vec<route::Route>,
-    /// Extra names accepted in `Host` for routes and /proxy.pac (lower case).
-    pub host_names: Vec<String>,
-    /// What /proxy.pac sends DIRECT besides loopback (`bypass`, then `NO_PROXY`).
-    pub bypass: Vec<own_pac::Bypass>,
-    /// Username/password apps must give (SOCKS5 RFC 1929, HTTP Basic), if any.
-    pub proxy_auth: Option<(String, Secret)>,
-    /// An app must finish its SOCKS5 handshake within this.
-    pub handshake_timeout: Duration,
-    /// Per connection attempt to the server.
-    pub connect_timeout: Duration,
-    /// A tunnel with no traffic either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// A PAC file that chooses the corporate proxy (it sets `outbound.ways`).
-    pub pac: Option<PacSetting>,
-    /// The DNS forwarder: where it listens, and the resolver it asks (from the server).
-    pub dns: Option<(std::net::SocketAddr, burrow_common::TargetAddr)>,
-    /// burrow-local's counters, and where they are served (`metrics = "ADDR"`), if asked.
-    pub metrics: Arc<metrics::Metrics>,
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    /// Cancelled when these settings are replaced by a reload (or at the stop).
-    pub generation: CancellationToken,
-    /// How SOCKS5 UDP reaches the server.
-    pub udp_transport: udp::UdpTransport,
-    /// Whether new tunnels wait for the server to confirm the target.
-    pub confirm: dial::Confirm,
-    /// Open connections at most.
-    pub max_connections: usize,
-    /// How long open tunnels may drain after SIGTERM/SIGINT.
-    pub shutdown_grace: Duration,
-    /// Options for accepted and dialled sockets.
-    pub socket: SocketOpts,
-}
-
-/// A PAC file to choose the corporate proxy (none in a build without the `pac` feature).
-#[cfg(feature = "pac")]
-pub type PacSetting = pac::Pac;
-/// A PAC file to choose the corporate proxy (none in a build without the `pac` feature).
-#[cfg(not(feature = "pac"))]
-pub type PacSetting = std::convert::Infallible;
-
-/// The settings in use, replaced on reload (open tunnels keep the ones they began with).
-pub type Current = Arc<std::sync::RwLock<Arc<Settings>>>;
-
-/// Reads and checks the config again (for SIGHUP).
-pub type Reload = Box<dyn Fn() -> Result<Settings, String> + Send + Sync>;
+use inbound::dns;
+use settings::{Current, Reload, Settings};
 
 /// Serves every listener until `shutdown` is cancelled, then drains open tunnels.
 pub async fn run(

@@ -17,11 +17,12 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tracing::{debug, Span};
 
-use crate::detect::{detect, Inbound};
-use crate::metrics::Inbound as Kind;
-use crate::socks5::{Command, HANDSHAKE_BUF};
+use crate::inbound::detect::{detect, Inbound};
+use crate::inbound::socks5::{Command, HANDSHAKE_BUF};
+use crate::inbound::{http, socks5, udp};
+use crate::settings::Settings;
+use crate::tools::metrics::Inbound as Kind;
 use crate::tunnel::tunnel;
-use crate::{http, socks5, udp, Settings};
 
 /// Serves one accepted connection until it ends.
 pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {

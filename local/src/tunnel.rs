@@ -6,15 +6,15 @@
 use std::future::Future;
 use std::io;
 
-use burrow_common::outbound::prefixed::Prefixed;
+use burrow_common::prefixed::Prefixed;
 use burrow_common::relay::{relay_tunnel, reported};
 use burrow_common::TargetAddr;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, Span};
 
-use crate::dial::{add_first_bytes, dial, DialError, Plan, Tunnel};
-use crate::Settings;
+use crate::outbound::dial::{add_first_bytes, dial, DialError, Plan, Tunnel};
+use crate::settings::Settings;
 
 /// How the app hears whether its tunnel opened, and what its stream is once it has.
 pub trait Answer {
@@ -64,7 +64,7 @@ async fn dial_and_reply<A: Answer>(
         let (early, mut app) = answered(answer.open().await)?;
         let mut tunnel = dial(target, s, plan)
             .await
-            .map_err(|e| crate::dial::report(&e))
+            .map_err(|e| crate::outbound::dial::report(&e))
             .ok()?;
         if let Err(e) = add_first_bytes(&mut tunnel, early, &mut app).await {
             debug!("the app left: {e}");
@@ -75,7 +75,7 @@ async fn dial_and_reply<A: Answer>(
     let tunnel = match dial(target, s, plan).await {
         Ok(t) => t,
         Err(e) => {
-            crate::dial::report(&e);
+            crate::outbound::dial::report(&e);
             answer.failed(&e).await;
             return None;
         }

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use burrow_common::aead::{AeadError, Encoder};
-use burrow_common::outbound::ws;
 use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::timeout::with_timeout;
 use burrow_common::udp;
+use burrow_common::ws;
 use burrow_common::{EncryptedStream, TargetAddr};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -700,7 +700,7 @@ mod suite {
     async fn https_once(
         proxy: SocketAddr,
         origin: SocketAddr,
-        tls: &burrow_common::tls::TlsTarget,
+        tls: &burrow_local::tls::TlsTarget,
     ) -> std::io::Result<Duration> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let start = std::time::Instant::now();
@@ -731,7 +731,7 @@ mod suite {
     async fn https(
         proxy: SocketAddr,
         origin: SocketAddr,
-        tls: &burrow_common::tls::TlsTarget,
+        tls: &burrow_local::tls::TlsTarget,
         count: usize,
         rtt_ms: u64,
     ) {
@@ -894,9 +894,9 @@ mod suite {
         let origin = burrow::origins::tls_origin(&pki).await;
         let ca_path = dir.join("origin-ca.pem");
         burrow::origins::write_ca(&pki, &ca_path);
-        let tls = burrow_common::tls::TlsTarget::new(
+        let tls = burrow_local::tls::TlsTarget::new(
             "127.0.0.1",
-            &burrow_common::tls::Trust::WithCa(ca_path.clone()),
+            &burrow_local::tls::Trust::WithCa(ca_path.clone()),
         )
         .map_err(anyhow::Error::msg)?;
         let (_l, addr) = local(&hops[0].1, "burrow-tcp-https");

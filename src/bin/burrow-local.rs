@@ -27,7 +27,7 @@ fn doctor(loaded: config::Loaded, target: &str, verbose: u8) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return cli::usage_error("burrow-local", &format!("runtime: {e}")),
     };
-    if rt.block_on(burrow_local::doctor::run(loaded.settings, target)) {
+    if rt.block_on(burrow_local::tools::doctor::run(loaded.settings, target)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             let servers = loaded.settings.servers.in_order();
             cli::choose_aead(servers.iter().map(|s| s.key.method()));
             // SIGHUP: the config is read again from the same command line.
-            let reload: burrow_local::Reload =
+            let reload: burrow_local::settings::Reload =
                 Box::new(move || config::load(&args).map(|l| l.settings));
             burrow_local::run_with_reload(loaded.settings, listener, shutdown, Some(reload))
         },

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use crate::outbound::hop::{Outbound, Ways, WsTransport};
+use crate::outbound::proxy;
+use crate::outbound::proxy::http_connect::Scheme;
 use burrow_common::hostport::bracket;
-use burrow_common::outbound::connect::Scheme;
-use burrow_common::outbound::proxy;
-use burrow_common::outbound::{Outbound, Ways, WsTransport};
 
 use crate::hosts::HostPattern;
+use crate::settings::PacSetting;
 use crate::tls::{TlsTarget, Trust};
-use crate::PacSetting;
 
 use super::{defaults, Cli, OneOrMany, RawConfig};
 

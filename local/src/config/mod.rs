@@ -11,11 +11,11 @@ use burrow_common::config::{check_timeouts, listen_addr, read_config, with_port}
 use burrow_common::net::{Keepalive, SocketOpts};
 use burrow_common::TargetAddr;
 
-use crate::dial::Confirm;
-use crate::pool::{Dial, Pool, PoolConfig};
-use crate::servers::{Server, Servers};
-use crate::udp::UdpTransport;
-use crate::Settings;
+use crate::inbound::udp::UdpTransport;
+use crate::outbound::dial::Confirm;
+use crate::outbound::pool::{Dial, Pool, PoolConfig};
+use crate::outbound::servers::{Server, Servers};
+use crate::settings::Settings;
 
 mod cli;
 pub mod defaults;
@@ -129,7 +129,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         }
         let m = metrics
             .get_or_insert_with(|| {
-                Arc::new(crate::metrics::Metrics::new(match &outbound.ws {
+                Arc::new(crate::tools::metrics::Metrics::new(match &outbound.ws {
                     None => "tcp",
                     Some(w) if w.tls.is_some() => "wss",
                     Some(_) => "ws",

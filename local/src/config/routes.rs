@@ -6,8 +6,8 @@ use std::sync::Arc;
 use burrow_common::hostport::bracket;
 use burrow_common::TargetAddr;
 
-use crate::own_pac::{from_no_proxy, Bypass};
-use crate::route::{parse_upstream, upstream_host_url, Route, Upstream};
+use crate::inbound::own_pac::{from_no_proxy, Bypass};
+use crate::inbound::route::{parse_upstream, upstream_host_url, Route, Upstream};
 use crate::tls::{TlsTarget, Trust};
 
 use super::{Cli, OneOrMany, RawRoute};

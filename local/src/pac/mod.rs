@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burrow_common::outbound::proxy::{self, ProxyUrl};
-use burrow_common::outbound::Ways;
+use crate::outbound::hop::Ways;
+use crate::outbound::proxy::{self, ProxyUrl};
 use burrow_common::HostPort;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;

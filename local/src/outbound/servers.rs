@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::outbound::hop::{self, Outbound};
 use burrow_common::hostport::bracket;
 use burrow_common::net::SocketOpts;
-use burrow_common::outbound::{self, Outbound};
 use burrow_common::replay::ReplayFilter;
 use burrow_common::MasterKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::dial::Learned;
-use crate::pool::Pool;
+use crate::outbound::dial::Learned;
+use crate::outbound::pool::Pool;
 
 /// One server.
 #[derive(Debug)]
@@ -81,7 +81,7 @@ impl Server {
 /// of a refusal, means it is up.
 async fn check(s: &Server, timeout: Duration, socket: &SocketOpts) -> std::io::Result<()> {
     use burrow_common::{EncryptedStream, TargetAddr};
-    let conn = outbound::connect(&s.outbound, &s.host, s.port, timeout, socket).await?;
+    let conn = hop::connect(&s.outbound, &s.host, s.port, timeout, socket).await?;
     let mut tunnel = EncryptedStream::new(conn, &s.key);
     tunnel.ask_confirmation();
     let mut header = bytes::BytesMut::new();

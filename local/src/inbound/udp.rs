@@ -22,9 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tracing::{debug, info};
 
-use crate::dial::{dial, Plan, Tunnel};
-use crate::socks5::Pending;
-use crate::Settings;
+use crate::inbound::socks5::Pending;
+use crate::outbound::dial::{dial, Plan, Tunnel};
+use crate::settings::Settings;
 
 /// How UDP reaches the server (`udp_transport`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,16 +1,6 @@
 //! The hop from burrow-local to burrow-server: direct or through a corporate proxy, as
 //! raw TCP or dressed as a WebSocket (over TLS for wss).
 
-pub mod connect;
-#[cfg(feature = "negotiate")]
-pub mod negotiate;
-#[cfg(feature = "ntlm")]
-pub mod ntlm;
-pub mod prefixed;
-pub mod proxy;
-pub mod scheme;
-pub mod ws;
-
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,11 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::net::{connect_any, resolve, SocketOpts};
+use super::proxy::{self, ProxyUrl};
 use crate::tls::TlsTarget;
-use prefixed::Prefixed;
-use proxy::ProxyUrl;
-use ws::WsIo;
+use burrow_common::net::{connect_any, resolve, SocketOpts};
+use burrow_common::prefixed::Prefixed;
+use burrow_common::ws::{self, WsIo};
 
 /// WebSocket transport settings.
 #[derive(Clone, Debug)]
@@ -113,9 +103,12 @@ pub async fn connect(
     let stream = match &w.tls {
         None => MaybeTls::Plain(base),
         Some(tls) => {
-            let s = crate::timeout::with_timeout("TLS handshake", timeout, tls.connect(base))
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("TLS with {host}:{port}: {e}")))?;
+            let s =
+                burrow_common::timeout::with_timeout("TLS handshake", timeout, tls.connect(base))
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("TLS with {host}:{port}: {e}"))
+                    })?;
             MaybeTls::Tls(Box::new(s))
         }
     };
@@ -125,7 +118,7 @@ pub async fn connect(
         None => format!("{host}:{port}"),
     };
     let ping = Some(w.ping).filter(|d| !d.is_zero());
-    let ws = crate::timeout::with_timeout(
+    let ws = burrow_common::timeout::with_timeout(
         "WebSocket handshake",
         timeout,
         ws::client(stream, &host_header, &w.path, ping),

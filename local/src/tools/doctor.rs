@@ -7,11 +7,12 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Instant;
 
-use burrow_common::outbound::{self, connect::scheme_in_use, Outbound, Ways};
+use crate::outbound::hop::{self, Outbound, Ways};
+use crate::outbound::proxy::http_connect::scheme_in_use;
 use burrow_common::TargetAddr;
 
-use crate::dial::{dial, Plan};
-use crate::Settings;
+use crate::outbound::dial::{dial, Plan};
+use crate::settings::Settings;
 
 /// One step's line: its name, ok or FAIL, what was seen.
 fn say(step: &str, ok: bool, what: impl Display) {
@@ -86,7 +87,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
             Some(p) => format!("through {p}"),
             None => "direct".to_owned(),
         };
-        match outbound::connect(&one, &srv.host, srv.port, s.connect_timeout, &s.socket).await {
+        match hop::connect(&one, &srv.host, srv.port, s.connect_timeout, &s.socket).await {
             Ok(_) => {
                 let auth = way
                     .as_ref()
@@ -116,7 +117,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
     let start = Instant::now();
     let plan = match s.confirm {
         // A server that never answers first: the request goes, nothing more is known.
-        crate::dial::Confirm::Never => Plan::Go,
+        crate::outbound::dial::Confirm::Never => Plan::Go,
         _ => Plan::Wait { learning: false },
     };
     match dial(&target, s, plan).await {

@@ -192,7 +192,7 @@ async fn bytes_that_come_with_the_200_are_kept() {
         scripted_proxy(b"HTTP/1.1 200 Connection established\r\n\r\nEARLY-BYTES").await;
     // Basic pinned: sent at once, with no 407 first.
     let mut proxy = ProxyUrl::parse(&format!("http://bob:pw@{addr}")).expect("url");
-    proxy.scheme = Some(super::super::connect::Scheme::Basic);
+    proxy.scheme = Some(super::http_connect::Scheme::Basic);
     let mut s = connect(
         &proxy,
         "vps.example",
@@ -264,7 +264,7 @@ async fn refusals_are_named() {
             format!("http://{addr}")
         };
         let mut proxy = ProxyUrl::parse(&url).expect("url");
-        proxy.scheme = creds.then_some(super::super::connect::Scheme::Basic);
+        proxy.scheme = creds.then_some(super::http_connect::Scheme::Basic);
         let err = connect(
             &proxy,
             "vps.example",
@@ -336,7 +336,7 @@ fn proxy_lists_in_url_and_pac_forms() {
 /// but a password in clear (Basic, SOCKS5) only with Basic pinned.
 #[test]
 fn a_pac_named_proxy_gets_credentials_only_when_listed() {
-    use super::super::connect::Scheme;
+    use super::http_connect::Scheme;
     let creds = ProxyAuth {
         credentials: Some(("CORP\\alice".into(), Secret::new("s3cret"))),
         scheme: None,

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::outbound::hop::{self, Outbound, ServerIo};
 use burrow_common::net::SocketOpts;
-use burrow_common::outbound::{self, Outbound, ServerIo};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -37,14 +37,14 @@ pub struct Dial {
     /// Socket options.
     pub socket: SocketOpts,
     /// Counts set-up times and failures.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::tools::metrics::Metrics>,
 }
 
 impl Dial {
     /// A fresh connection to the server.
     pub async fn connect(&self) -> std::io::Result<ServerIo> {
         let started = std::time::Instant::now();
-        let made = outbound::connect(
+        let made = hop::connect(
             &self.outbound,
             &self.host,
             self.port,

@@ -14,16 +14,16 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use burrow_common::outbound::ServerIo;
+use crate::outbound::hop::ServerIo;
 use burrow_common::timeout::with_timeout;
 use burrow_common::{EncryptedStream, TargetAddr};
 use bytes::{Bytes, BytesMut};
 use fast_socks5::ReplyError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-pub use crate::plan::{Confirm, Learned, Plan};
-use crate::servers::Server;
-use crate::Settings;
+pub use crate::outbound::plan::{Confirm, Learned, Plan};
+use crate::outbound::servers::Server;
+use crate::settings::Settings;
 
 /// Extra time the server gets, on top of its own connect timeout, to answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);

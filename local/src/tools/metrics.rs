@@ -1,7 +1,7 @@
 //! burrow-local's counters, served when asked (`metrics = "ADDR"`): requests by inbound
 //! kind, the set-up time of fresh connections to the server by transport, and corporate
 //! proxy failures by what the proxy answered (the servers' own state is
-//! [`crate::servers::Servers::render`]'s).
+//! [`crate::outbound::servers::Servers::render`]'s).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -10,7 +10,7 @@ use sspi::{
     SecurityBuffer, SecurityStatus, Sspi, SspiImpl, Username,
 };
 
-use crate::config::Secret;
+use burrow_common::config::Secret;
 
 /// One client-side NTLM exchange: [`Exchange::negotiate`] gives the Type 1 header value,
 /// [`Exchange::authenticate`] turns the proxy's Type 2 into the Type 3 one.

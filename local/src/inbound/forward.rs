@@ -9,11 +9,11 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use tracing::Span;
 
-use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
-use crate::metrics::Inbound;
-use crate::origin::{self, Cache, Origin, Upgrade};
-use crate::respond::{text, Body};
-use crate::Settings;
+use crate::inbound::headers::{is_websocket_upgrade, strip_hop_by_hop};
+use crate::inbound::origin::{self, Cache, Origin, Upgrade};
+use crate::inbound::respond::{text, Body};
+use crate::settings::Settings;
+use crate::tools::metrics::Inbound;
 
 /// Forwards `req` to the origin its URL names.
 pub async fn forward(req: Request<Incoming>, s: &Settings, cache: &Cache) -> Response<Body> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use burrow_common::TargetAddr;
 
-use crate::Settings;
+use crate::settings::Settings;
 
 /// How long a target counts as reached lately: an hour, so that the first tunnel after
 /// the laptop idled starts at once too (a target that died since is said in the log).

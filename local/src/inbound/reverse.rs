@@ -9,11 +9,11 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Span;
 
-use crate::hop::{is_websocket_upgrade, strip_hop_by_hop};
-use crate::origin::{self, Cache, Origin, Upgrade};
-use crate::respond::{text, Body};
-use crate::route::{self, Route};
-use crate::Settings;
+use crate::inbound::headers::{is_websocket_upgrade, strip_hop_by_hop};
+use crate::inbound::origin::{self, Cache, Origin, Upgrade};
+use crate::inbound::respond::{text, Body};
+use crate::inbound::route::{self, Route};
+use crate::settings::Settings;
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 

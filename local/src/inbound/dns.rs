@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::udp::Hop;
-use crate::Settings;
+use crate::inbound::udp::Hop;
+use crate::settings::Settings;
 
 /// A client with no query for this long is forgotten.
 const IDLE: Duration = Duration::from_secs(30);

@@ -14,10 +14,10 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
-use crate::dial::DialError;
-use crate::forward::target_of;
-use crate::respond::{text, Body};
-use crate::Settings;
+use crate::inbound::forward::target_of;
+use crate::inbound::respond::{text, Body};
+use crate::outbound::dial::DialError;
+use crate::settings::Settings;
 
 /// Serves a CONNECT: the tunnel runs as a task of the client's connection (it outlives
 /// the request), and hyper writes whichever answer it gives.

@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::prefixed::Prefixed;
+use crate::prefixed::Prefixed;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;

@@ -4,6 +4,13 @@
 //! SOCKS5 with username/password (fast-socks5). The server's name goes to the proxy
 //! unresolved.
 
+pub mod http_connect;
+#[cfg(feature = "negotiate")]
+pub mod negotiate;
+#[cfg(feature = "ntlm")]
+pub mod ntlm;
+pub mod scheme;
+
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -12,10 +19,10 @@ use bytes::Bytes;
 
 use tokio::net::TcpStream;
 
-use crate::config::Secret;
-use crate::net::{connect_any, resolve, SocketOpts};
-use crate::outbound::prefixed::Prefixed;
-use crate::timeout::with_timeout;
+use burrow_common::config::Secret;
+use burrow_common::net::{connect_any, resolve, SocketOpts};
+use burrow_common::prefixed::Prefixed;
+use burrow_common::timeout::with_timeout;
 
 /// The kind of proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +46,7 @@ pub struct ProxyUrl {
     pub auth: Option<(String, Secret)>,
     /// The scheme to answer the proxy with, if pinned (`outbound_auth`); else the
     /// strongest it offers that can be done.
-    pub scheme: Option<super::connect::Scheme>,
+    pub scheme: Option<http_connect::Scheme>,
     /// Who named it, which decides what it may be told.
     pub named_by: NamedBy,
 }
@@ -151,8 +158,9 @@ impl ProxyUrl {
             }
             None => (None, rest),
         };
-        let crate::HostPort { host, port } = crate::HostPort::parse(hostport, Some(default_port))
-            .map_err(|_| bad("no host:port"))?;
+        let burrow_common::HostPort { host, port } =
+            burrow_common::HostPort::parse(hostport, Some(default_port))
+                .map_err(|_| bad("no host:port"))?;
         Ok(ProxyUrl {
             kind,
             host,
@@ -206,7 +214,7 @@ pub fn from_env(
 /// `NO_PROXY`: `*`, or a comma list of names (matching the name and its subdomains, a
 /// leading dot allowed), IP addresses and CIDR blocks.
 pub fn no_proxy_matches(list: &str, host: &str) -> bool {
-    let host = crate::hostport::unbracket(host).to_ascii_lowercase();
+    let host = burrow_common::hostport::unbracket(host).to_ascii_lowercase();
     let ip: Option<std::net::IpAddr> = host.parse().ok();
     list.split(',')
         .map(str::trim)
@@ -300,7 +308,7 @@ pub async fn through(
         match proxy.kind {
             ProxyKind::Http => {
                 let redial = || reach(proxy, timeout, opts);
-                super::connect::http_connect(proxy, tcp, redial, host, port).await
+                http_connect::http_connect(proxy, tcp, redial, host, port).await
             }
             ProxyKind::Socks5 => socks5_connect(proxy, tcp, host, port)
                 .await
@@ -324,7 +332,7 @@ pub struct ProxyAuth {
     /// Credentials for proxies named without them (a PAC answer, a list).
     pub credentials: Option<(String, Secret)>,
     /// The one scheme to use, if pinned.
-    pub scheme: Option<super::connect::Scheme>,
+    pub scheme: Option<http_connect::Scheme>,
 }
 
 /// Marks every proxy of a PAC answer as named by it; `listed(host)`: whether the user
@@ -347,7 +355,7 @@ pub fn named_by_pac(
                 if !listed {
                     return p;
                 }
-                let clear_ok = auth.scheme == Some(super::connect::Scheme::Basic);
+                let clear_ok = auth.scheme == Some(http_connect::Scheme::Basic);
                 if p.kind == ProxyKind::Http || clear_ok {
                     p.auth = auth.credentials.clone();
                 }
@@ -490,5 +498,4 @@ async fn socks5_connect(
 }
 
 #[cfg(test)]
-#[path = "proxy_tests.rs"]
 mod tests;

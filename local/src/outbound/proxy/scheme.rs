@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use http::header;
 
-use super::proxy::{NamedBy, ProxyUrl};
+use super::{NamedBy, ProxyUrl};
 
 /// How burrow-local answers a proxy's `407`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

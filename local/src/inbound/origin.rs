@@ -15,11 +15,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, Instrument, Span};
 
-use crate::dial::{dial, Plan};
-use crate::hop::strip_hop_by_hop;
-use crate::respond::{text, Body};
+use crate::inbound::headers::strip_hop_by_hop;
+use crate::inbound::respond::{text, Body};
+use crate::outbound::dial::{dial, Plan};
+use crate::settings::Settings;
 use crate::tls::TlsTarget;
-use crate::Settings;
 
 /// Where a request goes.
 pub struct Origin {
@@ -163,7 +163,7 @@ async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>,
     let target = &origin.target;
     // No wait for the server's word: the origin's answer (or its absence) says it all.
     let tunnel = dial(target, s, Plan::Go).await.map_err(|e| {
-        crate::dial::report(&e);
+        crate::outbound::dial::report(&e);
         text(e.http_status(), format!("burrow-local: {e}"))
     })?;
     let io: Box<dyn Io> = match &origin.tls {

@@ -12,7 +12,7 @@ use fast_socks5::util::target_addr::TargetAddr as SocksTarget;
 use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
-use crate::dial::DialError;
+use crate::outbound::dial::DialError;
 
 /// Room for a whole greeting or request (a request is at most 262 bytes).
 pub const HANDSHAKE_BUF: usize = 512;

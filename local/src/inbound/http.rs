@@ -18,12 +18,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::connect::connect;
-use crate::forward::forward;
-use crate::metrics::Inbound;
-use crate::origin::Cache;
-use crate::respond::{closing, text, Body};
-use crate::{reverse, route, Settings};
+use super::{reverse, route};
+use crate::inbound::connect::connect;
+use crate::inbound::forward::forward;
+use crate::inbound::origin::Cache;
+use crate::inbound::respond::{closing, text, Body};
+use crate::settings::Settings;
+use crate::tools::metrics::Inbound;
 
 /// Per client connection: who it is, and the origin connection of its last request.
 struct Conn {
@@ -185,8 +186,11 @@ fn check_auth(req: &Request<Incoming>, s: &Settings) -> Option<Response<Body>> {
     Some(r)
 }
 
-fn pac(local: SocketAddr, bypass: &[crate::own_pac::Bypass]) -> Response<Body> {
-    let mut r = text(StatusCode::OK, crate::own_pac::script(local, bypass));
+fn pac(local: SocketAddr, bypass: &[crate::inbound::own_pac::Bypass]) -> Response<Body> {
+    let mut r = text(
+        StatusCode::OK,
+        crate::inbound::own_pac::script(local, bypass),
+    );
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ns-proxy-autoconfig"),

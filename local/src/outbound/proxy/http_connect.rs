@@ -12,8 +12,8 @@ use http::{header, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::prefixed::Prefixed;
-use super::proxy::{proxy_error, NamedBy, ProxyUrl, Withheld};
+use super::{proxy_error, NamedBy, ProxyUrl, Withheld};
+use burrow_common::prefixed::Prefixed;
 
 use super::scheme::{choose, learned, offered, probe_lock, remember};
 pub use super::scheme::{scheme_in_use, Scheme};
@@ -193,7 +193,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = io::Result<TcpStream>>,
 {
-    let authority = format!("{}:{port}", crate::hostport::bracket(host));
+    let authority = format!("{}:{port}", burrow_common::hostport::bracket(host));
     let mut conn = Conn::new(proxy, tcp).await?;
     // A proxy not learned yet is asked by one connection at a time.
     let _probe = match (proxy.scheme, learned(proxy)) {

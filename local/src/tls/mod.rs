@@ -170,5 +170,4 @@ pub fn pin_of(cert: &CertificateDer<'_>) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "tls_tests.rs"]
 mod tests;

@@ -1,0 +1,11 @@
+//! The way to burrow-server: `dial` opens a tunnel (the request, and the wait for the
+//! server's word when `plan` says so) over a warm connection of `pool` or a new one, to
+//! the server `servers` has in use; `hop` reaches the server (direct or through the
+//! corporate `proxy`, raw or dressed as a WebSocket, over TLS for wss).
+
+pub mod dial;
+pub mod hop;
+pub mod plan;
+pub mod pool;
+pub mod proxy;
+pub mod servers;
