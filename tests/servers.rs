@@ -227,3 +227,49 @@ async fn sighup_moves_burrow_local_to_the_server_the_config_now_names() {
     assert!(said.contains("rot13") || said.contains("method"), "{said}");
     assert_eq!(fetch(local_addr, target).await, 0);
 }
+
+/// A fallback server is dialled on its own terms: burrow-server (which confirms) is the
+/// first, shadowsocks-rust (which never answers first) the second. Once the first has
+/// died, a tunnel to a target not reached lately — planned as a wait for the first's
+/// word — goes through the second after it is learned to stay silent, instead of
+/// waiting for a word that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_server_of_another_kind_is_dialled_on_its_own_terms() {
+    let (target, other_target) = (kit::http_target().await, kit::http_target().await);
+    let (first, _m1) = server_on(0);
+    let a1 = first
+        .output()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening on "))
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .expect("the first's address");
+    let sport = free_port();
+    let ssserver = Proc::spawn(
+        "ssserver",
+        &["-s", &format!("127.0.0.1:{sport}"), "-m", METHOD, "-k", PW],
+        &[],
+    );
+    ssserver.wait_for("listening on");
+    let dir = temp_dir("other-kind");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "method = \"{METHOD}\"\npassword = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+             warm_connections = 0\nconnect_timeout = \"3s\"\n\
+             [[server]]\nserver = \"{a1}\"\n[[server]]\nserver = \"127.0.0.1:{sport}\"\n"
+        ),
+    )
+    .expect("config");
+    let local = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let local_addr = local.listening();
+    assert_eq!(fetch(local_addr, target).await, 0, "{}", local.output());
+    drop(first);
+    assert_eq!(
+        fetch(local_addr, other_target).await,
+        0,
+        "{}",
+        local.output()
+    );
+    local.wait_for("never answers first");
+}

@@ -106,7 +106,13 @@ async fn dial_inner(
     plan: Plan,
 ) -> Result<EncryptedStream<ServerIo>, DialError> {
     let mut last = None;
-    for srv in s.servers.in_order() {
+    for (i, srv) in s.servers.in_order().into_iter().enumerate() {
+        // The plan was made for the first; the next ones are dialled on their own terms.
+        let plan = if i == 0 {
+            plan
+        } else {
+            plan.on(&srv.learned, s.confirm)
+        };
         match open_on(target, s, &srv, plan).await {
             Err(e @ DialError::Server { .. }) => {
                 s.servers.failed(&srv);
@@ -182,12 +188,18 @@ async fn start(
     let mut header = BytesMut::with_capacity(target.encoded_len());
     target.encode(&mut header);
     tunnel.buffer(&header);
-    let Plan::Wait { learning } = plan else {
-        return Ok(tunnel);
+    let learning = match plan {
+        Plan::Go => return Ok(tunnel),
+        Plan::Send | Plan::Wait { .. } => {
+            with_timeout("sending the request", s.connect_timeout, tunnel.flush())
+                .await
+                .map_err(server_err)?;
+            match plan {
+                Plan::Wait { learning } => learning,
+                _ => return Ok(tunnel),
+            }
+        }
     };
-    with_timeout("sending the request", s.connect_timeout, tunnel.flush())
-        .await
-        .map_err(server_err)?;
     let full = s.connect_timeout + ANSWER_MARGIN;
     // Learning: burrow-server answers one round trip after the request (plus its dial of
     // a target beside it); five connect times, at least a second, is ample.

@@ -90,10 +90,14 @@ pub enum Plan {
     },
     /// Go at once: the header waits for the app's first bytes.
     Go,
+    /// The app has not heard yet, but this server never answers first: the request
+    /// leaves now and nothing is waited for (a fallback server of another kind than the
+    /// one the plan was made for).
+    Send,
 }
 
 impl Plan {
-    /// The plan for a tunnel to `target`.
+    /// The plan for a tunnel to `target`, made for the server in use.
     pub fn for_target(target: &TargetAddr, s: &Settings) -> Plan {
         match s.confirm {
             Confirm::Never => Plan::Go,
@@ -104,6 +108,48 @@ impl Plan {
                 CONFIRMS => Plan::Wait { learning: false },
                 _ => Plan::Wait { learning: true },
             },
+        }
+    }
+
+    /// This plan on a server that may not be the one it was made for (the failover
+    /// loop's next): a tunnel whose app has heard already (`Go`) stays so; one whose app
+    /// waits takes this server's terms — learning if its kind is not known, no wait
+    /// after the request for one known to stay silent.
+    pub fn on(self, learned: &Learned, confirm: Confirm) -> Plan {
+        match (self, confirm, learned.server.load(Relaxed)) {
+            (Plan::Go, _, _) => Plan::Go,
+            (_, Confirm::Auto, SILENT) => Plan::Send,
+            (_, Confirm::Auto, UNKNOWN) => Plan::Wait { learning: true },
+            (Plan::Wait { .. }, Confirm::Auto, _) => Plan::Wait { learning: false },
+            (other, _, _) => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fallback server is dialled on its own terms while the app waits.
+    #[test]
+    fn a_plan_takes_the_terms_of_the_server_it_is_used_on() {
+        let (unknown, confirms, silent) =
+            (Learned::default(), Learned::default(), Learned::default());
+        confirms.saw_confirmation();
+        silent.saw_silence();
+        let wait = Plan::Wait { learning: false };
+        let learn = Plan::Wait { learning: true };
+        let cases = [
+            (wait, &silent, Confirm::Auto, Plan::Send),
+            (wait, &unknown, Confirm::Auto, learn),
+            (wait, &confirms, Confirm::Auto, wait),
+            (learn, &confirms, Confirm::Auto, wait),
+            (Plan::Go, &confirms, Confirm::Auto, Plan::Go),
+            (Plan::Go, &silent, Confirm::Auto, Plan::Go),
+            (wait, &silent, Confirm::Always, wait),
+        ];
+        for (plan, learned, confirm, want) in cases {
+            assert_eq!(plan.on(learned, confirm), want, "{plan:?} {confirm:?}");
         }
     }
 }

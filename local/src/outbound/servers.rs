@@ -17,7 +17,7 @@ use burrow_common::replay::ReplayFilter;
 use burrow_common::MasterKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbound::dial::Learned;
+use crate::outbound::plan::Learned;
 use crate::outbound::pool::Pool;
 
 /// One server.
