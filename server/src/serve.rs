@@ -4,12 +4,13 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use burrow_common::aead::{AeadError, Encoder};
+use burrow_common::aead::{AeadError, Decoder, Encoder};
 use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::timeout::with_timeout;
 use burrow_common::udp;
 use burrow_common::ws;
 use burrow_common::{EncryptedStream, TargetAddr};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -106,13 +107,36 @@ where
     tunnel(shared, conn, *req, target, started).await;
 }
 
+/// The tunnel's stream once its target is connected: the response's salt recorded (our
+/// own salts too: a server stream reflected back at us is then a replay) and the client
+/// told at once that the target is connected — burrow-local waits for this. SIP004: the
+/// salt alone, harmless to any client. SIP022: only when asked, since a header with an
+/// empty first chunk is ours alone to expect.
+fn response_stream<S>(
+    shared: &Shared,
+    conn: S,
+    key: &burrow_common::MasterKey,
+    dec: Decoder,
+    rbuf: BytesMut,
+) -> EncryptedStream<S> {
+    let asked = dec.confirmation_asked();
+    let enc = Encoder::response(key, dec.salt().unwrap_or_default());
+    if let Some(f) = shared.replay.as_ref() {
+        f.check_and_insert(enc.salt());
+    }
+    let mut tunnel = EncryptedStream::from_parts(conn, enc, dec, rbuf);
+    if !key.method().is_2022() || asked {
+        tunnel.announce();
+    }
+    tunnel
+}
+
 /// UDP carried in this tunnel (sing-box UDP-over-TCP v2): announced at once (there is
 /// no target to wait for), then datagrams both ways.
 async fn udp_over_tcp<S>(shared: &Shared, conn: S, req: Box<Request>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let s = &shared.settings;
     let Request {
         user,
         dec,
@@ -121,15 +145,7 @@ where
         ..
     } = *req;
     user.counters.tunnels.fetch_add(1, Relaxed);
-    let asked = dec.confirmation_asked();
-    let enc = Encoder::response(&user.key, dec.salt().unwrap_or_default());
-    if let Some(f) = shared.replay.as_ref() {
-        f.check_and_insert(enc.salt());
-    }
-    let mut tunnel = EncryptedStream::from_parts(conn, enc, dec, rbuf);
-    if !s.key.method().is_2022() || asked {
-        tunnel.announce();
-    }
+    let tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
     tokio::select! {
         _ = crate::udp::over_tcp(shared, tunnel, payload, &user.counters) => {}
         _ = user.removed.cancelled() => debug!("user {} removed: UDP over TCP closed", user.name),
@@ -233,19 +249,7 @@ where
         ..
     } = req;
     let s = &shared.settings;
-    let asked = dec.confirmation_asked();
-    let enc = Encoder::response(&user.key, dec.salt().unwrap_or_default());
-    if let Some(f) = shared.replay.as_ref() {
-        // Our own salts too: a server stream reflected back at us is then a replay.
-        f.check_and_insert(enc.salt());
-    }
-    let mut tunnel = EncryptedStream::from_parts(conn, enc, dec, rbuf);
-    // Tell the client now that the target is connected: burrow-local waits for this.
-    // SIP004: the salt alone, harmless to any client. SIP022: only when asked, since a
-    // header with an empty first chunk is ours alone to expect.
-    if !s.key.method().is_2022() || asked {
-        tunnel.announce();
-    }
+    let mut tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
     async move {
         let m = &shared.metrics;
         let first = payload.len() as u64;
