@@ -4,12 +4,13 @@
 #   scripts/windows.sh [cargo args…]   e.g. --release: set up (once) and build; prints the .exe paths
 #   scripts/windows.sh env [--release] prints `export` lines for tests: eval "$(scripts/windows.sh env)"
 # Env overrides: BURROW_WINDOWS_CACHE (default ~/.cache/burrow-windows), BURROW_DEBIAN_MIRROR,
-# BURROW_WINDOWS_ROOT and BURROW_WINDOWS_PACKAGES (to point the build at another crate).
+# BURROW_WINDOWS_ROOT and BURROW_WINDOWS_BUILD (cargo's package/bin arguments).
 set -euo pipefail
 
 TARGET=x86_64-pc-windows-gnu
 ROOT="${BURROW_WINDOWS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
-PACKAGES="${BURROW_WINDOWS_PACKAGES:-burrow-local burrow-server}"
+# What to build: the two programs of the root package, unless told otherwise.
+BUILD="${BURROW_WINDOWS_BUILD:--p burrow --bin burrow-local --bin burrow-server}"
 CACHE="${BURROW_WINDOWS_CACHE:-$HOME/.cache/burrow-windows}"
 WINE=/usr/lib/wine/wine64           # the 64-bit loader itself (/usr/bin/wine nags for wine32)
 PREFIX="$CACHE/wineprefix"          # our own Wine "C: drive", never the user's ~/.wine
@@ -111,8 +112,8 @@ fi
 
 # (d) Build std and our binaries for Windows, in their own target dir.
 cd "$ROOT"
-pkgs=(); for p in $PACKAGES; do pkgs+=(-p "$p"); done
-say "building ${PACKAGES} for $TARGET $*"
+read -r -a pkgs <<< "$BUILD"
+say "building ${BUILD} for $TARGET $*"
 exes="$(RUSTC_BOOTSTRAP=1 CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
   cargo build -Zbuild-std=std,panic_abort --target "$TARGET" --target-dir target/windows \
   "${pkgs[@]}" --message-format=json-render-diagnostics "$@" \

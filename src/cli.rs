@@ -122,6 +122,7 @@ where
 {
     init_tracing(verbose, log_format);
     // Also when max_connections is set by hand: it may count on more than the soft limit.
+    #[cfg(unix)]
     burrow_common::net::raise_descriptor_limit();
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -141,13 +142,14 @@ where
                 }
             }
         }
+        // The signal handlers first: once a program says it listens, a SIGTERM drains it.
+        let shutdown = burrow_common::shutdown::on_signal();
         for l in &listeners {
             match l.local_addr() {
                 Ok(a) => eprintln!("listening on {a}"),
                 Err(e) => eprintln!("{name}: listening, address unknown: {e}"),
             }
         }
-        let shutdown = burrow_common::shutdown::on_signal();
         match run(listeners, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

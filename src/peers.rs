@@ -116,10 +116,15 @@ impl Squid {
     }
 }
 
-/// chmod.
+/// chmod (Unix; nothing to do for the peers' files elsewhere).
 pub fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    #[cfg(not(unix))]
+    let _ = (p, mode);
 }
 
 /// nginx in front of burrow-server, as on a VPS.

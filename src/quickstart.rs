@@ -109,7 +109,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         max_connections: 1024,
         shutdown_grace: QUICK_GRACE,
         socket: SocketOpts::default(),
+        config_file: None,
     };
+    let shutdown = burrow_common::shutdown::on_signal();
     eprintln!(
         "listening on {server_addr} (burrow-server, 2022-blake3-chacha20-poly1305, fresh key)"
     );
@@ -121,8 +123,6 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     println!("  curl --socks5-hostname {local_addr} http://{demo}/");
     println!("  curl --socks5-hostname {local_addr} https://example.com/");
     println!("Ctrl-C to stop.");
-
-    let shutdown = burrow_common::shutdown::on_signal();
     let (a, b) = tokio::join!(
         burrow_server::run(
             server,

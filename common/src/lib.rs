@@ -18,6 +18,7 @@ pub mod net;
 pub mod prefixed;
 pub mod readsize;
 pub mod relay;
+pub mod reload;
 pub mod replay;
 pub mod shutdown;
 pub mod ssurl;

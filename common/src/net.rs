@@ -51,10 +51,12 @@ impl Default for SocketOpts {
 
 /// Descriptors kept aside from the per-connection budget: listeners, the runtime, logs
 /// (a quarter of a small limit).
+#[cfg(unix)]
 const SPARE_FDS: u64 = 64;
 
 /// Raises the soft descriptor limit to the hard one (idempotent) and returns it. Every
 /// serving program calls this at start, whatever `max_connections` says.
+#[cfg(unix)]
 pub fn raise_descriptor_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
@@ -67,11 +69,25 @@ pub fn raise_descriptor_limit() -> u64 {
 
 /// The default connection limit: every connection may hold two descriptors (the accepted
 /// socket and the one it dials) of the raised limit.
+#[cfg(unix)]
 pub fn connection_budget() -> usize {
     budget_for(raise_descriptor_limit())
 }
 
+/// Connections served at once by default on Windows, which has no descriptor limit to
+/// derive it from (sockets are kernel handles, bounded by memory): a laptop's browser
+/// and apps stay far below it; `max_connections` sets another.
+#[cfg(windows)]
+pub const WINDOWS_CONNECTIONS: usize = 4096;
+
+/// The default connection limit (Windows: [`WINDOWS_CONNECTIONS`]).
+#[cfg(windows)]
+pub fn connection_budget() -> usize {
+    WINDOWS_CONNECTIONS
+}
+
 /// Connections that `fds` descriptors serve, two each, with some kept aside.
+#[cfg(unix)]
 fn budget_for(fds: u64) -> usize {
     let budget = fds.saturating_sub(SPARE_FDS.min(fds / 4)) / 2;
     usize::try_from(budget).unwrap_or(usize::MAX).max(1)
@@ -94,8 +110,10 @@ fn set_nodelay_or_warn(sock: &SockRef<'_>, on: bool) {
 fn set_keepalive_or_warn(sock: &SockRef<'_>, ka: &Keepalive) {
     let params = TcpKeepalive::new()
         .with_time(ka.idle)
-        .with_interval(ka.interval)
-        .with_retries(ka.count);
+        .with_interval(ka.interval);
+    // Windows sets the probe count itself (10 since Vista): idle + 10 × interval there.
+    #[cfg(not(windows))]
+    let params = params.with_retries(ka.count);
     if let Err(e) = sock.set_tcp_keepalive(&params) {
         tracing::warn!("SO_KEEPALIVE: {e}");
     }

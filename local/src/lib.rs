@@ -86,11 +86,12 @@ async fn start(
     (settings, warm)
 }
 
-/// On every SIGHUP: the config is read again; one that loads replaces the settings for
-/// new connections (servers, routes, proxy settings, timeouts; listen addresses, the DNS
-/// forwarder's and the metrics' need a restart), one that does not is refused in one line.
-async fn reload_on_hangup(
-    mut hup: tokio::signal::unix::Signal,
+/// On every reload request (SIGHUP; on Windows a change of the config file): the config
+/// is read again; one that loads replaces the settings for new connections (servers,
+/// routes, proxy settings, timeouts; listen addresses, the DNS forwarder's and the
+/// metrics' need a restart), one that does not is refused in one line.
+async fn reload_on_request(
+    mut asked: burrow_common::reload::Trigger,
     current: Current,
     reload: Reload,
     shutdown: CancellationToken,
@@ -98,7 +99,7 @@ async fn reload_on_hangup(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
+            got = asked.next() => if got.is_none() { return },
         }
         match reload() {
             Ok(next) => {
@@ -120,7 +121,8 @@ async fn reload_on_hangup(
     }
 }
 
-/// [`run`], with SIGHUP reading the config again through `reload`.
+/// [`run`], with SIGHUP (Windows: a change of the config file) reading the config again
+/// through `reload`.
 pub async fn run_with_reload(
     settings: Settings,
     listeners: Vec<TcpListener>,
@@ -196,18 +198,18 @@ pub async fn run_with_reload(
         ));
     }
     if let Some(reload) = reload {
-        use tokio::signal::unix::{signal, SignalKind};
-        // Taken before any connection is served: a SIGHUP from then on is a reload.
-        match signal(SignalKind::hangup()) {
-            Ok(hup) => {
-                tokio::spawn(reload_on_hangup(
-                    hup,
+        use burrow_common::reload::Trigger;
+        // Taken before any connection is served: a request from then on is a reload.
+        match Trigger::new(settings.config_file.clone()) {
+            Ok(asked) => {
+                tokio::spawn(reload_on_request(
+                    asked,
                     current.clone(),
                     reload,
                     shutdown.clone(),
                 ));
             }
-            Err(e) => tracing::warn!("no reload on SIGHUP: {e}"),
+            Err(e) => tracing::warn!("no reload on {}: {e}", Trigger::what()),
         }
     }
     let loops = listeners.into_iter().map(|listener| {

@@ -51,6 +51,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Options for accepted and dialled sockets.
     pub socket: SocketOpts,
+    /// The config file read, if any (Windows reloads when it changes).
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// A PAC file to choose the corporate proxy (none in a build without the `pac` feature).

@@ -89,27 +89,29 @@ pub struct Shared {
     pub shutdown: CancellationToken,
 }
 
-/// Re-reads the users on every SIGHUP (until `shutdown`): `load` reads and checks the
+/// Re-reads the users on every reload request — SIGHUP; on Windows a change of
+/// `config_file` — (until `shutdown`): `load` reads and checks the
 /// config again; one that does not load is refused in one line and the running users
 /// stay. Users added or changed count for new tunnels at once; a removed user's open
 /// tunnels close `grace` later.
-pub async fn reload_on_hangup<F>(
+pub async fn reload_on_request<F>(
     users: Arc<users::Users>,
     grace: Duration,
+    config_file: Option<std::path::PathBuf>,
     load: F,
     shutdown: CancellationToken,
 ) where
     F: Fn() -> Result<Vec<users::Spec>, String>,
 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(h) => h,
-        Err(e) => return tracing::warn!("no reload on SIGHUP: {e}"),
+    use burrow_common::reload::Trigger;
+    let mut asked = match Trigger::new(config_file) {
+        Ok(t) => t,
+        Err(e) => return tracing::warn!("no reload on {}: {e}", Trigger::what()),
     };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
+            got = asked.next() => if got.is_none() { return },
         }
         let method = users.get().first().map(|u| u.key.method());
         match load() {

@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         }
         cli::choose_aead(loaded.settings.users.get().iter().map(|u| u.key.method()));
         // SIGHUP: the users are read again from the same command line and config.
+        let config_file = args.config.clone();
         let load = move || {
             let next = config::load(&args)?;
             let users = next.settings.users.get();
@@ -68,9 +69,10 @@ fn main() -> ExitCode {
                 .map(|u| (u.name.clone(), u.key.clone(), u.max_connections))
                 .collect())
         };
-        tokio::spawn(burrow_server::reload_on_hangup(
+        tokio::spawn(burrow_server::reload_on_request(
             loaded.settings.users.clone(),
             loaded.settings.user_grace,
+            config_file,
             load,
             shutdown.clone(),
         ));

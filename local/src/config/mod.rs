@@ -215,6 +215,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .max(1),
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         socket,
+        config_file: cli.config.clone(),
     };
     check_timeouts(&[
         ("handshake_timeout", settings.handshake_timeout),
