@@ -3,7 +3,8 @@
 # shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light, an
 # MIT Kerberos KDC and client from Debian, with libkrb5-dev and libclang-dev to
 # build the negotiate feature, libssl-dev and pkg-config for the OpenSSL AEAD; ws and playwright-core from npm into tests/browser;
-# pyspnego and mitmproxy from PyPI), so it works on a fresh Debian machine.
+# pyspnego and mitmproxy from PyPI; mingw-w64, nasm and Wine for the Windows programs, through
+# scripts/windows.sh), so it works on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-off run gains nothing from incremental caches (hundreds of MB); set it to 1 to keep them.
@@ -65,6 +66,13 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --features negotiate,openssl --quiet -- -D warnings
 echo "== fuzz targets, briefly"
 scripts/fuzz.sh
+
+echo "== the Windows programs (burrow-local.exe, burrow-server.exe) for the Wine tests"
+# Installs mingw-w64, nasm and Wine, fetches Debian's rust-src for -Zbuild-std (cached in
+# ~/.cache/burrow-windows) and builds them; tests/windows.rs runs them under Wine and
+# fails (never skips) without them.
+scripts/windows.sh >/dev/null
+eval "$(scripts/windows.sh env)"
 
 echo "== cargo test"
 # Negotiate (Kerberos) is built in for the tests: its test drives a real KDC and squid;

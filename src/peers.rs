@@ -116,6 +116,19 @@ impl Squid {
     }
 }
 
+/// An NTLM-only CONNECT proxy that verifies the password (pyspnego's acceptor,
+/// tests/peers/ntlm_proxy.py), with CORP\alice / s3cret as its one user; its users file
+/// in `dir`.
+pub fn ntlm_proxy(dir: &Path) -> (Proc, SocketAddr) {
+    let users = dir.join("ntlm-users");
+    std::fs::write(&users, "CORP:alice:s3cret\n").expect("users");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ntlm_proxy.py");
+    let users = users.to_str().expect("utf8").to_owned();
+    let p = Proc::spawn("python3", &[script], &[("NTLM_USER_FILE", &users)]);
+    let addr = p.listening();
+    (p, addr)
+}
+
 /// chmod (Unix; nothing to do for the peers' files elsewhere).
 pub fn set_mode(p: &Path, mode: u32) {
     #[cfg(unix)]

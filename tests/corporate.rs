@@ -244,17 +244,9 @@ fn local_via(server: SocketAddr, proxy: &str) -> (Proc, SocketAddr) {
     )
 }
 
-/// An NTLM-only CONNECT proxy that verifies the password (pyspnego's acceptor), with
-/// CORP\alice / s3cret as its one user.
+/// The verifying NTLM-only proxy (CORP\alice / s3cret).
 fn ntlm_proxy() -> (Proc, SocketAddr) {
-    let dir = temp_dir("ntlm");
-    let users = dir.join("users");
-    std::fs::write(&users, "CORP:alice:s3cret\n").expect("users");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ntlm_proxy.py");
-    let users = users.to_str().expect("utf8").to_owned();
-    let p = Proc::spawn("python3", &[script], &[("NTLM_USER_FILE", &users)]);
-    let addr = p.listening();
-    (p, addr)
+    burrow::peers::ntlm_proxy(&temp_dir("ntlm"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
