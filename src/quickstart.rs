@@ -110,6 +110,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         shutdown_grace: QUICK_GRACE,
         socket: SocketOpts::default(),
         config_file: None,
+        system_proxy: false,
     };
     let shutdown = burrow_common::shutdown::on_signal();
     eprintln!(

@@ -236,3 +236,174 @@ async fn burrow_server_exe_serves_a_linux_burrow_local() {
     let (code, _, _) = socks_fetch(l_addr, target, 1000).await;
     assert_ne!(code, 0, "loopback targets are refused by default");
 }
+
+const INTERNET_SETTINGS: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Internet Settings";
+const RUN_KEY: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
+
+/// Wine's `reg` on the test prefix; its output.
+fn reg(args: &[&str]) -> String {
+    let wine = std::env::var("BURROW_WINE").expect("BURROW_WINE (scripts/test.sh)");
+    let out = std::process::Command::new(wine)
+        .arg("reg")
+        .args(args)
+        .output()
+        .expect("wine reg");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A value under `key` as `reg query` shows it (`None`: absent).
+fn reg_value(key: &str, name: &str) -> Option<String> {
+    let out = reg(&["query", key, "/v", name]);
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(name) && l.contains("REG_"))
+        .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+}
+
+fn reg_set(key: &str, name: &str, kind: &str, data: &str) {
+    reg(&["add", key, "/v", name, "/t", kind, "/d", data, "/f"]);
+    assert_eq!(
+        reg_value(key, name).as_deref().map(str::is_empty),
+        Some(false)
+    );
+}
+
+fn reg_delete(key: &str, name: &str) {
+    reg(&["delete", key, "/v", name, "/f"]);
+}
+
+/// Waits (up to a minute) until `name` under `key` reads `want`.
+fn reg_until(key: &str, name: &str, want: Option<&str>) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while reg_value(key, name).as_deref() != want {
+        assert!(
+            std::time::Instant::now() < end,
+            "{key} {name}: {:?}, want {want:?}",
+            reg_value(key, name)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn ctrl_c(p: &mut Proc) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &p.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    assert_eq!(p.wait_exit(), Some(0), "{}", p.output());
+}
+
+/// The Windows settings, one after the other (they share the user's registry):
+/// `--system-proxy` points WinINet at burrow-local while it runs and gives back a prior
+/// corporate AutoConfigURL with ProxyEnable=0 exactly after Ctrl-C, and after a kill at
+/// the next start; `outbound_proxy = "system"` reaches the server through the squid named
+/// only in WinINet's ProxyServer; `install --autostart` writes its Run entry and
+/// `uninstall` removes exactly that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burrow_local_exe_at_home_in_windows_settings() {
+    let k = INTERNET_SETTINGS;
+    let corporate = "http://wpad.corp.example/proxy.pac";
+    reg_set(k, "AutoConfigURL", "REG_SZ", corporate);
+    reg_set(k, "ProxyEnable", "REG_DWORD", "0");
+    reg_delete(k, "ProxyServer");
+    reg_delete(k, "ProxyOverride");
+    let before = |why: &str| {
+        assert_eq!(
+            reg_value(k, "AutoConfigURL").as_deref(),
+            Some(corporate),
+            "{why}"
+        );
+        assert_eq!(reg_value(k, "ProxyEnable").as_deref(), Some("0x0"), "{why}");
+        assert_eq!(reg_value(k, "ProxyServer"), None, "{why}");
+        assert_eq!(reg_value(k, "ProxyOverride"), None, "{why}");
+    };
+    let args = [
+        "-b",
+        "127.0.0.1:0",
+        "-s",
+        "127.0.0.1:9",
+        "-k",
+        PW,
+        "--system-proxy",
+    ];
+    let mut local = exe("burrow-local", &args);
+    let addr = local.listening().to_string();
+    // The values are written one by one: each is waited for.
+    reg_until(k, "ProxyServer", Some(&addr));
+    reg_until(k, "ProxyEnable", Some("0x1"));
+    reg_until(k, "ProxyOverride", Some("<local>"));
+    reg_until(k, "AutoConfigURL", None);
+    local.wait_for("system proxy set to burrow-local");
+    ctrl_c(&mut local);
+    before("after Ctrl-C");
+
+    // Killed without a word: the next start gives the settings back.
+    let mut local = exe("burrow-local", &args);
+    let addr = local.listening().to_string();
+    reg_until(k, "ProxyServer", Some(&addr));
+    local.wait_for("system proxy set to burrow-local");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &local.pid().to_string()])
+        .status();
+    let _ = local.wait_exit();
+    assert_eq!(reg_value(k, "ProxyServer").as_deref(), Some(addr.as_str()));
+    let mut next = exe(
+        "burrow-local",
+        &["-b", "127.0.0.1:0", "-s", "127.0.0.1:9", "-k", PW],
+    );
+    next.listening();
+    next.wait_for("were given back");
+    before("after a kill and a new start");
+    ctrl_c(&mut next);
+
+    // outbound_proxy = "system": squid, named only in WinINet.
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server(METHOD, PW, &["--allow-private"]);
+    let squid = Squid::start(temp_dir("win-system-squid"), &[server_addr.port()]);
+    reg_delete(k, "AutoConfigURL");
+    reg_set(k, "ProxyServer", "REG_SZ", &squid.addr.to_string());
+    reg_set(k, "ProxyEnable", "REG_DWORD", "1");
+    let (local, local_addr) = local_exe(&format!(
+        "server = \"{server_addr}\"\nmethod = \"{METHOD}\"\npassword = \"{PW}\"\n\
+         outbound_proxy = \"system\"\noutbound_username = \"alice\"\noutbound_password = \"s3cret\"\n"
+    ));
+    assert_exact(
+        &socks_fetch(local_addr, target, 50_000).await,
+        50_000,
+        &local,
+    );
+    // Named by the machine's own settings: the user's credentials go to it.
+    let connect = format!("CONNECT {server_addr} alice");
+    let log = squid.access_log_with(&connect, 1).await;
+    assert!(log.contains(&connect), "{log}");
+    drop(local);
+    reg_set(k, "AutoConfigURL", "REG_SZ", corporate);
+    reg_set(k, "ProxyEnable", "REG_DWORD", "0");
+    reg_delete(k, "ProxyServer");
+
+    // Start at logon: its own Run entry, and only that one, comes and goes.
+    reg_set(RUN_KEY, "SomethingElse", "REG_SZ", "C:\\other.exe");
+    let cfg = temp_dir("win-autostart").join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!("server = \"127.0.0.1:9\"\npassword = \"{PW}\"\n"),
+    )
+    .expect("config");
+    let cfg = windows_path(&cfg);
+    let mut install = exe("burrow-local", &["install", "--autostart", "-c", &cfg]);
+    assert_eq!(install.wait_exit(), Some(0), "{}", install.output());
+    let line = reg_value(RUN_KEY, "burrow-local").expect("the Run entry");
+    assert!(
+        line.contains("burrow-local.exe") && line.contains(&cfg),
+        "{line}"
+    );
+    let mut uninstall = exe("burrow-local", &["uninstall"]);
+    assert_eq!(uninstall.wait_exit(), Some(0), "{}", uninstall.output());
+    assert_eq!(reg_value(RUN_KEY, "burrow-local"), None);
+    assert_eq!(
+        reg_value(RUN_KEY, "SomethingElse").as_deref(),
+        Some("C:\\other.exe")
+    );
+    reg_delete(RUN_KEY, "SomethingElse");
+}

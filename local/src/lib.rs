@@ -20,6 +20,7 @@ pub mod outbound;
 pub mod pac;
 pub mod serve;
 pub mod settings;
+pub mod system;
 pub mod tls;
 pub mod tools;
 pub mod tunnel;
@@ -212,6 +213,16 @@ pub async fn run_with_reload(
             Err(e) => tracing::warn!("no reload on {}: {e}", Trigger::what()),
         }
     }
+    // The system's proxy settings point here while we run; given back when we stop (and
+    // what a crashed run left, at this start).
+    system::recover();
+    let system_proxy = match (settings.system_proxy, listeners.first()) {
+        (true, Some(l)) => l.local_addr().ok().and_then(|a| {
+            let pac = !settings.routes.is_empty() || !settings.bypass.is_empty();
+            system::SystemProxy::set(a, pac)
+        }),
+        _ => None,
+    };
     let loops = listeners.into_iter().map(|listener| {
         let now = now.clone();
         accept_loop(listener, opts.clone(), shutdown.clone(), move |conn| {
@@ -219,6 +230,9 @@ pub async fn run_with_reload(
         })
     });
     futures_util::future::join_all(loops).await;
+    if let Some(p) = system_proxy {
+        p.restore();
+    }
     futures_util::future::join_all(warm).await;
     Ok(())
 }

@@ -53,6 +53,8 @@ pub struct Settings {
     pub socket: SocketOpts,
     /// The config file read, if any (Windows reloads when it changes).
     pub config_file: Option<std::path::PathBuf>,
+    /// Point the system's proxy settings here while running (`system_proxy`).
+    pub system_proxy: bool,
 }
 
 /// A PAC file to choose the corporate proxy (none in a build without the `pac` feature).

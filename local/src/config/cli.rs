@@ -58,6 +58,10 @@ pub struct Cli {
     /// the target (for servers other than burrow-server).
     #[arg(long = "no-confirm")]
     pub no_confirm: bool,
+    /// While running, point the system's proxy settings here (Windows: WinINet, seen by
+    /// browsers at once); they are given back as they were when burrow-local stops.
+    #[arg(long = "system-proxy")]
+    pub system_proxy: bool,
 }
 
 /// burrow-local's commands besides serving.
@@ -73,4 +77,13 @@ pub enum Command {
         #[arg(long, default_value = "example.com:80")]
         target: String,
     },
+    /// Windows: start at logon for this user (the per-user Run key; no admin needed),
+    /// with this config.
+    Install {
+        /// Start at logon.
+        #[arg(long)]
+        autostart: bool,
+    },
+    /// Windows: undo `install` (removes exactly its own Run-key entry).
+    Uninstall,
 }

@@ -26,6 +26,18 @@ pub(super) fn outbound(
         Some(s) => Some(vec![s.clone()]),
         None => file.outbound_proxy.as_ref().map(OneOrMany::to_vec),
     };
+    // "system": what this machine's own settings say (Windows: WinINet; elsewhere the
+    // *_PROXY variables, as when nothing is written).
+    let written = match written.as_deref() {
+        Some([one]) if one.trim().eq_ignore_ascii_case("system") => {
+            let found = crate::system::outbound_proxy(server_host)?;
+            if let Some(way) = &found {
+                tracing::info!("outbound_proxy = \"system\": this machine's settings say {way:?}");
+            }
+            found.map(|w| vec![w])
+        }
+        _ => written,
+    };
     let pac = match written.as_deref() {
         Some([one]) => pac_source(one)?,
         _ => None,

@@ -53,9 +53,25 @@ const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("no_delay", "no_delay", false),
 ];
 
+/// The config file: `-c`, else (on Windows, where users look for it)
+/// `%APPDATA%\burrow\local.toml` when it exists.
+pub fn config_path(cli: &Cli) -> Option<std::path::PathBuf> {
+    if let Some(p) = &cli.config {
+        return Some(p.clone());
+    }
+    if !cfg!(windows) {
+        return None;
+    }
+    let p = std::path::PathBuf::from(std::env::var_os("APPDATA")?)
+        .join("burrow")
+        .join("local.toml");
+    p.is_file().then_some(p)
+}
+
 /// Merges CLI, environment (through clap) and file; every error is one line.
 pub fn load(cli: &Cli) -> Result<Loaded, String> {
-    let (file, notes): (RawConfig, Vec<String>) = match &cli.config {
+    let config_file = config_path(cli);
+    let (file, notes): (RawConfig, Vec<String>) = match &config_file {
         Some(p) => read_config(p, SHADOWSOCKS_KEYS)?,
         None => (RawConfig::default(), Vec::new()),
     };
@@ -215,7 +231,8 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .max(1),
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         socket,
-        config_file: cli.config.clone(),
+        config_file,
+        system_proxy: cli.system_proxy || file.system_proxy.unwrap_or(false),
     };
     check_timeouts(&[
         ("handshake_timeout", settings.handshake_timeout),

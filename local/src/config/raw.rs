@@ -108,6 +108,8 @@ pub struct RawConfig {
     /// The one scheme to answer corporate proxies with (negotiate, ntlm, basic); else the
     /// strongest each offers.
     pub outbound_auth: Option<String>,
+    /// Point the system's proxy settings (Windows: WinINet) at burrow-local while it runs.
+    pub system_proxy: Option<bool>,
     /// Proxies that may have the outbound credentials although only a PAC answer named
     /// them (names, *.domain, networks).
     #[serde(default)]

@@ -1,0 +1,180 @@
+//! The operating system's own proxy settings: what `system_proxy = true` points at
+//! burrow-local while it runs (and gives back exactly as they were when it stops, or at
+//! the next start after a crash), and what `outbound_proxy = "system"` reads as the way
+//! to the corporate proxy. Windows: WinINet's per-user settings (`wininet.rs`); Linux:
+//! GNOME's (gsettings) when present; elsewhere: nothing to set, said once.
+
+#[cfg(windows)]
+mod wininet;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The settings as they were before burrow-local changed them, given back on drop.
+pub struct SystemProxy {
+    #[cfg(windows)]
+    before: wininet::Settings,
+    backup: PathBuf,
+}
+
+/// Where the settings from before are kept while burrow-local runs, so that a run after
+/// a crash finds them: `%LOCALAPPDATA%\burrow` on Windows, `$XDG_STATE_HOME/burrow` (or
+/// `~/.local/state/burrow`) elsewhere.
+pub fn state_dir() -> PathBuf {
+    let base = if cfg!(windows) {
+        std::env::var_os("LOCALAPPDATA").map(PathBuf::from)
+    } else {
+        std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+    };
+    base.unwrap_or_else(std::env::temp_dir).join("burrow")
+}
+
+fn backup_path() -> PathBuf {
+    state_dir().join("system-proxy-before.json")
+}
+
+/// At every start: a run that set the system's proxy and did not stop cleanly (a crash,
+/// a kill) left the settings from before in the state folder; they are given back now,
+/// whether or not this run sets them again.
+pub fn recover() {
+    #[cfg(windows)]
+    {
+        let backup = backup_path();
+        if let Some(left) = wininet::read_backup(&backup) {
+            match wininet::write(&left) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&backup);
+                    tracing::warn!(
+                        "the system proxy settings a previous run changed were given back \
+                         (it did not stop cleanly)"
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!("giving back the system proxy settings a previous run left: {e}")
+                }
+            }
+        }
+    }
+}
+
+impl SystemProxy {
+    /// Points the system's proxy settings at `local` (its `/proxy.pac` when `pac`);
+    /// `None` (said in the log) where there is nothing to set.
+    pub fn set(local: SocketAddr, pac: bool) -> Option<SystemProxy> {
+        let backup = backup_path();
+        #[cfg(windows)]
+        {
+            let before = match wininet::read() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("system_proxy: reading WinINet's settings: {e}; left alone");
+                    return None;
+                }
+            };
+            if let Err(e) = wininet::write_backup(&backup, &before) {
+                tracing::warn!(
+                    "system_proxy: cannot keep the settings from before in {}: {e}; left alone",
+                    backup.display()
+                );
+                return None;
+            }
+            let ours = wininet::pointing_at(local, pac);
+            if let Err(e) = wininet::write(&ours) {
+                tracing::warn!("system_proxy: setting WinINet: {e}");
+                let _ = wininet::write(&before);
+                let _ = std::fs::remove_file(&backup);
+                return None;
+            }
+            tracing::info!(
+                "system proxy set to burrow-local ({}); given back when it stops",
+                ours.describe()
+            );
+            Some(SystemProxy { before, backup })
+        }
+        #[cfg(not(windows))]
+        {
+            let _ = (local, pac, backup);
+            tracing::warn!(
+                "system_proxy: this system's proxy settings are not set by burrow-local here \
+                 (Windows' WinINet only); point apps at it by hand"
+            );
+            None
+        }
+    }
+
+    /// Gives the settings back now.
+    pub fn restore(self) {
+        drop(self);
+    }
+}
+
+impl Drop for SystemProxy {
+    fn drop(&mut self) {
+        #[cfg(windows)]
+        match wininet::write(&self.before) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.backup);
+                tracing::info!("system proxy settings given back as they were");
+            }
+            Err(e) => tracing::warn!(
+                "giving back the system proxy settings: {e}; the next start tries again ({})",
+                self.backup.display()
+            ),
+        }
+        #[cfg(not(windows))]
+        let _ = &self.backup;
+    }
+}
+
+/// `outbound_proxy = "system"`: the corporate proxy as this machine's settings name it, as
+/// an `outbound_proxy` value (`pac+http://…`, a proxy list, or `direct`). Windows: WinINet
+/// (the settings from before burrow-local's own `system_proxy`, when it set them).
+/// `None` elsewhere: the `*_PROXY` variables decide, as when nothing is written.
+pub fn outbound_proxy(server_host: &str) -> Result<Option<String>, String> {
+    #[cfg(windows)]
+    {
+        let s = match wininet::read_backup(&backup_path()) {
+            Some(before) => before,
+            None => wininet::read().map_err(|e| {
+                format!("outbound_proxy = \"system\": reading WinINet's settings: {e}")
+            })?,
+        };
+        Ok(Some(s.outbound_proxy(server_host)))
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = server_host;
+        Ok(None)
+    }
+}
+
+/// `burrow-local install --autostart`: starts at logon for this user (no admin).
+pub fn install_autostart(config: Option<&std::path::Path>) -> Result<String, String> {
+    #[cfg(windows)]
+    {
+        wininet::install_autostart(config)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = config;
+        Err(
+            "start at logon is set up by burrow-local on Windows only; on Linux use a \
+             systemd user unit (systemctl --user) or your desktop's autostart"
+                .into(),
+        )
+    }
+}
+
+/// `burrow-local uninstall`: removes exactly what `install` wrote.
+pub fn uninstall_autostart() -> Result<String, String> {
+    #[cfg(windows)]
+    {
+        wininet::uninstall_autostart()
+    }
+    #[cfg(not(windows))]
+    {
+        Err("nothing to uninstall here (start at logon is burrow-local's on Windows only)".into())
+    }
+}
