@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-builds burrow-local and burrow-server for Windows (x86_64-pc-windows-gnu) and prepares
-# Wine to run them on this Debian machine. See scripts/WINDOWS-NOTES.md for the why.
+# Wine to run them on this Debian machine. The README (On Windows) says what differs there.
 #   scripts/windows.sh [cargo args…]   e.g. --release: set up (once) and build; prints the .exe paths
 #   scripts/windows.sh env [--release] prints `export` lines for tests: eval "$(scripts/windows.sh env)"
 # Env overrides: BURROW_WINDOWS_CACHE (default ~/.cache/burrow-windows), BURROW_DEBIAN_MIRROR,
