@@ -14,6 +14,8 @@
 # Needs shadowsocks-rust: cargo install shadowsocks-rust --locked (and squid, nginx,
 # htpasswd for the long-link figures; cntlm and PyPI pyspnego for the NTLM figures)
 set -euo pipefail
+# The targets are on loopback: burrow-local tunnels them (its default dials them itself).
+export BURROW_PRIVATE_TARGETS=tunnel
 cd "$(dirname "$0")/.."
 METHOD=${METHOD:-chacha20-ietf-poly1305}
 MB=${MB:-1000}

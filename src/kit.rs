@@ -45,6 +45,10 @@ impl Proc {
         ] {
             cmd.env_remove(var).env_remove(var.to_ascii_lowercase());
         }
+        // The tests' targets are on loopback and their servers allow it: burrow-local
+        // tunnels them (by default it would dial such addresses itself). Tests of that
+        // default say so with their own `env`.
+        cmd.env("BURROW_PRIVATE_TARGETS", "tunnel");
         for (k, v) in env {
             cmd.env(k, v);
         }

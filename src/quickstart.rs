@@ -111,6 +111,10 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         socket: SocketOpts::default(),
         config_file: None,
         system_proxy: false,
+        // The demo origin is on this machine: through the tunnel, to show it.
+        rules: std::sync::Arc::new(
+            burrow_local::outbound::rules::Rules::default().tunnel_private(),
+        ),
     };
     let shutdown = burrow_common::shutdown::on_signal();
     eprintln!(

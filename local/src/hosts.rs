@@ -104,6 +104,39 @@ impl HostPattern {
         Ok(p)
     }
 
+    /// The entry as a PAC condition on a lower-cased `host` (with `v4` true for an IPv4
+    /// literal); `None` where PAC cannot say it (an IPv6 network, a port).
+    pub fn pac_condition(&self) -> Option<String> {
+        if self.port.is_some() {
+            return None;
+        }
+        let lit = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        Some(match &self.host {
+            Host::PlainNames => "isPlainHostName(host)".into(),
+            Host::Name(n) => format!("host === {}", lit(n)),
+            Host::Domain(d) => format!(
+                "host === {} || dnsDomainIs(host, {})",
+                lit(d),
+                lit(&format!(".{d}"))
+            ),
+            Host::Glob(g) => format!("shExpMatch(host, {})", lit(g)),
+            Host::Net(IpAddr::V4(net), bits) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*bits)).unwrap_or(0);
+                format!(
+                    "(v4 && isInNet(host, {}, {}))",
+                    lit(&net.to_string()),
+                    lit(&std::net::Ipv4Addr::from(mask).to_string())
+                )
+            }
+            Host::Net(ip @ IpAddr::V6(_), 128) => format!(
+                "host === {} || host === {}",
+                lit(&ip.to_string()),
+                lit(&format!("[{ip}]"))
+            ),
+            Host::Net(..) => return None,
+        })
+    }
+
     /// Whether `host` (a name or an IP literal, brackets allowed) on `port` matches.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {

@@ -51,6 +51,7 @@ async fn start(
     shutdown: &CancellationToken,
 ) -> (Arc<Settings>, Vec<tokio::task::JoinHandle<()>>) {
     let gen = shutdown.child_token();
+    tracing::info!("{}", settings.rules.summary());
     #[cfg(feature = "pac")]
     if let Some(pac) = settings.pac.clone() {
         // The first answer before the first tunnel; then kept current in the background.

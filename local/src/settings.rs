@@ -22,6 +22,8 @@ pub struct Settings {
     pub routes: Vec<route::Route>,
     /// Extra names accepted in `Host` for routes and /proxy.pac (lower case).
     pub host_names: Vec<String>,
+    /// Where each app target goes (`[[rule]]`, `bypass`, `acl`, the defaults).
+    pub rules: Arc<crate::outbound::rules::Rules>,
     /// What /proxy.pac sends DIRECT besides loopback (`bypass`, then `NO_PROXY`).
     pub bypass: Vec<own_pac::Bypass>,
     /// Username/password apps must give (SOCKS5 RFC 1929, HTTP Basic), if any.

@@ -7,13 +7,14 @@ use std::future::Future;
 use std::io;
 
 use burrow_common::prefixed::Prefixed;
-use burrow_common::relay::{relay_tunnel, reported};
+use burrow_common::relay::{relay, relay_tunnel, reported};
 use burrow_common::TargetAddr;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::{debug, Span};
+use tracing::{debug, info, Span};
 
 use crate::outbound::dial::{add_first_bytes, dial, DialError, Plan, Tunnel};
+use crate::outbound::rules::Via;
 use crate::settings::Settings;
 
 /// How the app hears whether its tunnel opened, and what its stream is once it has.
@@ -40,13 +41,52 @@ pub fn tunnel<'a, A: Answer + 'a>(
     s: &'a Settings,
 ) -> impl Future<Output = ()> + 'a {
     Span::current().record("target", tracing::field::display(target));
-    let opening = Box::pin(dial_and_reply(target, answer, s));
+    let (via, why) = s.rules.route(target);
     async move {
+        if via != Via::Tunnel {
+            // Around the tunnel (or nowhere): its own boxed future, so that a tunnel's
+            // task is laid out for the tunnel alone.
+            return Box::pin(around(what, target, via, why, answer, s)).await;
+        }
+        let opening = Box::pin(dial_and_reply(target, answer, s));
         let Some((mut app, mut tunnel)) = opening.await else {
             return;
         };
         reported(what, relay_tunnel(&mut app, &mut *tunnel, s.idle_timeout)).await;
     }
+}
+
+/// A target the rules send `direct`, through the corporate `proxy` alone, or `block`:
+/// dialled first (a failure is the app's real error), then answered and relayed.
+async fn around<A: Answer>(
+    what: &str,
+    target: &TargetAddr,
+    via: Via,
+    why: String,
+    answer: A,
+    s: &Settings,
+) {
+    if via == Via::Block {
+        let e = DialError::Blocked {
+            target: target.clone(),
+            rule: why,
+        };
+        info!("{e}");
+        return answer.failed(&e).await;
+    }
+    debug!("{target} goes {} ({why})", via.name());
+    let mut conn = match crate::outbound::around::connect(target, via, s).await {
+        Ok(c) => c,
+        Err(e) => {
+            crate::outbound::dial::report(&e);
+            return answer.failed(&e).await;
+        }
+    };
+    let Some((early, app)) = answered(answer.open().await) else {
+        return;
+    };
+    let mut app = Prefixed::new(early, app);
+    reported(what, relay(&mut app, &mut conn, s.idle_timeout)).await;
 }
 
 /// Opens the tunnel and answers the app, in the order the plan says; `None` if either

@@ -64,7 +64,13 @@ fn main() -> ExitCode {
         let config = loaded.settings.config_file.clone();
         return said(burrow_local::system::install_autostart(config.as_deref()));
     }
-    if let Some(config::Command::Doctor { target }) = &args.command {
+    if let Some(config::Command::Doctor {
+        route: Some(route), ..
+    }) = &args.command
+    {
+        return said(burrow_local::tools::doctor::route(&loaded.settings, route));
+    }
+    if let Some(config::Command::Doctor { target, .. }) = &args.command {
         return doctor(loaded, target, args.shared.verbose);
     }
     if let Some(config::Command::Status) = &args.command {

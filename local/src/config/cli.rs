@@ -76,6 +76,10 @@ pub enum Command {
         /// The target of the test tunnel, host:port.
         #[arg(long, default_value = "example.com:80")]
         target: String,
+        /// Only say where an app's tunnel to HOST[:PORT] would go (which rule matched),
+        /// without trying the way.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        route: Option<String>,
     },
     /// Windows: start at logon for this user (the per-user Run key; no admin needed),
     /// with this config.

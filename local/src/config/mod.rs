@@ -27,7 +27,7 @@ mod servers;
 pub use cli::{Cli, Command};
 use hop::outbound;
 pub use raw::*;
-use routes::{bypass, routes};
+use routes::{bypass, routes, rules};
 use servers::server_entries;
 
 /// A validated local: where to listen and how to serve.
@@ -192,6 +192,14 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         bypass: bypass(&file.bypass)?,
+        rules: std::sync::Arc::new(rules(
+            &file.rule,
+            &file.bypass,
+            file.acl.as_deref(),
+            std::env::var("BURROW_PRIVATE_TARGETS")
+                .ok()
+                .or(file.private_targets.clone()),
+        )?),
         udp_transport: UdpTransport::parse(file.udp_transport.as_deref().unwrap_or("auto"))?,
         metrics,
         metrics_listen: cli

@@ -129,11 +129,29 @@ pub struct RawConfig {
     /// its listen address and localhost.
     #[serde(default)]
     pub host_names: Vec<String>,
-    /// Hosts and networks that /proxy.pac sends DIRECT (intranet), besides NO_PROXY.
+    /// Hosts and networks that go direct — apps' tunnels and /proxy.pac alike —
+    /// besides NO_PROXY.
     #[serde(default)]
     pub bypass: Vec<String>,
+    /// Routing rules, first match wins: `hosts = [...]`, `via = "direct" | "tunnel" |
+    /// "proxy" | "block"`.
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
+    /// A shadowsocks-rust ACL file.
+    pub acl: Option<PathBuf>,
+    /// Where IP literals in loopback/private/link-local ranges go when no rule names
+    /// them: "direct" (the default) or "tunnel" (a server with allow_private).
+    pub private_targets: Option<String>,
     pub transport: Option<String>,
     pub websocket: Option<RawWebSocket>,
+}
+
+/// `[[rule]]`: hosts and where they go.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub hosts: Vec<String>,
+    pub via: String,
 }
 
 /// `[websocket]`: the WebSocket transport.

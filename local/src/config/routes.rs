@@ -93,3 +93,54 @@ pub(super) fn bypass(written: &[String]) -> Result<Vec<Bypass>, String> {
     }
     Ok(list)
 }
+
+/// The routing rules: `[[rule]]` tables in order, then `bypass` (and NO_PROXY's entries)
+/// as one rule sending its hosts direct — the same list `/proxy.pac` sends DIRECT — then
+/// the ACL file.
+pub(super) fn rules(
+    written: &[super::raw::RawRule],
+    bypass: &[String],
+    acl: Option<&std::path::Path>,
+    private_targets: Option<String>,
+) -> Result<crate::outbound::rules::Rules, String> {
+    use crate::hosts::HostPattern;
+    use crate::outbound::rules::{Acl, Rule, Via};
+    let mut list = Vec::with_capacity(written.len() + 1);
+    for (i, r) in written.iter().enumerate() {
+        let name = format!("[[rule]] {}", i + 1);
+        let hosts = r
+            .hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).map_err(|e| format!("{name}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let via = Via::parse(&r.via).map_err(|e| format!("{name}: {e}"))?;
+        list.push(Rule { hosts, via, name });
+    }
+    let env = std::env::var("no_proxy").or_else(|_| std::env::var("NO_PROXY"));
+    let env = env.unwrap_or_default();
+    let from_env = env
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && *e != "*");
+    let mut hosts = Vec::new();
+    for b in bypass {
+        hosts.push(HostPattern::parse_domain_style(b).map_err(|e| format!("bypass: {e}"))?);
+    }
+    hosts.extend(from_env.filter_map(|e| HostPattern::parse_domain_style(e).ok()));
+    if !hosts.is_empty() {
+        list.push(Rule {
+            hosts,
+            via: Via::Direct,
+            name: "bypass".into(),
+        });
+    }
+    let acl = acl.map(Acl::read).transpose()?;
+    let rules = crate::outbound::rules::Rules::new(list, acl);
+    match private_targets.as_deref().map(str::trim) {
+        None | Some("direct") => Ok(rules),
+        Some("tunnel") => Ok(rules.tunnel_private()),
+        Some(other) => Err(format!(
+            "private_targets = {other:?}: expected \"direct\" or \"tunnel\""
+        )),
+    }
+}

@@ -51,7 +51,15 @@ pub async fn forward(req: Request<Incoming>, s: &Settings, cache: &Cache) -> Res
     parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
     // Host from the absolute URI, whatever the client put in its Host header.
     parts.headers.insert(header::HOST, host);
-    let origin = Origin { target, tls: None };
+    let (via, why) = s.rules.route(&target);
+    if via != crate::outbound::rules::Via::Tunnel {
+        tracing::debug!("{target} goes {} ({why})", via.name());
+    }
+    let origin = Origin {
+        target,
+        tls: None,
+        via,
+    };
     origin::send(Request::from_parts(parts, body), &origin, upgrade, s, cache).await
 }
 

@@ -98,7 +98,7 @@ async fn handle(
                 s.metrics.request(Inbound::Reverse);
                 reverse::serve(req, &r, &s, st.peer, &st.cache).await
             }
-            None if path == "/proxy.pac" => pac(local, &s.bypass),
+            None if path == "/proxy.pac" => pac(local, &s),
             None => text(
                 StatusCode::NOT_FOUND,
                 format!("burrow-local: no route for {path}"),
@@ -186,10 +186,10 @@ fn check_auth(req: &Request<Incoming>, s: &Settings) -> Option<Response<Body>> {
     Some(r)
 }
 
-fn pac(local: SocketAddr, bypass: &[crate::inbound::own_pac::Bypass]) -> Response<Body> {
+fn pac(local: SocketAddr, s: &Settings) -> Response<Body> {
     let mut r = text(
         StatusCode::OK,
-        crate::inbound::own_pac::script(local, bypass),
+        crate::inbound::own_pac::script(local, &s.bypass, s.rules.rules()),
     );
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -17,7 +17,8 @@ use tracing::{debug, info, Instrument, Span};
 
 use crate::inbound::headers::strip_hop_by_hop;
 use crate::inbound::respond::{text, Body};
-use crate::outbound::dial::{dial, Plan};
+use crate::outbound::dial::{dial, DialError, Plan};
+use crate::outbound::rules::Via;
 use crate::settings::Settings;
 use crate::tls::TlsTarget;
 
@@ -27,6 +28,8 @@ pub struct Origin {
     pub target: TargetAddr,
     /// TLS made here, inside the tunnel.
     pub tls: Option<Arc<TlsTarget>>,
+    /// Through the tunnel (reverse routes, always), or as the rules say (forwarding).
+    pub via: Via,
 }
 
 impl Origin {
@@ -161,13 +164,30 @@ fn accept_matches(resp: &Response<Incoming>, want: &str) -> bool {
 /// A new HTTP/1 client connection to the origin: tunnel, then TLS if asked.
 async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>, Response<Body>> {
     let target = &origin.target;
-    // No wait for the server's word: the origin's answer (or its absence) says it all.
-    let tunnel = dial(target, s, Plan::Go).await.map_err(|e| {
+    let failed = |e: DialError| {
         crate::outbound::dial::report(&e);
         text(e.http_status(), format!("burrow-local: {e}"))
-    })?;
+    };
+    let tunnel: Box<dyn Io> = match origin.via {
+        // No wait for the server's word: the origin's answer (or its absence) says it all.
+        Via::Tunnel => Box::new(dial(target, s, Plan::Go).await.map_err(failed)?),
+        Via::Block => {
+            let (_, rule) = s.rules.route(target);
+            let e = DialError::Blocked {
+                target: target.clone(),
+                rule,
+            };
+            info!("{e}");
+            return Err(text(e.http_status(), format!("burrow-local: {e}")));
+        }
+        via => Box::new(
+            crate::outbound::around::connect(target, via, s)
+                .await
+                .map_err(failed)?,
+        ),
+    };
     let io: Box<dyn Io> = match &origin.tls {
-        None => Box::new(tunnel),
+        None => tunnel,
         Some(tls) => {
             let handshake = tokio::time::timeout(s.connect_timeout, tls.connect(tunnel)).await;
             match handshake {

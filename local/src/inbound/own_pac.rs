@@ -95,19 +95,41 @@ pub fn from_no_proxy(value: &str) -> Vec<Bypass> {
         .collect()
 }
 
-/// The PAC text: loopback and `bypass` go DIRECT, the rest through `local`.
-pub fn script(local: SocketAddr, bypass: &[Bypass]) -> String {
+/// Where a blocked host is sent in the PAC: a proxy nobody listens on, which the browser
+/// fails to reach at once.
+const DEAD_PROXY: &str = "PROXY 127.0.0.1:1";
+
+/// The PAC text: loopback goes DIRECT; then the `[[rule]]` tables in order (direct →
+/// DIRECT, block → a dead proxy, tunnel and proxy → burrow-local), then `bypass` DIRECT;
+/// the rest through `local` — the way apps using burrow-local as their proxy go.
+pub fn script(
+    local: SocketAddr,
+    bypass: &[Bypass],
+    routing: &[crate::outbound::rules::Rule],
+) -> String {
+    use crate::outbound::rules::Via;
     let mut rules = String::from(
         "  if (host === \"localhost\" || dnsDomainIs(host, \".localhost\")) return \"DIRECT\";\n\
          \x20 if (v4 && isInNet(host, \"127.0.0.0\", \"255.0.0.0\")) return \"DIRECT\";\n\
          \x20 if (host === \"::1\" || host === \"[::1]\") return \"DIRECT\";\n",
     );
+    let ours = format!("PROXY {local}; SOCKS5 {local}");
+    for r in routing.iter().filter(|r| r.name != "bypass") {
+        let to = match r.via {
+            Via::Direct => "DIRECT",
+            Via::Block => DEAD_PROXY,
+            Via::Tunnel | Via::Proxy => ours.as_str(),
+        };
+        for h in r.hosts.iter().filter_map(|h| h.pac_condition()) {
+            rules.push_str(&format!("  if ({h}) return \"{to}\";\n"));
+        }
+    }
     for b in bypass {
         rules.push_str(&format!("  if ({}) return \"DIRECT\";\n", b.condition()));
     }
     format!(
         "function FindProxyForURL(url, host) {{\n  host = String(host).toLowerCase();\n  \
-         var v4 = /^\\d+\\.\\d+\\.\\d+\\.\\d+$/.test(host);\n{rules}  return \"PROXY {local}; SOCKS5 {local}\";\n}}\n"
+         var v4 = /^\\d+\\.\\d+\\.\\d+\\.\\d+$/.test(host);\n{rules}  return \"{ours}\";\n}}\n"
     )
 }
 

@@ -59,9 +59,11 @@ pub async fn serve(
     parts
         .headers
         .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    // A route's upstream is reached through the tunnel, whatever the rules say.
     let origin = Origin {
         target: up.target.clone(),
         tls: up.tls.clone(),
+        via: crate::outbound::rules::Via::Tunnel,
     };
     origin::send(Request::from_parts(parts, body), &origin, upgrade, s, cache).await
 }

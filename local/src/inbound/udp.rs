@@ -24,6 +24,7 @@ use tracing::{debug, info};
 
 use crate::inbound::socks5::Pending;
 use crate::outbound::dial::{dial, Plan, Tunnel};
+use crate::outbound::rules::Via;
 use crate::settings::Settings;
 
 /// How UDP reaches the server (`udp_transport`).
@@ -189,6 +190,9 @@ pub async fn associate<T>(
         _ => None,
     };
     let (mut up_buf, mut down_buf) = (vec![0u8; MAX_DATAGRAM + 1], vec![0u8; MAX_DATAGRAM]);
+    // Datagrams the rules send direct leave from a socket of our own, made when needed.
+    let mut direct: Option<UdpSocket> = None;
+    let mut direct_buf = Vec::new();
     let mut gone = [0u8; 64];
     let (mut up, mut down, mut dropped) = (0u64, 0u64, 0u64);
     loop {
@@ -202,6 +206,23 @@ pub async fn associate<T>(
                 match parsed {
                     Ok((to, data)) if ours => {
                         client.get_or_insert(from);
+                        match s.rules.route(&to) {
+                            (Via::Tunnel, _) => {}
+                            (Via::Direct, _) => {
+                                if send_direct(&mut direct, &mut direct_buf, &to, &data, &s).await {
+                                    up += 1;
+                                } else {
+                                    dropped += 1;
+                                }
+                                continue;
+                            }
+                            (via, why) => {
+                                // Blocked, or `proxy`: an HTTP proxy carries no UDP.
+                                debug!("UDP to {to}: {} ({why}): dropped", via.name());
+                                dropped += 1;
+                                continue;
+                            }
+                        }
                         if let Err(e) = hop.send(&to, &data).await {
                             if e.kind() == io::ErrorKind::ConnectionRefused && matches!(hop, Hop::Relay(..)) {
                                 info!("the server's UDP port does not answer: UDP goes over a TCP tunnel");
@@ -246,8 +267,98 @@ pub async fn associate<T>(
                     break;
                 }
             },
+            r = recv_direct(direct.as_ref(), &mut direct_buf) => if let Ok((n, from)) = r {
+                let Some(app) = client else { continue };
+                let from = TargetAddr::Ip(from);
+                if sock.send_to(&udp::socks5_seal(&from, &direct_buf[..n]), app).await.is_ok() {
+                    down += 1;
+                }
+            },
             _ = tokio::time::sleep(s.idle_timeout) => break,
         }
     }
     info!("UDP association closed: {up} datagrams up, {down} down, {dropped} dropped");
+}
+
+/// Sends a datagram the rules route direct from this machine (its name resolved here),
+/// binding the association's direct socket the first time; `false` if it could not go.
+async fn send_direct(
+    direct: &mut Option<UdpSocket>,
+    buf: &mut Vec<u8>,
+    to: &TargetAddr,
+    data: &[u8],
+    s: &Settings,
+) -> bool {
+    let (host, port) = match to {
+        TargetAddr::Ip(a) => (a.ip().to_string(), a.port()),
+        TargetAddr::Domain(h, p) => (h.clone(), *p),
+    };
+    let Some(addr) = burrow_common::net::resolve(&host, port, s.connect_timeout)
+        .await
+        .ok()
+        .and_then(|a| a.first().copied())
+    else {
+        debug!("UDP to {to} (direct): no address");
+        return false;
+    };
+    if direct.is_none() {
+        // One dual-stack socket (Windows makes IPv6 sockets IPv6-only unless told), else
+        // IPv4 only.
+        let bound = match dual_stack_udp() {
+            Ok(sock) => Ok(sock),
+            Err(_) => UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).await,
+        };
+        match bound {
+            Ok(sock) => {
+                *direct = Some(sock);
+                buf.resize(MAX_DATAGRAM, 0);
+            }
+            Err(e) => {
+                debug!("UDP direct socket: {e}");
+                return false;
+            }
+        }
+    }
+    let Some(sock) = direct.as_ref() else {
+        return false;
+    };
+    let addr = match (addr, sock.local_addr().map(|a| a.is_ipv6())) {
+        (SocketAddr::V4(v4), Ok(true)) => {
+            SocketAddr::new(std::net::IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        (a, _) => a,
+    };
+    sock.send_to(data, addr).await.is_ok()
+}
+
+/// An IPv6 UDP socket that takes IPv4 too (IPV6_V6ONLY off before it is bound).
+fn dual_stack_udp() -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_only_v6(false)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+/// The next datagram on the direct socket (never, without one); IPv4-mapped senders as
+/// IPv4.
+async fn recv_direct(
+    direct: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr)> {
+    match direct {
+        Some(sock) => {
+            let (n, from) = sock.recv_from(buf).await?;
+            let from = match from {
+                SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                    Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+                    None => from,
+                },
+                v4 => v4,
+            };
+            Ok((n, from))
+        }
+        None => std::future::pending().await,
+    }
 }

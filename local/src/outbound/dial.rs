@@ -45,6 +45,25 @@ pub enum DialError {
         "the server could not open {0} (refused by its egress policy, or unreachable from it)"
     )]
     Target(TargetAddr),
+    /// A target routed around the tunnel (`direct`, or `proxy`: the corporate proxy
+    /// alone) could not be reached.
+    #[error("cannot reach {target} {via}: {source}")]
+    Around {
+        /// The app's target.
+        target: TargetAddr,
+        /// `directly` or `through the corporate proxy`.
+        via: &'static str,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// A rule blocks the target.
+    #[error("{target} is blocked by {rule}")]
+    Blocked {
+        /// The app's target.
+        target: TargetAddr,
+        /// Which rule.
+        rule: String,
+    },
     /// The server did not answer in time.
     #[error(
         "the server did not answer within {0:?} (a wrong password or method gets silence; \
@@ -57,9 +76,12 @@ impl DialError {
     /// The HTTP status for this failure: 504 for timeouts, else 502.
     pub fn http_status(&self) -> http::StatusCode {
         match self {
-            DialError::Server { source, .. } if source.kind() == io::ErrorKind::TimedOut => {
+            DialError::Server { source, .. } | DialError::Around { source, .. }
+                if source.kind() == io::ErrorKind::TimedOut =>
+            {
                 http::StatusCode::GATEWAY_TIMEOUT
             }
+            DialError::Blocked { .. } => http::StatusCode::FORBIDDEN,
             DialError::NoAnswer(_) => http::StatusCode::GATEWAY_TIMEOUT,
             _ => http::StatusCode::BAD_GATEWAY,
         }
@@ -68,16 +90,19 @@ impl DialError {
     /// The SOCKS5 reply for this failure.
     pub fn socks_reply(&self) -> ReplyError {
         match self {
-            DialError::Server { source, .. } => match source.kind() {
-                io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
-                io::ErrorKind::PermissionDenied => ReplyError::ConnectionNotAllowed,
-                io::ErrorKind::TimedOut => ReplyError::TtlExpired,
-                io::ErrorKind::NetworkUnreachable => ReplyError::NetworkUnreachable,
-                io::ErrorKind::HostUnreachable | io::ErrorKind::NotFound => {
-                    ReplyError::HostUnreachable
+            DialError::Blocked { .. } => ReplyError::ConnectionNotAllowed,
+            DialError::Server { source, .. } | DialError::Around { source, .. } => {
+                match source.kind() {
+                    io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
+                    io::ErrorKind::PermissionDenied => ReplyError::ConnectionNotAllowed,
+                    io::ErrorKind::TimedOut => ReplyError::TtlExpired,
+                    io::ErrorKind::NetworkUnreachable => ReplyError::NetworkUnreachable,
+                    io::ErrorKind::HostUnreachable | io::ErrorKind::NotFound => {
+                        ReplyError::HostUnreachable
+                    }
+                    _ => ReplyError::GeneralFailure,
                 }
-                _ => ReplyError::GeneralFailure,
-            },
+            }
             DialError::Target(_) => ReplyError::HostUnreachable,
             DialError::NoAnswer(_) => ReplyError::TtlExpired,
         }

@@ -139,3 +139,21 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
         }
     }
 }
+
+/// `doctor --route HOST[:PORT]`: where an app's tunnel to it would go, and which rule
+/// (or default) decided; the port is 443 when not given.
+pub fn route(s: &Settings, text: &str) -> Result<String, String> {
+    let hp = burrow_common::HostPort::parse(text, Some(443))
+        .map_err(|_| format!("--route {text:?}: expected HOST[:PORT]"))?;
+    let (via, why) = s.rules.route_host(&hp.host, hp.port);
+    let way = match via {
+        crate::outbound::rules::Via::Tunnel => "through the tunnel (resolved at the server)",
+        crate::outbound::rules::Via::Direct => "direct from this machine",
+        crate::outbound::rules::Via::Proxy => "through the corporate proxy, without the tunnel",
+        crate::outbound::rules::Via::Block => "nowhere: blocked",
+    };
+    Ok(format!(
+        "  route        {hp} goes {way} — {}: {why}",
+        via.name()
+    ))
+}
