@@ -3,7 +3,8 @@
 //! match loop would cost) and against no rules at all, in the same run.
 //!   cargo bench --bench rules
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
 
 use burrow_local::hosts::HostPattern;
 use burrow_local::outbound::rules::{Rule, Rules, Via};

@@ -15,6 +15,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ss-server >/dev/null 2>&1 || need+=(shadowsocks-libev)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# nftables: tests/laptop.rs silences warm connections inside a namespace of its own.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 command -v squid >/dev/null 2>&1 || need+=(squid)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)

@@ -59,6 +59,13 @@ pub struct WsIo<S> {
     sent_eof: bool,
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// The stream under the WebSocket.
+    pub fn get_ref(&self) -> &S {
+        self.ws.get_ref()
+    }
+}
+
 impl<S> WsIo<S> {
     fn new(ws: WebSocketStream<S>, ping: Option<Duration>) -> Self {
         let ping = ping.filter(|d| !d.is_zero()).map(|d| {

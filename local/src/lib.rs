@@ -79,12 +79,18 @@ async fn start(
         .iter()
         .map(|srv| tokio::spawn(srv.pool.clone().keep(gen.clone())))
         .collect();
-    tokio::spawn(
-        settings
-            .servers
-            .clone()
-            .watch(settings.connect_timeout, settings.socket, gen),
-    );
+    tokio::spawn(settings.servers.clone().watch(
+        settings.connect_timeout,
+        settings.socket,
+        gen.clone(),
+    ));
+    let pools = settings
+        .servers
+        .list
+        .iter()
+        .map(|s| s.pool.clone())
+        .collect();
+    tokio::spawn(outbound::pool::drop_on_network_change(pools, gen));
     (settings, warm)
 }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, Span};
 
-use crate::outbound::dial::{add_first_bytes, dial, DialError, Plan, Tunnel};
+use crate::outbound::dial::{add_first_bytes, dial, settle, DialError, Plan, Tunnel};
 use crate::outbound::rules::Via;
 use crate::settings::Settings;
 
@@ -106,8 +106,17 @@ async fn dial_and_reply<A: Answer>(
             .await
             .map_err(|e| crate::outbound::dial::report(&e))
             .ok()?;
-        if let Err(e) = add_first_bytes(&mut tunnel, early, &mut app).await {
-            debug!("the app left: {e}");
+        let first = match add_first_bytes(&mut tunnel, early, &mut app).await {
+            Ok(first) => first,
+            Err(e) => {
+                debug!("the app left: {e}");
+                return None;
+            }
+        };
+        // On a warm connection that may have died silently: the server's word, or a
+        // fresh connection (the app has heard "connected"; its first bytes go again).
+        if let Err(e) = settle(&mut tunnel, target, &first, s).await {
+            crate::outbound::dial::report(&e);
             return None;
         }
         return Some((Prefixed::new(Bytes::new(), app), tunnel));

@@ -99,7 +99,11 @@ impl Hop {
         let mut tunnel = dial(&magic, s, Plan::Go)
             .await
             .map_err(|e| io::Error::other(e.to_string()))?;
-        tunnel.write_all(&udp::uot_request()).await?;
+        let request = udp::uot_request();
+        tunnel.buffer(&request);
+        crate::outbound::dial::settle(&mut tunnel, &magic, &request, s)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
         tunnel.flush().await?;
         Ok(Hop::Tunnel {
             tunnel,

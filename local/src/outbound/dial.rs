@@ -163,7 +163,16 @@ async fn open_on(
     srv: &Server,
     plan: Plan,
 ) -> Result<EncryptedStream<ServerIo>, DialError> {
-    if let Some(warm) = srv.pool.take() {
+    if let Some((warm, made_in)) = srv.pool.take() {
+        // A warm connection may have died silently since it was made: what is sent on
+        // it must be acknowledged in a few of its round trips, or it fails (TimedOut)
+        // and the tunnel moves to a fresh one below — certain that the server never got
+        // the request, since its TCP never acknowledged it.
+        // A tunnel that goes at once is watched only where the server's word comes at
+        // once too (it confirms): that word ends the watch (see `settle`).
+        if plan != Plan::Go || (srv.learned.confirms() && s.confirm != Confirm::Never) {
+            warm.watch_sent(watch_for(made_in, s.connect_timeout));
+        }
         match start(target, s, srv, plan, warm, Duration::ZERO).await {
             // The server or a proxy may have dropped the warm connection a moment ago
             // (the request could not be sent): one more try on a fresh one before the
@@ -235,6 +244,9 @@ async fn start(
     };
     let answered = tokio::time::timeout(wait, tunnel.peer_answered()).await;
     let learned = &srv.learned;
+    if matches!(answered, Ok(Ok(_))) {
+        tunnel.get_ref().unwatch();
+    }
     match answered {
         Ok(Ok(true)) => {
             if s.confirm == Confirm::Auto {
@@ -270,6 +282,17 @@ async fn start(
     }
 }
 
+/// How long what is sent on a warm connection may stay unacknowledged before the
+/// connection counts as dead: four times the time it took to make (a round trip per hop,
+/// so several round trips), at least a second (a retransmission or two on a lossy Wi-Fi)
+/// and at most the connect timeout.
+pub fn watch_for(made_in: Duration, connect_timeout: Duration) -> Duration {
+    (made_in * 4).clamp(
+        Duration::from_secs(1),
+        connect_timeout.max(Duration::from_secs(1)),
+    )
+}
+
 /// How long a tunnel that does not wait gives the app to send its first bytes, so that
 /// they leave in one write with the request header. Apps on this machine send theirs
 /// within microseconds of the reply; a protocol where the server speaks first pays this
@@ -283,16 +306,62 @@ pub async fn add_first_bytes<R: AsyncRead + Unpin>(
     tunnel: &mut Tunnel,
     early: Bytes,
     app: &mut R,
-) -> io::Result<()> {
+) -> io::Result<Bytes> {
     if !early.is_empty() {
         tunnel.buffer(&early);
-        return Ok(());
+        return Ok(early);
     }
     let mut first = vec![0u8; FIRST_BYTES_MAX];
     if let Ok(read) = tokio::time::timeout(FIRST_BYTES_WAIT, app.read(&mut first)).await {
         let n = read?;
-        tunnel.buffer(&first[..n]);
+        first.truncate(n);
+        tunnel.buffer(&first);
+        return Ok(first.into());
     }
+    Ok(Bytes::new())
+}
+
+/// For a tunnel that went at once on a watched warm connection (see `open_on`): sends
+/// the request and first bytes now and waits for the server's word. `Ok` once it came
+/// (the watch ends) or did not come in time with nothing known to be wrong; a tunnel
+/// whose flight the server's TCP never acknowledged (the warm connection had died
+/// silently) is moved to a fresh connection with the same request and first bytes —
+/// certain the server never got them.
+pub async fn settle(
+    tunnel: &mut Tunnel,
+    target: &TargetAddr,
+    first: &[u8],
+    s: &Settings,
+) -> Result<(), DialError> {
+    if !tunnel.get_ref().watched() {
+        return Ok(());
+    }
+    let limit = s.connect_timeout + ANSWER_MARGIN;
+    let answered = async {
+        tunnel.flush().await?;
+        tunnel.peer_answered().await
+    };
+    match tokio::time::timeout(limit, answered).await {
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {}
+        _ => {
+            tunnel.get_ref().unwatch();
+            return Ok(());
+        }
+    }
+    let srv = s.servers.current();
+    tracing::info!(
+        "a warm connection to {} had died silently (nothing acknowledged): {target} moves to a fresh one",
+        srv.name()
+    );
+    let conn = srv
+        .pool
+        .dial()
+        .connect()
+        .await
+        .map_err(|e| server_err(&srv, e))?;
+    let mut fresh = start(target, s, &srv, Plan::Go, conn, Duration::ZERO).await?;
+    fresh.buffer(first);
+    **tunnel = fresh;
     Ok(())
 }
 

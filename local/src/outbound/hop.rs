@@ -80,12 +80,74 @@ pub enum MaybeTls<S> {
     Tls(Box<TlsStream<S>>),
 }
 
+impl<S> MaybeTls<S> {
+    /// The stream under the TLS, if any.
+    pub fn get_ref(&self) -> &S {
+        match self {
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(t) => t.get_ref().0,
+        }
+    }
+}
+
 /// The connection to the server, whatever way it goes.
 pub enum ServerIo {
     /// Raw TCP (direct or through a proxy).
     Raw(Prefixed<TcpStream>),
     /// A WebSocket over it (TLS for wss).
     Ws(Box<WsIo<MaybeTls<Prefixed<TcpStream>>>>),
+}
+
+impl ServerIo {
+    /// The TCP connection it rides on (to the server, or to the corporate proxy).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ServerIo::Raw(p) => p.get_ref(),
+            ServerIo::Ws(ws) => ws.get_ref().get_ref().get_ref(),
+        }
+    }
+
+    /// Watches what is sent from now on: unless the peer's TCP acknowledges it within
+    /// `within`, the connection fails with `TimedOut` (TCP_USER_TIMEOUT, Linux) — what a
+    /// connection that died silently (a sleep, another network, a NAT that forgot it)
+    /// does, instead of hanging. `false` where the system cannot watch.
+    pub fn watch_sent(&self, within: Duration) -> bool {
+        watch(self.tcp(), Some(within))
+    }
+
+    /// Whether what is sent is watched (see [`ServerIo::watch_sent`]).
+    pub fn watched(&self) -> bool {
+        watching(self.tcp())
+    }
+
+    /// Stops watching (the peer answered): a long tunnel rides out what TCP rides out.
+    pub fn unwatch(&self) {
+        watch(self.tcp(), None);
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn watch(tcp: &TcpStream, within: Option<Duration>) -> bool {
+    socket2::SockRef::from(tcp)
+        .set_tcp_user_timeout(within)
+        .is_ok()
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn watching(tcp: &TcpStream) -> bool {
+    socket2::SockRef::from(tcp)
+        .tcp_user_timeout()
+        .is_ok_and(|t| t.is_some())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn watch(_: &TcpStream, _: Option<Duration>) -> bool {
+    false
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn watching(_: &TcpStream) -> bool {
+    false
 }
 
 /// Connects to the server at `host:port` the way `out` says; every step under `timeout`.

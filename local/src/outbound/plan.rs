@@ -56,6 +56,11 @@ impl Learned {
             .is_ok()
     }
 
+    /// Whether the server is known to confirm connections (burrow-server).
+    pub fn confirms(&self) -> bool {
+        self.server.load(Relaxed) == CONFIRMS
+    }
+
     fn reached_lately(&self, target: &TargetAddr) -> bool {
         let map = self.reached.lock().unwrap_or_else(|p| p.into_inner());
         map.get(target).is_some_and(|t| t.elapsed() < REACHED_FOR)

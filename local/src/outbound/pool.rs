@@ -80,6 +80,8 @@ const BACKOFF: Duration = Duration::from_secs(5);
 struct Warm {
     io: ServerIo,
     expires: Instant,
+    /// How long it took to make (its round trips through every hop).
+    made_in: Duration,
 }
 
 #[derive(Default)]
@@ -135,8 +137,9 @@ impl Pool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A warm connection, if one is ready and alive; records the demand either way.
-    pub fn take(&self) -> Option<ServerIo> {
+    /// A warm connection, if one is ready and alive, with the time it took to make;
+    /// records the demand either way.
+    pub fn take(&self) -> Option<(ServerIo, Duration)> {
         if self.config.max == 0 {
             return None;
         }
@@ -146,13 +149,22 @@ impl Pool {
         let mut found = None;
         while let Some(mut w) = st.ready.pop_front() {
             if w.expires > now && still_open(&mut w.io) {
-                found = Some(w.io);
+                found = Some((w.io, w.made_in));
                 break;
             }
         }
         drop(st);
         self.wake.notify_one();
         found
+    }
+
+    /// Drops every warm connection held (the machine slept, or its network changed:
+    /// they are likely dead); the pool refills on demand.
+    pub fn clear(&self) -> usize {
+        let mut st = self.lock();
+        let n = st.ready.len();
+        st.ready.clear();
+        n
     }
 
     /// Warm connections made so far.
@@ -240,6 +252,7 @@ impl Pool {
     }
 
     async fn fill_one(self: Arc<Self>) {
+        let started = Instant::now();
         let made = self.dial.connect().await;
         let now = Instant::now();
         {
@@ -252,6 +265,7 @@ impl Pool {
                     st.ready.push_back(Warm {
                         io,
                         expires: now + age,
+                        made_in: now - started,
                     });
                 }
                 Err(e) => {
@@ -277,4 +291,52 @@ fn still_open(io: &mut ServerIo) -> bool {
     let mut one = [0u8; 1];
     let mut buf = ReadBuf::new(&mut one);
     matches!(Pin::new(io).poll_read(&mut cx, &mut buf), Poll::Pending)
+}
+
+/// How often the machine's addresses and clocks are looked at.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// More than this between the wall clock's and the monotonic clock's progress over one
+/// look means the machine slept (the monotonic clock stops during suspend).
+const SLEPT: Duration = Duration::from_secs(5);
+
+/// Until `shutdown`: when this machine's addresses change (another Wi-Fi, a VPN up or
+/// down) or it wakes from sleep, every pool's warm connections are dropped — made on the
+/// old network or before the night, they are likely dead — before the next tunnel finds
+/// them.
+pub async fn drop_on_network_change(pools: Vec<Arc<Pool>>, shutdown: CancellationToken) {
+    let mut addrs = local_addrs();
+    let (mut wall, mut mono) = (std::time::SystemTime::now(), std::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
+        }
+        let now_addrs = local_addrs();
+        let (now_wall, now_mono) = (std::time::SystemTime::now(), std::time::Instant::now());
+        let walked = now_wall.duration_since(wall).unwrap_or_default();
+        let slept = walked.saturating_sub(now_mono - mono) > SLEPT;
+        let why = if slept {
+            Some(format!("the machine slept ({} s)", walked.as_secs()))
+        } else if now_addrs != addrs {
+            Some("this machine's addresses changed".to_owned())
+        } else {
+            None
+        };
+        (addrs, wall, mono) = (now_addrs, now_wall, now_mono);
+        if let Some(why) = why {
+            let dropped: usize = pools.iter().map(|p| p.clear()).sum();
+            tracing::info!("{why}: {dropped} warm connections dropped, new ones made on demand");
+        }
+    }
+}
+
+/// This machine's addresses, sorted.
+fn local_addrs() -> Vec<std::net::IpAddr> {
+    let mut v: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
 }

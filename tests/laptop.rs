@@ -1,0 +1,236 @@
+//! A laptop's day: warm connections to the server that died silently — no FIN, no RST,
+//! what a sleep, another Wi-Fi or a NAT that forgot the mapping does — cost the next
+//! tunnel about a second, never a hang. Inside a network namespace of the test's own, a
+//! firewall rule (nftables) silently drops every packet of the warm connections open at
+//! that moment, while new connections pass.
+
+mod common;
+
+use std::time::Duration;
+
+use burrow::kit::{NetNs, Proc};
+use common::*;
+
+const METHOD: &str = "chacha20-ietf-poly1305";
+const PW: &str = "laptop-day-password";
+
+/// `python3 -m http.server` inside `ns` on a port of its own; its port.
+fn origin(ns: &NetNs, dir: &std::path::Path) -> (Proc, u16) {
+    std::fs::write(dir.join("hello.txt"), "hello from the origin\n").expect("file");
+    let p = ns.spawn(
+        "python3",
+        &[
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            dir.to_str().expect("utf8"),
+            "0",
+        ],
+        &[],
+    );
+    let line = p.wait_for("Serving HTTP on");
+    let port = line
+        .split("port ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the origin's port");
+    (p, port)
+}
+
+/// Established connections to `port` inside `ns`: their local (source) ports.
+fn connections_to(ns: &NetNs, port: u16) -> Vec<u16> {
+    let (ok, out) = ns.run(
+        "ss",
+        &[
+            "-Htn",
+            "state",
+            "established",
+            "dport",
+            &format!("= :{port}"),
+        ],
+    );
+    assert!(ok, "ss: {out}");
+    out.lines()
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(2)?;
+            local.rsplit(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
+    let ns = NetNs::new("deadwarm");
+    let dir = temp_dir("laptop");
+    let (_o1, port1) = origin(&ns, &dir);
+    let (_o2, port2) = origin(&ns, &dir);
+    let server = ns.spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-m",
+            METHOD,
+            "-k",
+            PW,
+            "--allow-private",
+        ],
+        &[],
+    );
+    let server_addr = server.listening();
+    let local = ns.spawn(
+        LOCAL,
+        &[
+            "-b",
+            "127.0.0.1:0",
+            "-s",
+            &server_addr.to_string(),
+            "-m",
+            METHOD,
+            "-k",
+            PW,
+        ],
+        &[],
+    );
+    let local_addr = local.listening().to_string();
+    let get = |port: u16| {
+        let url = format!("http://127.0.0.1:{port}/hello.txt");
+        // 30 s: a hang fails the test; the expected cost is about a second.
+        ns.run(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "30",
+                "--socks5-hostname",
+                &local_addr,
+                &url,
+            ],
+        )
+    };
+    let (ok, out) = get(port1);
+    assert!(ok && out.contains("hello from the origin"), "{out}");
+    // The pool refills after the tunnel: wait until warm connections are held.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let mut warm = connections_to(&ns, server_addr.port());
+    while warm.is_empty() {
+        assert!(std::time::Instant::now() < end, "no warm connection");
+        std::thread::sleep(Duration::from_millis(50));
+        warm = connections_to(&ns, server_addr.port());
+    }
+    // Every warm connection now goes silent; new connections still pass.
+    let ports = warm
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    for cmd in [
+        "add table inet burrow".to_owned(),
+        "add chain inet burrow in { type filter hook input priority 0; }".to_owned(),
+        format!(
+            "add rule inet burrow in tcp dport {} tcp sport {{ {ports} }} counter drop",
+            server_addr.port()
+        ),
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        let (ok, out) = ns.run("nft", &args);
+        assert!(ok, "nft {cmd}: {out}");
+    }
+    // A target reached lately (the tunnel goes at once), then one never reached (the
+    // tunnel waits for the server's word): both are moved to a fresh connection.
+    let (ok, out) = get(port1);
+    assert!(
+        ok && out.contains("hello from the origin"),
+        "{out}\n{}",
+        local.output()
+    );
+    let (ok, out) = get(port2);
+    assert!(
+        ok && out.contains("hello from the origin"),
+        "{out}\n{}",
+        local.output()
+    );
+    let (_, rules) = ns.run("nft", &["list", "ruleset"]);
+    eprintln!("DEBUG warm={warm:?}\n{rules}\n{}", local.output());
+    assert!(
+        local.output().contains("had died silently")
+            || local.output().contains("trying a fresh one"),
+        "{}",
+        local.output()
+    );
+}
+
+/// Another network: when the machine's addresses change, the warm connections made on
+/// the old one are dropped before the next tunnel finds them, and tunnels go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_addresses_empties_the_pool() {
+    let ns = NetNs::new("netchange");
+    let dir = temp_dir("laptop-net");
+    let (_o, port) = origin(&ns, &dir);
+    let server = ns.spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-m",
+            METHOD,
+            "-k",
+            PW,
+            "--allow-private",
+        ],
+        &[],
+    );
+    let server_addr = server.listening();
+    let local = ns.spawn(
+        LOCAL,
+        &[
+            "-b",
+            "127.0.0.1:0",
+            "-s",
+            &server_addr.to_string(),
+            "-m",
+            METHOD,
+            "-k",
+            PW,
+        ],
+        &[],
+    );
+    let local_addr = local.listening().to_string();
+    let url = format!("http://127.0.0.1:{port}/hello.txt");
+    let get = || {
+        ns.run(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "30",
+                "--socks5-hostname",
+                &local_addr,
+                &url,
+            ],
+        )
+    };
+    let (ok, out) = get();
+    assert!(ok, "{out}");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while connections_to(&ns, server_addr.port()).is_empty() {
+        assert!(std::time::Instant::now() < end, "no warm connection");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, out) = ns.run("ip", &["addr", "add", "10.200.0.1/32", "dev", "lo"]);
+    assert!(ok, "{out}");
+    let said = local.wait_for("addresses changed");
+    let dropped: usize = said
+        .split(": ")
+        .last()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped >= 1, "{said}");
+    let (ok, out) = get();
+    assert!(ok && out.contains("hello from the origin"), "{out}");
+}
