@@ -358,8 +358,8 @@ pub async fn settle(
         .dial()
         .connect()
         .await
-        .map_err(|e| server_err(&srv, e))?;
-    let mut fresh = start(target, s, &srv, Plan::Go, conn, Duration::ZERO).await?;
+        .map_err(|e| server_err(srv, e))?;
+    let mut fresh = start(target, s, srv, Plan::Go, conn, Duration::ZERO).await?;
     fresh.buffer(first);
     **tunnel = fresh;
     Ok(())
