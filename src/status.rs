@@ -9,18 +9,40 @@ use std::time::Duration;
 /// One sample: metric name, labels (as written, without braces), value.
 pub type Sample = (String, String, f64);
 
-/// Reads `http://addr/metrics` (5 s at most).
+/// The most `status` reads of an answer.
+const MAX_ANSWER: usize = 4 << 20;
+
+/// Reads `http://addr/metrics`: connected within 5 s, the whole answer within 10 s and
+/// 4 MiB.
 pub fn fetch(addr: SocketAddr) -> Result<Vec<Sample>, String> {
     let said = |e: std::io::Error| {
         format!("cannot read the metrics at {addr} ({e}): is the process running, with metrics = \"{addr}\"?")
     };
     let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(said)?;
-    c.set_read_timeout(Some(Duration::from_secs(5)))
+    c.set_write_timeout(Some(Duration::from_secs(5)))
         .map_err(said)?;
     c.write_all(b"GET /metrics HTTP/1.1\r\nHost: status\r\nConnection: close\r\n\r\n")
         .map_err(said)?;
-    let mut text = String::new();
-    c.read_to_string(&mut text).map_err(said)?;
+    // The whole answer within 10 s and 4 MiB, whatever answers on that port.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(said(std::io::ErrorKind::TimedOut.into()));
+        }
+        c.set_read_timeout(Some(left)).map_err(said)?;
+        let n = c.read(&mut chunk).map_err(said)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if got.len() > MAX_ANSWER {
+            return Err(said(std::io::Error::other("an answer over 4 MiB")));
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b)
@@ -181,4 +203,25 @@ pub fn local(addr: SocketAddr, s: &[Sample]) -> String {
         out += &format!("  proxy        failures: {}\n", failures.join(", "));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever answers on the metrics port, `status` reads at most 4 MiB of it.
+    #[test]
+    fn an_endless_answer_is_cut_off() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut c, _)) = l.accept() {
+                let chunk = vec![b'x'; 64 * 1024];
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+                while c.write_all(&chunk).is_ok() {}
+            }
+        });
+        let err = fetch(addr).expect_err("cut off");
+        assert!(err.contains("over 4 MiB"), "{err}");
+    }
 }
