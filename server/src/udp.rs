@@ -28,7 +28,9 @@ const QUEUE: usize = 64;
 /// Names a session keeps resolved at most.
 const NAMES: usize = 64;
 
-type Sessions = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<(Arc<User>, udp::Incoming)>>>>;
+/// Per client address: its session's user (once it has one) and its queue.
+type Sessions =
+    Arc<Mutex<HashMap<SocketAddr, (Arc<User>, mpsc::Sender<(Arc<User>, udp::Incoming)>)>>>;
 
 /// The user whose key opens `packet`, and what it says.
 fn open_any(
@@ -62,7 +64,19 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
                 }
             },
         };
-        let incoming = match open_any(&shared.settings.users.get(), &buf[..n]) {
+        // An address with a session is tried with its user's key alone (a datagram under
+        // another key would be dropped by the session anyway): one trial, not one per user.
+        let known = {
+            let map = sessions.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(&client)
+                .filter(|(_, tx)| !tx.is_closed())
+                .map(|(u, _)| u.clone())
+        };
+        let opened = match &known {
+            Some(u) => udp::open_from_client(&u.key, &buf[..n]).map(|i| (u.clone(), i)),
+            None => open_any(&shared.settings.users.get(), &buf[..n]),
+        };
+        let incoming = match opened {
             Ok(i) => i,
             Err(e) => {
                 debug!(%client, "UDP: {e}: dropped");
@@ -73,7 +87,7 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
         let tx = {
             let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(&client) {
-                Some(tx) if !tx.is_closed() => tx.clone(),
+                Some((_, tx)) if !tx.is_closed() => tx.clone(),
                 _ if map.len() >= shared.settings.max_udp_sessions => {
                     m.dropped(UdpDrop::Sessions);
                     continue;
@@ -88,13 +102,13 @@ pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
                 }
                 _ => {
                     let (tx, rx) = mpsc::channel(QUEUE);
-                    map.insert(client, tx.clone());
+                    map.insert(client, (incoming.0.clone(), tx.clone()));
                     let (shared, socket, sessions) =
                         (shared.clone(), socket.clone(), sessions.clone());
                     tokio::spawn(async move {
                         session(&shared, &socket, client, rx).await;
                         let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
-                        if map.get(&client).is_some_and(|tx| tx.is_closed()) {
+                        if map.get(&client).is_some_and(|(_, tx)| tx.is_closed()) {
                             map.remove(&client);
                         }
                     });
