@@ -28,6 +28,7 @@ mod test_util;
 pub mod timeout;
 pub mod udp;
 pub mod udp2022;
+pub mod udp_error;
 pub mod ws;
 
 pub use addr::TargetAddr;

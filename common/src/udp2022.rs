@@ -11,7 +11,7 @@ use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
 use crate::addr::TargetAddr;
 use crate::aead::{MasterKey, TAG_LEN};
-use crate::udp::UdpError;
+use crate::udp_error::UdpError;
 
 const NONCE_LEN: usize = 24;
 const CLIENT: u8 = 0;

@@ -9,8 +9,9 @@ use burrow_common::config::Secret;
 use burrow_common::net::SocketOpts;
 use tokio_util::sync::CancellationToken;
 
-use crate::inbound::{own_pac, route, udp};
-use crate::outbound::{dial, servers};
+use crate::inbound::{own_pac, route};
+use crate::outbound::plan::Confirm;
+use crate::outbound::servers;
 use crate::tools::metrics;
 
 /// Everything burrow-local needs at run time, validated.
@@ -44,9 +45,9 @@ pub struct Settings {
     /// Cancelled when these settings are replaced by a reload (or at the stop).
     pub generation: CancellationToken,
     /// How SOCKS5 UDP reaches the server.
-    pub udp_transport: udp::UdpTransport,
+    pub udp_transport: UdpTransport,
     /// Whether new tunnels wait for the server to confirm the target.
-    pub confirm: dial::Confirm,
+    pub confirm: Confirm,
     /// Open connections at most.
     pub max_connections: usize,
     /// How long open tunnels may drain after SIGTERM/SIGINT.
@@ -71,3 +72,31 @@ pub type Current = Arc<std::sync::RwLock<Arc<Settings>>>;
 
 /// Reads and checks the config again (for SIGHUP).
 pub type Reload = Box<dyn Fn() -> Result<Settings, String> + Send + Sync>;
+
+/// How UDP reaches the server (`udp_transport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpTransport {
+    /// The relay when the hop is direct TCP, else the tunnel.
+    Auto,
+    /// The Shadowsocks UDP relay to the server's UDP port.
+    Relay,
+    /// UDP over a TCP tunnel.
+    Tunnel,
+    /// No UDP ASSOCIATE.
+    Off,
+}
+
+impl UdpTransport {
+    /// As written in the config.
+    pub fn parse(text: &str) -> Result<UdpTransport, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(UdpTransport::Auto),
+            "udp" | "relay" => Ok(UdpTransport::Relay),
+            "tcp" | "tunnel" => Ok(UdpTransport::Tunnel),
+            "off" => Ok(UdpTransport::Off),
+            other => Err(format!(
+                "udp_transport = {other:?}: expected \"auto\", \"udp\", \"tcp\" or \"off\""
+            )),
+        }
+    }
+}

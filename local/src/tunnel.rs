@@ -97,7 +97,7 @@ async fn dial_and_reply<A: Answer>(
     answer: A,
     s: &Settings,
 ) -> Option<(Prefixed<A::App>, Tunnel)> {
-    let plan = Plan::for_target(target, s);
+    let plan = Plan::for_target(target, &s.servers.current().learned, s.confirm);
     if plan == Plan::Go {
         // The app hears "connected" now and sends its first bytes while the hop to the
         // server is made; they leave together with the request header.

@@ -11,11 +11,11 @@ use burrow_common::config::{check_timeouts, listen_addr, read_config, with_port}
 use burrow_common::net::{Keepalive, SocketOpts};
 use burrow_common::TargetAddr;
 
-use crate::inbound::udp::UdpTransport;
-use crate::outbound::dial::Confirm;
+use crate::outbound::plan::Confirm;
 use crate::outbound::pool::{Dial, Pool, PoolConfig};
 use crate::outbound::servers::{Server, Servers};
 use crate::settings::Settings;
+use crate::settings::UdpTransport;
 
 mod cli;
 pub mod defaults;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use burrow_common::config::{de_duration, Secret};
 use serde::Deserialize;
 
-use crate::outbound::dial::Confirm;
+use crate::outbound::plan::Confirm;
 
 /// A setting written as one string or an array of them.
 #[derive(Deserialize, Debug, Clone)]

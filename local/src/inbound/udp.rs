@@ -25,35 +25,7 @@ use tracing::{debug, info};
 use crate::inbound::socks5::Pending;
 use crate::outbound::dial::{dial, Plan, Tunnel};
 use crate::outbound::rules::Via;
-use crate::settings::Settings;
-
-/// How UDP reaches the server (`udp_transport`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UdpTransport {
-    /// The relay when the hop is direct TCP, else the tunnel.
-    Auto,
-    /// The Shadowsocks UDP relay to the server's UDP port.
-    Relay,
-    /// UDP over a TCP tunnel.
-    Tunnel,
-    /// No UDP ASSOCIATE.
-    Off,
-}
-
-impl UdpTransport {
-    /// As written in the config.
-    pub fn parse(text: &str) -> Result<UdpTransport, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(UdpTransport::Auto),
-            "udp" | "relay" => Ok(UdpTransport::Relay),
-            "tcp" | "tunnel" => Ok(UdpTransport::Tunnel),
-            "off" => Ok(UdpTransport::Off),
-            other => Err(format!(
-                "udp_transport = {other:?}: expected \"auto\", \"udp\", \"tcp\" or \"off\""
-            )),
-        }
-    }
-}
+use crate::settings::{Settings, UdpTransport};
 
 /// The way an association's datagrams travel.
 pub(crate) enum Hop {

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use burrow_common::TargetAddr;
 
-use crate::settings::Settings;
-
 /// How long a target counts as reached lately: an hour, so that the first tunnel after
 /// the laptop idled starts at once too (a target that died since is said in the log).
 const REACHED_FOR: Duration = Duration::from_secs(3600);
@@ -102,14 +100,15 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// The plan for a tunnel to `target`, made for the server in use.
-    pub fn for_target(target: &TargetAddr, s: &Settings) -> Plan {
-        match s.confirm {
+    /// The plan for a tunnel to `target` on a server of which `learned` is known, under
+    /// `confirm` (the server in use, for a new tunnel).
+    pub fn for_target(target: &TargetAddr, learned: &Learned, confirm: Confirm) -> Plan {
+        match confirm {
             Confirm::Never => Plan::Go,
             Confirm::Always => Plan::Wait { learning: false },
-            Confirm::Auto => match s.servers.current().learned.server.load(Relaxed) {
+            Confirm::Auto => match learned.server.load(Relaxed) {
                 SILENT => Plan::Go,
-                CONFIRMS if s.servers.current().learned.reached_lately(target) => Plan::Go,
+                CONFIRMS if learned.reached_lately(target) => Plan::Go,
                 CONFIRMS => Plan::Wait { learning: false },
                 _ => Plan::Wait { learning: true },
             },

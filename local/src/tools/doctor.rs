@@ -117,7 +117,7 @@ pub async fn run(settings: Settings, target: TargetAddr) -> bool {
     let start = Instant::now();
     let plan = match s.confirm {
         // A server that never answers first: the request goes, nothing more is known.
-        crate::outbound::dial::Confirm::Never => Plan::Go,
+        crate::outbound::plan::Confirm::Never => Plan::Go,
         _ => Plan::Wait { learning: false },
     };
     match dial(&target, s, plan).await {
