@@ -1,0 +1,318 @@
+//! The first-byte suite: every hop over the same long link.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use burrow::kit::{free_port, Proc};
+use burrow::link::Link;
+use burrow::peers::{Nginx, Squid};
+
+const PW: &str = "first-byte-suite-password";
+
+/// Long enough for burrow-local to let every warm connection go (with the suite's
+/// `warm_idle_after` and `warm_max_age` of 1 s each).
+const IDLE: Duration = Duration::from_secs(4);
+
+fn beside(name: &str) -> String {
+    let me = std::env::current_exe().unwrap_or_default();
+    me.with_file_name(name).to_string_lossy().into_owned()
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("burrow-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+/// One burrow-local with `toml`, its proxy address.
+fn local(toml: &str, tag: &str) -> (Proc, SocketAddr) {
+    let cfg = temp(tag).join("local.toml");
+    let _ = std::fs::write(&cfg, toml);
+    let p = Proc::spawn(
+        &beside("burrow-local"),
+        &["-c", &cfg.to_string_lossy()],
+        &[("RUST_LOG", "warn")],
+    );
+    let a = p.listening();
+    (p, a)
+}
+
+async fn measure(label: &str, socks: SocketAddr, http: bool, count: usize, rtt_ms: u64) {
+    let target = match super::target().await {
+        Ok(t) => t,
+        Err(e) => return println!("{label}: no target: {e}"),
+    };
+    let http_proxy = http.then_some(socks);
+    let rtt = rtt_ms as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let first = super::first_byte(Some(socks), http_proxy, target).await;
+    // The laptop idles until no warm connection is left: the next tunnel is cold.
+    tokio::time::sleep(IDLE).await;
+    let cold = super::first_byte(Some(socks), http_proxy, target).await;
+    let mut warm = Vec::new();
+    for _ in 0..count {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match super::first_byte(Some(socks), http_proxy, target).await {
+            Ok(d) => warm.push(d),
+            Err(e) => println!("{label}: {e}"),
+        }
+    }
+    warm.sort();
+    let via = if http { "http" } else { "socks5" };
+    let median = super::percentile(&warm, 0.5);
+    match (first, cold) {
+        (Ok(f), Ok(c)) => println!(
+            "{label} first-byte {via} rtt={rtt_ms}ms : first after start {:.2} RTT, cold {:.0} ms = {:.2} RTT, warm median {:.0} ms = {:.2} RTT (n={})",
+            ms(f) / rtt, ms(c), ms(c) / rtt, ms(median), ms(median) / rtt, warm.len()
+        ),
+        (f, c) => println!("{label} first-byte {via}: failed: {f:?} {c:?}"),
+    }
+}
+
+/// One tunnel through CONNECT to an HTTPS origin: TLS handshake, GET, first byte.
+async fn https_once(
+    proxy: SocketAddr,
+    origin: SocketAddr,
+    tls: &burrow_local::tls::TlsTarget,
+) -> std::io::Result<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = std::time::Instant::now();
+    let mut c = tokio::net::TcpStream::connect(proxy).await?;
+    c.set_nodelay(true)?;
+    c.write_all(format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::new();
+    let mut one = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if c.read(&mut one).await? == 0 {
+            return Err(std::io::Error::other("closed during CONNECT"));
+        }
+        head.push(one[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other("CONNECT refused"));
+    }
+    let mut t = tls.connect(c).await?;
+    t.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    if t.read(&mut one).await? == 0 {
+        return Err(std::io::Error::other("closed without an answer"));
+    }
+    Ok(start.elapsed())
+}
+
+async fn https(
+    proxy: SocketAddr,
+    origin: SocketAddr,
+    tls: &burrow_local::tls::TlsTarget,
+    count: usize,
+    rtt_ms: u64,
+) {
+    let _ = https_once(proxy, origin, tls).await;
+    let mut warm = Vec::new();
+    for _ in 0..count {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match https_once(proxy, origin, tls).await {
+            Ok(d) => warm.push(d),
+            Err(e) => println!("burrow-tcp-https: {e}"),
+        }
+    }
+    warm.sort();
+    let median = super::percentile(&warm, 0.5).as_secs_f64() * 1e3;
+    println!(
+        "burrow-tcp-https first-byte connect rtt={rtt_ms}ms : warm median {median:.0} ms = {:.2} RTT (n={})",
+        median / rtt_ms as f64,
+        warm.len()
+    );
+}
+
+/// NTLM: burrow-local answering the proxy itself, against the usual answer of putting
+/// cntlm in front. burrow-local → NTLM proxy → long link → burrow-server, and
+/// burrow-local → cntlm → the same proxy: first byte (first after start, cold, warm)
+/// and a 64 MiB download each.
+pub async fn ntlm_against_cntlm(
+    count: usize,
+    rtt_ms: u64,
+    proxy_rtt_ms: u64,
+) -> anyhow::Result<()> {
+    let server_proc = Proc::spawn(
+        &beside("burrow-server"),
+        &["-s", "127.0.0.1:0", "-k", PW, "--allow-private"],
+        &[("RUST_LOG", "warn")],
+    );
+    let link = Link::start(
+        "127.0.0.1:0",
+        server_proc.listening(),
+        Duration::from_millis(rtt_ms),
+    )
+    .await?;
+    let server = link.addr;
+    let base = format!(
+        "password = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+         warm_idle_after = \"1s\"\nwarm_max_age = \"1s\"\n"
+    );
+    // The NTLM-only proxy that verifies NTLMv2 (pyspnego), as in tests/corporate.rs.
+    let users = temp("ntlm").join("users");
+    std::fs::write(&users, "CORP:alice:s3cret\n")?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ntlm_proxy.py");
+    let ntlm_proc = Proc::spawn(
+        "python3",
+        &[script],
+        &[("NTLM_USER_FILE", &users.to_string_lossy())],
+    );
+    // The proxy sits a LAN away from the laptop: its own short link.
+    let proxy_link = Link::start(
+        "127.0.0.1:0",
+        ntlm_proc.listening(),
+        Duration::from_millis(proxy_rtt_ms),
+    )
+    .await?;
+    let ntlm_addr = proxy_link.addr;
+    let cport = free_port();
+    let cconf = temp("cntlm").join("cntlm.conf");
+    std::fs::write(
+        &cconf,
+        format!(
+            "Username alice\nDomain CORP\nPassword s3cret\nAuth NTLMv2\n\
+             Proxy {ntlm_addr}\nListen 127.0.0.1:{cport}\n"
+        ),
+    )?;
+    let cntlm = Proc::spawn("cntlm", &["-f", "-c", &cconf.to_string_lossy()], &[]);
+    burrow::kit::wait_for_port(format!("127.0.0.1:{cport}").parse()?);
+    let ways = [
+        (
+            "burrow-tcp-ntlm-proxy",
+            format!("http://CORP%5Calice:s3cret@{ntlm_addr}"),
+        ),
+        (
+            "burrow-tcp-cntlm-ntlm-proxy",
+            format!("http://127.0.0.1:{cport}"),
+        ),
+    ];
+    let target = super::target().await?;
+    for (label, proxy) in &ways {
+        let toml = format!("server = \"{server}\"\n{base}outbound_proxy = \"{proxy}\"\n");
+        let (_l, addr) = local(&toml, label);
+        println!("{label}: the proxy is {proxy_rtt_ms} ms away, the server {rtt_ms} ms beyond it");
+        measure(label, addr, false, count, rtt_ms + proxy_rtt_ms).await;
+        let bytes = 64u64 << 20;
+        let start = std::time::Instant::now();
+        match super::one_stream(Some(addr), target, bytes, super::Dir::Down).await {
+            Ok(()) => println!(
+                "{label} download 64 MiB rtt={rtt_ms}ms proxy_rtt={proxy_rtt_ms}ms : {:.1} MB/s",
+                bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+            ),
+            Err(e) => println!("{label} download: {e}"),
+        }
+    }
+    drop((cntlm, ntlm_proc, server_proc));
+    Ok(())
+}
+
+pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
+    let rtt = Duration::from_millis(rtt_ms);
+    let quiet = [("RUST_LOG", "warn")];
+    // burrow-server with a WebSocket listener, nginx (TLS) in front of it.
+    let dir = temp("server");
+    let scfg = dir.join("server.toml");
+    std::fs::write(&scfg, "allow_private = true\nws_listen = \"127.0.0.1:0\"\n")?;
+    let server = Proc::spawn(
+        &beside("burrow-server"),
+        &["-s", "127.0.0.1:0", "-k", PW, "-c", &scfg.to_string_lossy()],
+        &quiet,
+    );
+    let (tcp, ws) = (server.listening(), server.listening());
+    let (cert, key, ca) = burrow::origins::write_pki(&dir, &["localhost"]);
+    let nginx = Nginx::start(&dir, &cert, &key, ws, 300);
+    let tcp_link = Link::start("127.0.0.1:0", tcp, rtt).await?;
+    let tls_link = Link::start("127.0.0.1:0", nginx.addr, rtt).await?;
+    let squid = Squid::start(temp("squid"), &[tcp_link.addr.port(), tls_link.addr.port()]);
+    let proxy = format!("http://alice:s3cret@{}", squid.addr);
+    let base = format!(
+        "password = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+         warm_idle_after = \"1s\"\nwarm_max_age = \"1s\"\n"
+    );
+    let hops = [
+        (
+            "burrow-tcp",
+            format!("server = \"{}\"\n{base}", tcp_link.addr),
+        ),
+        (
+            "burrow-tcp-squid",
+            format!(
+                "server = \"{}\"\n{base}outbound_proxy = \"{proxy}\"\n",
+                tcp_link.addr
+            ),
+        ),
+        (
+            "burrow-wss-squid-nginx",
+            format!(
+                "server = \"localhost:{}\"\n{base}outbound_proxy = \"{proxy}\"\n\
+                 transport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
+                tls_link.addr.port(),
+                ca.display()
+            ),
+        ),
+    ];
+    for (label, toml) in &hops {
+        for http in [false, true] {
+            let (_l, addr) = local(toml, label);
+            measure(label, addr, http, count, rtt_ms).await;
+        }
+    }
+    // An HTTPS target through CONNECT: the app's own TLS handshake rides the tunnel.
+    let pki = burrow::origins::test_pki(&["127.0.0.1"]);
+    let origin = burrow::origins::tls_origin(&pki).await;
+    let ca_path = dir.join("origin-ca.pem");
+    burrow::origins::write_ca(&pki, &ca_path);
+    let tls = burrow_local::tls::TlsTarget::new(
+        "127.0.0.1",
+        &burrow_local::tls::Trust::WithCa(ca_path.clone()),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let (_l, addr) = local(&hops[0].1, "burrow-tcp-https");
+    https(addr, origin, &tls, count, rtt_ms).await;
+    // shadowsocks-rust, direct over the same kind of link.
+    let sport = free_port();
+    let ss = Proc::spawn(
+        "ssserver",
+        &[
+            "-s",
+            &format!("127.0.0.1:{sport}"),
+            "-m",
+            "chacha20-ietf-poly1305",
+            "-k",
+            PW,
+        ],
+        &[],
+    );
+    ss.wait_for("listening on");
+    let ss_link = Link::start("127.0.0.1:0", format!("127.0.0.1:{sport}").parse()?, rtt).await?;
+    let lport = free_port();
+    let sl = Proc::spawn(
+        "sslocal",
+        &[
+            "-b",
+            &format!("127.0.0.1:{lport}"),
+            "-s",
+            &ss_link.addr.to_string(),
+            "-m",
+            "chacha20-ietf-poly1305",
+            "-k",
+            PW,
+        ],
+        &[],
+    );
+    sl.wait_for("listening on");
+    measure(
+        "ssrust-tcp",
+        format!("127.0.0.1:{lport}").parse()?,
+        false,
+        count,
+        rtt_ms,
+    )
+    .await;
+    drop((server, nginx, squid, ss, sl));
+    Ok(())
+}
