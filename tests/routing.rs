@@ -316,3 +316,65 @@ async fn the_pac_file_follows_the_rules() {
         );
     }
 }
+
+/// The corporate PAC knows the intranet: while it sends the server through squid, a
+/// target it answers DIRECT for goes direct and the others through the tunnel (via
+/// squid); a PAC that answers DIRECT for everything keeps everything in the tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corporate_pac_sends_intranet_targets_direct() {
+    use burrow::peers::Squid;
+    let target = kit::http_target().await;
+    let port = target.port();
+    let (_server, server_addr, metrics) = counted_server();
+    let squid = Squid::start(temp_dir("route-squid"), &[server_addr.port()]);
+    let corporate = format!(
+        "function FindProxyForURL(url, host) {{\n\
+           if (host === \"localhost\") return \"DIRECT\";\n\
+           return \"PROXY {}\";\n}}\n",
+        squid.addr
+    );
+    let everything_direct = "function FindProxyForURL(url, host) { return \"DIRECT\"; }".to_owned();
+    let mut expected_tunnels = 0;
+    for (pac, localhost_tunnelled) in [(corporate, false), (everything_direct, true)] {
+        let (pac_addr, _) = kit::text_origin(pac, "application/x-ns-proxy-autoconfig").await;
+        let cfg = temp_dir("route-pac-local").join("local.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "server = \"{server_addr}\"\nmethod = \"{METHOD}\"\npassword = \"{PW}\"\n\
+                 local_address = \"127.0.0.1\"\nlocal_port = 0\nwarm_connections = 0\n\
+                 outbound_proxy = \"pac+http://{pac_addr}/proxy.pac\"\n\
+                 outbound_username = \"alice\"\noutbound_password = \"s3cret\"\n\
+                 outbound_auth = \"basic\"\nproxy_auth_hosts = [\"127.0.0.1:{}\"]\n",
+                squid.addr.port()
+            ),
+        )
+        .expect("config");
+        // The kit's setting: 127.0.0.1 through the tunnel, so the PAC decides for names.
+        let local = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+        let local_addr = local.listening();
+        local.wait_for("PAC http://");
+        let (code, out, err) =
+            socks_get(local_addr, &format!("http://localhost:{port}/bytes/1000")).await;
+        assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
+        if localhost_tunnelled {
+            expected_tunnels += 1;
+        }
+        assert_eq!(
+            metric_until(metrics, TUNNELS, |v| v >= expected_tunnels).await,
+            expected_tunnels,
+            "localhost tunnelled: {localhost_tunnelled}"
+        );
+        let (code, out, err) =
+            socks_get(local_addr, &format!("http://127.0.0.1:{port}/bytes/1000")).await;
+        assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
+        expected_tunnels += 1;
+        assert_eq!(
+            metric_until(metrics, TUNNELS, |v| v >= expected_tunnels).await,
+            expected_tunnels
+        );
+    }
+    let connect = format!("CONNECT 127.0.0.1:{} alice", server_addr.port());
+    let log = squid.access_log_with(&connect, 1).await;
+    assert!(log.contains(&connect), "the tunnel went via squid: {log}");
+}

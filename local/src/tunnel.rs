@@ -41,8 +41,8 @@ pub fn tunnel<'a, A: Answer + 'a>(
     s: &'a Settings,
 ) -> impl Future<Output = ()> + 'a {
     Span::current().record("target", tracing::field::display(target));
-    let (via, why) = s.rules.route(target);
     async move {
+        let (via, why) = Box::pin(crate::outbound::rules::decide(target, s)).await;
         if via != Via::Tunnel {
             // Around the tunnel (or nowhere): its own boxed future, so that a tunnel's
             // task is laid out for the tunnel alone.

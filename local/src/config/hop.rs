@@ -155,6 +155,10 @@ pub(super) fn pac_setting(
         host: host.to_owned(),
         refresh: file.pac_refresh.unwrap_or(defaults::PAC_REFRESH),
         timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
+        targets: file
+            .pac_direct
+            .unwrap_or(true)
+            .then(|| std::sync::Arc::new(crate::pac::targets::Targets::default())),
     }
 }
 

@@ -137,6 +137,9 @@ pub struct RawConfig {
     /// "proxy" | "block"`.
     #[serde(default)]
     pub rule: Vec<RawRule>,
+    /// Ask the corporate PAC about apps' targets: one it sends DIRECT goes direct while
+    /// it sends the server through a proxy (default true).
+    pub pac_direct: Option<bool>,
     /// A shadowsocks-rust ACL file.
     pub acl: Option<PathBuf>,
     /// Where IP literals in loopback/private/link-local ranges go when no rule names

@@ -182,7 +182,7 @@ pub async fn associate<T>(
                 match parsed {
                     Ok((to, data)) if ours => {
                         client.get_or_insert(from);
-                        match s.rules.route(&to) {
+                        match crate::outbound::rules::decide(&to, &s).await {
                             (Via::Tunnel, _) => {}
                             (Via::Direct, _) => {
                                 if send_direct(&mut direct, &mut direct_buf, &to, &data, &s).await {

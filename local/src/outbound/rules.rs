@@ -13,6 +13,30 @@ use burrow_common::TargetAddr;
 
 use crate::hosts::{HostPattern, HostSet};
 
+/// Why a target with no rule goes through the tunnel.
+pub const DEFAULT: &str = "the default";
+
+/// Where `target` goes, and why: the rules, then — for what they leave in the tunnel by
+/// default — the corporate PAC (`pac_direct`): a target it sends DIRECT while it sends
+/// the server through a proxy is reached from here.
+pub async fn decide(target: &TargetAddr, s: &crate::settings::Settings) -> (Via, String) {
+    let (via, why) = s.rules.route(target);
+    #[cfg(feature = "pac")]
+    if via == Via::Tunnel && why == DEFAULT {
+        if let (Some(t), TargetAddr::Domain(host, _)) =
+            (s.pac.as_ref().and_then(|p| p.targets.as_ref()), target)
+        {
+            if t.direct(host).await {
+                return (
+                    Via::Direct,
+                    "the corporate PAC answers DIRECT for it".into(),
+                );
+            }
+        }
+    }
+    (via, why)
+}
+
 /// Where a target goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {
@@ -130,7 +154,7 @@ impl Rules {
                 Via::Direct,
                 "the default: a loopback, private or link-local address".into(),
             ),
-            _ => (Via::Tunnel, "the default".into()),
+            _ => (Via::Tunnel, DEFAULT.into()),
         }
     }
 

@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
 mod eval;
+pub mod targets;
 
 pub use eval::find_proxy;
 use eval::local_addrs;
@@ -116,12 +117,15 @@ pub struct Pac {
     pub refresh: Duration,
     /// Fetch timeout.
     pub timeout: Duration,
+    /// Its answers for apps' targets (`pac_direct`), when asked; `None` when off.
+    pub targets: Option<Arc<targets::Targets>>,
 }
 
 impl Pac {
     /// Fetches and runs the PAC once: the list it answers.
     pub async fn answer(&self) -> Result<(String, Vec<Option<ProxyUrl>>), String> {
         let script = fetch(&self.source, self.timeout).await?;
+        let script_for_targets = script.clone();
         let (url, host) = (self.url.clone(), self.host.clone());
         let eval =
             tokio::task::spawn_blocking(move || find_proxy(&script, &url, &host, EVAL_BUDGET));
@@ -132,6 +136,9 @@ impl Pac {
             .map_err(|_| format!("no answer within {EVAL_BUDGET:?}"))?
             .map_err(|e| format!("PAC evaluation: {e}"))??;
         let list = to_ways(&text).map_err(|e| format!("FindProxyForURL answered {text:?}: {e}"))?;
+        if let Some(t) = &self.targets {
+            t.update(&script_for_targets, list.iter().any(Option::is_some));
+        }
         let list = proxy::named_by_pac(list, &self.auth, |p| {
             crate::hosts::any_matches(&self.auth_hosts, &p.host, p.port)
         });
