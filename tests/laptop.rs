@@ -41,33 +41,9 @@ fn origin(ns: &NetNs, dir: &std::path::Path) -> (Proc, u16) {
     (p, port)
 }
 
-/// Established connections to `port` inside `ns`: their local (source) ports.
-fn connections_to(ns: &NetNs, port: u16) -> Vec<u16> {
-    let (ok, out) = ns.run(
-        "ss",
-        &[
-            "-Htn",
-            "state",
-            "established",
-            "dport",
-            &format!("= :{port}"),
-        ],
-    );
-    assert!(ok, "ss: {out}");
-    out.lines()
-        .filter_map(|l| {
-            let local = l.split_whitespace().nth(2)?;
-            local.rsplit(':').next()?.parse().ok()
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
-    let ns = NetNs::new("deadwarm");
-    let dir = temp_dir("laptop");
-    let (_o1, port1) = origin(&ns, &dir);
-    let (_o2, port2) = origin(&ns, &dir);
+/// burrow-server (loopback targets allowed) and burrow-local towards it, inside `ns`:
+/// the server, its address, the local and its address.
+fn pair_in(ns: &NetNs) -> (Proc, std::net::SocketAddr, Proc, String) {
     let server = ns.spawn(
         SERVER,
         &[
@@ -97,6 +73,37 @@ async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
         &[],
     );
     let local_addr = local.listening().to_string();
+    (server, server_addr, local, local_addr)
+}
+
+/// Established connections to `port` inside `ns`: their local (source) ports.
+fn connections_to(ns: &NetNs, port: u16) -> Vec<u16> {
+    let (ok, out) = ns.run(
+        "ss",
+        &[
+            "-Htn",
+            "state",
+            "established",
+            "dport",
+            &format!("= :{port}"),
+        ],
+    );
+    assert!(ok, "ss: {out}");
+    out.lines()
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(2)?;
+            local.rsplit(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
+    let ns = NetNs::new("deadwarm");
+    let dir = temp_dir("laptop");
+    let (_o1, port1) = origin(&ns, &dir);
+    let (_o2, port2) = origin(&ns, &dir);
+    let (_server, server_addr, local, local_addr) = pair_in(&ns);
     let get = |port: u16| {
         let url = format!("http://127.0.0.1:{port}/hello.txt");
         // 30 s: a hang fails the test; the expected cost is about a second.
@@ -171,35 +178,7 @@ async fn a_change_of_addresses_empties_the_pool() {
     let ns = NetNs::new("netchange");
     let dir = temp_dir("laptop-net");
     let (_o, port) = origin(&ns, &dir);
-    let server = ns.spawn(
-        SERVER,
-        &[
-            "-s",
-            "127.0.0.1:0",
-            "-m",
-            METHOD,
-            "-k",
-            PW,
-            "--allow-private",
-        ],
-        &[],
-    );
-    let server_addr = server.listening();
-    let local = ns.spawn(
-        LOCAL,
-        &[
-            "-b",
-            "127.0.0.1:0",
-            "-s",
-            &server_addr.to_string(),
-            "-m",
-            METHOD,
-            "-k",
-            PW,
-        ],
-        &[],
-    );
-    let local_addr = local.listening().to_string();
+    let (_server, server_addr, local, local_addr) = pair_in(&ns);
     let url = format!("http://127.0.0.1:{port}/hello.txt");
     let get = || {
         ns.run(

@@ -19,23 +19,9 @@ const TUNNELS: &str = "burrow_connections_total";
 
 /// burrow-server allowing loopback targets, with metrics: its address and metrics.
 fn counted_server() -> (Proc, SocketAddr, SocketAddr) {
-    let cfg = temp_dir("route-server").join("server.toml");
-    std::fs::write(&cfg, "allow_private = true\nmetrics = \"127.0.0.1:0\"\n").expect("cfg");
-    let p = Proc::spawn(
-        SERVER,
-        &[
-            "-s",
-            "127.0.0.1:0",
-            "-m",
-            METHOD,
-            "-k",
-            PW,
-            "-c",
-            cfg.to_str().expect("utf8"),
-        ],
-        &[],
-    );
-    let (addr, metrics) = (p.listening(), p.listening());
+    let toml = "allow_private = true\nmetrics = \"127.0.0.1:0\"\n";
+    let (p, addr) = server_with_config(METHOD, PW, toml);
+    let metrics = p.listening();
     (p, addr, metrics)
 }
 

@@ -82,24 +82,9 @@ fn server_with(toml: &str) -> (Proc, SocketAddr, SocketAddr) {
 
 /// [`server_with`] for `method` and its `secret`.
 fn server_keyed(method: &str, secret: &str, toml: &str) -> (Proc, SocketAddr, SocketAddr) {
-    let dir = temp_dir("udp-server");
-    let cfg = dir.join("server.toml");
-    std::fs::write(&cfg, format!("metrics = \"127.0.0.1:0\"\n{toml}")).expect("config");
-    let p = Proc::spawn(
-        SERVER,
-        &[
-            "-s",
-            "127.0.0.1:0",
-            "-m",
-            method,
-            "-k",
-            secret,
-            "-c",
-            cfg.to_str().expect("utf8"),
-        ],
-        &[],
-    );
-    let (addr, metrics) = (p.listening(), p.listening());
+    let toml = format!("metrics = \"127.0.0.1:0\"\n{toml}");
+    let (p, addr) = server_with_config(method, secret, &toml);
+    let metrics = p.listening();
     p.wait_for("UDP relay on");
     (p, addr, metrics)
 }
@@ -421,17 +406,14 @@ async fn a_replayed_datagram_opens_nothing_and_a_session_keeps_its_user() {
 
     // Two users: bob's datagram from alice's address is dropped.
     let (echo, seen) = kit::udp_echo().await;
+    let users = format!(
+        "method = \"{METHOD}\"\nmetrics = \"127.0.0.1:0\"\nallow = [\"{}/32\"]\n\
+         [[user]]\nname = \"alice\"\npassword = \"pa\"\nmax_connections = 1\n\
+         [[user]]\nname = \"bob\"\npassword = \"pb\"\n",
+        echo.ip()
+    );
     let cfg = temp_dir("udp-users").join("server.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "method = \"{METHOD}\"\nmetrics = \"127.0.0.1:0\"\nallow = [\"{}/32\"]\n\
-             [[user]]\nname = \"alice\"\npassword = \"pa\"\nmax_connections = 1\n\
-             [[user]]\nname = \"bob\"\npassword = \"pb\"\n",
-            echo.ip()
-        ),
-    )
-    .expect("config");
+    std::fs::write(&cfg, users).expect("config");
     let server = Proc::spawn(
         SERVER,
         &["-s", "127.0.0.1:0", "-c", cfg.to_str().expect("utf8")],

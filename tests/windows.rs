@@ -178,23 +178,11 @@ async fn burrow_local_exe_over_wss_through_nginx() {
     let target = kit::http_target().await;
     let dir = temp_dir("win-wss");
     let (cert, key, ca) = origins::write_pki(&dir, &["localhost"]);
-    let scfg = dir.join("server.toml");
-    std::fs::write(&scfg, "allow_private = true\nws_listen = \"127.0.0.1:0\"\n").expect("cfg");
-    let server = Proc::spawn(
-        SERVER,
-        &[
-            "-s",
-            "127.0.0.1:0",
-            "-m",
-            METHOD,
-            "-k",
-            PW,
-            "-c",
-            scfg.to_str().expect("utf8"),
-        ],
-        &[],
+    let (server, _tcp) = server_with_config(
+        METHOD,
+        PW,
+        "allow_private = true\nws_listen = \"127.0.0.1:0\"\n",
     );
-    let _tcp = server.listening();
     let ws_addr = server.listening();
     let nginx = Nginx::start(&dir, &cert, &key, ws_addr, 30);
     let ca = windows_path(&ca).replace('\\', "\\\\");

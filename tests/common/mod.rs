@@ -25,6 +25,30 @@ pub fn server(method: &str, password: &str, extra: &[&str]) -> (Proc, SocketAddr
     (p, addr)
 }
 
+/// burrow-server on 127.0.0.1:0 for `method` and `secret`, with `toml` as its config
+/// file; the process (whose later `listening on` lines — the WebSocket listener, the
+/// metrics — its caller reads) and its tunnel address.
+pub fn server_with_config(method: &str, secret: &str, toml: &str) -> (Proc, SocketAddr) {
+    let cfg = temp_dir("server-cfg").join("server.toml");
+    std::fs::write(&cfg, toml).expect("server.toml");
+    let p = Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-m",
+            method,
+            "-k",
+            secret,
+            "-c",
+            cfg.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let addr = p.listening();
+    (p, addr)
+}
+
 /// burrow-local on 127.0.0.1:0 towards `server`.
 pub fn local(
     server: SocketAddr,

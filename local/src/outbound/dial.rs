@@ -185,13 +185,17 @@ async fn open_on(
         }
     }
     let started = Instant::now();
-    let conn = srv
-        .pool
+    let conn = fresh(srv).await?;
+    start(target, s, srv, plan, conn, started.elapsed()).await
+}
+
+/// A fresh connection to `srv`, not one of the pool's.
+async fn fresh(srv: &Server) -> Result<ServerIo, DialError> {
+    srv.pool
         .dial()
         .connect()
         .await
-        .map_err(|e| server_err(srv, e))?;
-    start(target, s, srv, plan, conn, started.elapsed()).await
+        .map_err(|e| server_err(srv, e))
 }
 
 fn server_err(srv: &Server, source: io::Error) -> DialError {
@@ -353,15 +357,10 @@ pub async fn settle(
         "a warm connection to {} had died silently (nothing acknowledged): {target} moves to a fresh one",
         srv.name()
     );
-    let conn = srv
-        .pool
-        .dial()
-        .connect()
-        .await
-        .map_err(|e| server_err(srv, e))?;
-    let mut fresh = start(target, s, srv, Plan::Go, conn, Duration::ZERO).await?;
-    fresh.buffer(first);
-    **tunnel = fresh;
+    let conn = fresh(srv).await?;
+    let mut again = start(target, s, srv, Plan::Go, conn, Duration::ZERO).await?;
+    again.buffer(first);
+    **tunnel = again;
     Ok(())
 }
 
