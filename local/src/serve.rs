@@ -19,6 +19,8 @@ use tracing::{debug, Span};
 
 use crate::inbound::detect::{detect, Inbound};
 use crate::inbound::socks5::{Command, HANDSHAKE_BUF};
+use burrow_common::timeout::with_timeout;
+
 use crate::inbound::{http, socks5, udp};
 use crate::settings::Settings;
 use crate::tools::metrics::Inbound as Kind;
@@ -26,10 +28,10 @@ use crate::tunnel::tunnel;
 
 /// Serves one accepted connection until it ends.
 pub async fn serve(settings: Arc<Settings>, conn: TcpStream) {
-    let kind = match tokio::time::timeout(settings.handshake_timeout, detect(&conn)).await {
-        Ok(Ok(kind)) => kind,
-        Ok(Err(e)) => return debug!("before the first byte: {e}"),
-        Err(_) => return debug!("no first byte within the handshake timeout"),
+    let first = with_timeout("the first byte", settings.handshake_timeout, detect(&conn));
+    let kind = match first.await {
+        Ok(kind) => kind,
+        Err(e) => return debug!("before the first byte: {e}"),
     };
     Span::current().record("inbound", kind.name());
     match kind {

@@ -56,12 +56,11 @@ pub async fn serve_websocket(shared: Arc<Shared>, conn: TcpStream) {
         return;
     };
     let upgrade = ws::accept(conn, &s.ws_path, Some(s.ws_ping));
-    let upgraded = tokio::time::timeout(s.handshake_timeout, upgrade).await;
+    let upgraded = with_timeout("WebSocket handshake", s.handshake_timeout, upgrade).await;
     drop(handshaking);
     match upgraded {
-        Ok(Ok(io)) => serve(shared, io).await,
-        Ok(Err(e)) => debug!("{e}"),
-        Err(_) => debug!("WebSocket handshake timed out"),
+        Ok(io) => serve(shared, io).await,
+        Err(e) => debug!("{e}"),
     }
 }
 

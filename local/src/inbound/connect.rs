@@ -69,11 +69,9 @@ impl crate::tunnel::Answer for Answer {
             return Err(io::ErrorKind::ConnectionAborted.into());
         }
         // Bytes the app sent before its 200 are in the upgraded stream already.
-        match tokio::time::timeout(self.timeout, hyper::upgrade::on(self.req)).await {
-            Ok(Ok(up)) => Ok((Bytes::new(), TokioIo::new(up))),
-            Ok(Err(e)) => Err(io::Error::other(e)),
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
-        }
+        let upgrade = async { hyper::upgrade::on(self.req).await.map_err(io::Error::other) };
+        let up = burrow_common::timeout::with_timeout("CONNECT upgrade", self.timeout, upgrade);
+        Ok((Bytes::new(), TokioIo::new(up.await?)))
     }
 
     async fn failed(self, e: &DialError) {

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use burrow_common::relay::{relay, reported};
+use burrow_common::timeout::with_timeout;
 use burrow_common::TargetAddr;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -192,21 +193,20 @@ async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>,
     let io: Box<dyn Io> = match &origin.tls {
         None => tunnel,
         Some(tls) => {
-            let handshake = tokio::time::timeout(s.connect_timeout, tls.connect(tunnel)).await;
-            match handshake {
-                Ok(Ok(stream)) => Box::new(stream),
-                Ok(Err(e)) => {
+            let handshake = with_timeout("TLS", s.connect_timeout, tls.connect(tunnel));
+            match handshake.await {
+                Ok(stream) => Box::new(stream),
+                Err(e) => {
                     info!("TLS with {target}: {e}");
+                    let status = if e.kind() == std::io::ErrorKind::TimedOut {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
                     return Err(text(
-                        StatusCode::BAD_GATEWAY,
+                        status,
                         format!("burrow-local: TLS with {target}: {e}"),
                     ));
-                }
-                Err(_) => {
-                    return Err(text(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!("burrow-local: TLS with {target} timed out"),
-                    ))
                 }
             }
         }

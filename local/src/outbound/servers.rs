@@ -91,10 +91,9 @@ async fn check(s: &Server, timeout: Duration, socket: &SocketOpts) -> std::io::R
         tokio::io::AsyncWriteExt::flush(&mut tunnel).await?;
         tunnel.peer_answered().await.map(|_| ())
     };
-    match tokio::time::timeout(timeout, asked).await {
-        Ok(Err(e)) if e.kind() != std::io::ErrorKind::ConnectionReset => Err(e),
-        Ok(_) => Ok(()),
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    match burrow_common::timeout::with_timeout("server check", timeout, asked).await {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+        other => other,
     }
 }
 
