@@ -460,3 +460,28 @@ async fn a_replayed_datagram_opens_nothing_and_a_session_keeps_its_user() {
     metric_until(metrics, &dropped("sessions"), |n| n > full).await;
     assert_eq!(seen.load(SeqCst), 2, "the second session sent nothing on");
 }
+
+/// UDP over the TCP tunnel right after a TCP tunnel: the server is known to confirm and a
+/// warm connection is at hand, and the association still answers at once (its tunnel
+/// does not wait for a word the server gives only with its first datagram back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_over_tcp_after_a_tcp_tunnel_answers_at_once() {
+    let (echo, _) = kit::udp_echo().await;
+    let target = kit::http_target().await;
+    let (_server, server_addr, _) = server_with("allow_private = true\n");
+    let (local, local_addr) = local_with(&server_addr.to_string(), "udp_transport = \"tcp\"\n");
+    let (code, _, err) = curl(&[
+        "--socks5-hostname",
+        &local_addr.to_string(),
+        &format!("http://{target}/bytes/100"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let via = Socks5Udp::associate(local_addr).await.expect("associate");
+    via.send(echo, b"right after").await;
+    let (from, back) = via
+        .recv(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no answer within 5 s\n{}", local.output()));
+    assert_eq!((from, back.as_slice()), (echo, &b"right after"[..]));
+}

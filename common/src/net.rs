@@ -241,6 +241,7 @@ pub async fn accept_with_backoff(listener: &TcpListener) -> (TcpStream, SocketAd
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn connection_budget_leaves_room_for_two_descriptors_each() {
         assert_eq!(budget_for(20_000), 9_968);

@@ -137,6 +137,19 @@ impl HostPattern {
         })
     }
 
+    /// For an entry PAC cannot say exactly ([`HostPattern::pac_condition`] is `None`): a
+    /// condition that covers it (its host whatever the port; any IPv6 literal for an
+    /// IPv6 network), so that the PAC can hand such hosts to burrow-local to decide.
+    pub fn pac_cover(&self) -> String {
+        let host_only = HostPattern {
+            host: self.host.clone(),
+            port: None,
+        };
+        host_only
+            .pac_condition()
+            .unwrap_or_else(|| "host.indexOf(\":\") >= 0".into())
+    }
+
     /// Whether `host` (a name or an IP literal, brackets allowed) on `port` matches.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {

@@ -230,6 +230,15 @@ pub async fn run_with_reload(
         }),
         _ => None,
     };
+    // Given back as soon as the stop begins, not after the drain: Windows ends a
+    // program a few seconds after a console close, logoff or shutdown.
+    let system_proxy = system_proxy.map(|p| {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            p.restore();
+        })
+    });
     let loops = listeners.into_iter().map(|listener| {
         let now = now.clone();
         accept_loop(listener, opts.clone(), shutdown.clone(), move |conn| {
@@ -237,8 +246,8 @@ pub async fn run_with_reload(
         })
     });
     futures_util::future::join_all(loops).await;
-    if let Some(p) = system_proxy {
-        p.restore();
+    if let Some(restored) = system_proxy {
+        let _ = restored.await;
     }
     futures_util::future::join_all(warm).await;
     Ok(())

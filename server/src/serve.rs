@@ -144,7 +144,12 @@ where
         ..
     } = *req;
     user.counters.tunnels.fetch_add(1, Relaxed);
-    let tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
+    let mut tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
+    // The word goes now, as for a tunnel whose target is connected: a client that waits
+    // for it does not wait for the first datagram back.
+    if tokio::io::AsyncWriteExt::flush(&mut tunnel).await.is_err() {
+        return;
+    }
     tokio::select! {
         _ = crate::udp::over_tcp(shared, tunnel, payload, &user.counters) => {}
         _ = user.removed.cancelled() => debug!("user {} removed: UDP over TCP closed", user.name),

@@ -147,6 +147,9 @@ pub(super) fn pac_setting(
     auth: proxy::ProxyAuth,
     auth_hosts: Vec<HostPattern>,
 ) -> PacSetting {
+    // A PAC the user named decides targets by default; one WPAD found on the LAN —
+    // whoever answers for "wpad" — only when pac_direct = true says so.
+    let wpad = matches!(&source, crate::pac::Source::Http { host, .. } if host == "wpad");
     crate::pac::Pac {
         source,
         auth,
@@ -157,7 +160,7 @@ pub(super) fn pac_setting(
         timeout: file.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
         targets: file
             .pac_direct
-            .unwrap_or(true)
+            .unwrap_or(!wpad)
             .then(|| std::sync::Arc::new(crate::pac::targets::Targets::default())),
     }
 }

@@ -171,10 +171,13 @@ async fn connect(origin: &Origin, s: &Settings) -> Result<SendRequest<Incoming>,
     };
     let tunnel: Box<dyn Io> = match origin.via {
         // No wait for the server's word: the origin's answer (or its absence) says it all.
-        // A warm connection that died silently fails the request at once (its watch,
-        // see `dial`) with a 502, instead of leaving the app waiting: the request is
-        // not sent twice.
-        Via::Tunnel => Box::new(dial(target, s, Plan::Go).await.map_err(failed)?),
+        // The origin's answer says it all; kept-alive origin connections and relayed
+        // WebSockets must not keep a warm connection's watch.
+        Via::Tunnel => {
+            let tunnel = dial(target, s, Plan::Go).await.map_err(failed)?;
+            tunnel.get_ref().unwatch();
+            Box::new(tunnel)
+        }
         Via::Block => {
             let (_, rule) = s.rules.route(target);
             let e = DialError::Blocked {

@@ -120,8 +120,13 @@ pub fn script(
             Via::Block => DEAD_PROXY,
             Via::Tunnel | Via::Proxy => ours.as_str(),
         };
-        for h in r.hosts.iter().filter_map(|h| h.pac_condition()) {
-            rules.push_str(&format!("  if ({h}) return \"{to}\";\n"));
+        for h in &r.hosts {
+            // What PAC cannot say exactly (a port, an IPv6 network) goes to burrow-local,
+            // which decides by the rule itself: a later rule cannot take it first.
+            match h.pac_condition() {
+                Some(c) => rules.push_str(&format!("  if ({c}) return \"{to}\";\n")),
+                None => rules.push_str(&format!("  if ({}) return \"{ours}\";\n", h.pac_cover())),
+            }
         }
     }
     for b in bypass {

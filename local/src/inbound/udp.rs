@@ -71,11 +71,9 @@ impl Hop {
         let mut tunnel = dial(&magic, s, Plan::Go)
             .await
             .map_err(|e| io::Error::other(e.to_string()))?;
-        let request = udp::uot_request();
-        tunnel.buffer(&request);
-        crate::outbound::dial::settle(&mut tunnel, &magic, &request, s)
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        // No settle: servers send nothing on this tunnel until a datagram comes back.
+        tunnel.get_ref().unwatch();
+        tunnel.write_all(&udp::uot_request()).await?;
         tunnel.flush().await?;
         Ok(Hop::Tunnel {
             tunnel,
@@ -169,6 +167,10 @@ pub async fn associate<T>(
     // Datagrams the rules send direct leave from a socket of our own, made when needed.
     let mut direct: Option<UdpSocket> = None;
     let mut direct_buf = Vec::new();
+    // Per destination: where the rules send it, and (direct) its address — decided
+    // once, not per datagram.
+    let mut routes: std::collections::HashMap<TargetAddr, (Via, Option<SocketAddr>)> =
+        Default::default();
     let mut gone = [0u8; 64];
     let (mut up, mut down, mut dropped) = (0u64, 0u64, 0u64);
     loop {
@@ -182,19 +184,30 @@ pub async fn associate<T>(
                 match parsed {
                     Ok((to, data)) if ours => {
                         client.get_or_insert(from);
-                        match crate::outbound::rules::decide(&to, &s).await {
+                        if !routes.contains_key(&to) {
+                            if routes.len() >= ROUTES_MAX {
+                                routes.clear();
+                            }
+                            let (via, why) = crate::outbound::rules::decide(&to, &s).await;
+                            let addr = match via {
+                                Via::Direct => direct_addr(&to, &s).await,
+                                _ => None,
+                            };
+                            debug!("UDP to {to} goes {} ({why})", via.name());
+                            routes.insert(to.clone(), (via, addr));
+                        }
+                        match routes.get(&to).copied().unwrap_or((Via::Tunnel, None)) {
                             (Via::Tunnel, _) => {}
-                            (Via::Direct, _) => {
-                                if send_direct(&mut direct, &mut direct_buf, &to, &data, &s).await {
+                            (Via::Direct, addr) => {
+                                if send_direct(&mut direct, &mut direct_buf, addr, &data).await {
                                     up += 1;
                                 } else {
                                     dropped += 1;
                                 }
                                 continue;
                             }
-                            (via, why) => {
-                                // Blocked, or `proxy`: an HTTP proxy carries no UDP.
-                                debug!("UDP to {to}: {} ({why}): dropped", via.name());
+                            // Blocked, or `proxy`: an HTTP proxy carries no UDP.
+                            (_, _) => {
                                 dropped += 1;
                                 continue;
                             }
@@ -256,25 +269,34 @@ pub async fn associate<T>(
     info!("UDP association closed: {up} datagrams up, {down} down, {dropped} dropped");
 }
 
-/// Sends a datagram the rules route direct from this machine (its name resolved here),
-/// binding the association's direct socket the first time; `false` if it could not go.
+/// Destinations an association remembers the way to, at most (then it starts over).
+const ROUTES_MAX: usize = 256;
+
+/// A direct destination's address (its name resolved here), if it has one.
+async fn direct_addr(to: &TargetAddr, s: &Settings) -> Option<SocketAddr> {
+    let (host, port) = match to {
+        TargetAddr::Ip(a) => return Some(*a),
+        TargetAddr::Domain(h, p) => (h.clone(), *p),
+    };
+    let found = burrow_common::net::resolve(&host, port, s.connect_timeout)
+        .await
+        .ok()
+        .and_then(|a| a.first().copied());
+    if found.is_none() {
+        debug!("UDP to {to} (direct): no address");
+    }
+    found
+}
+
+/// Sends a datagram the rules route direct from this machine to `addr`, binding the
+/// association's direct socket the first time; `false` if it could not go.
 async fn send_direct(
     direct: &mut Option<UdpSocket>,
     buf: &mut Vec<u8>,
-    to: &TargetAddr,
+    addr: Option<SocketAddr>,
     data: &[u8],
-    s: &Settings,
 ) -> bool {
-    let (host, port) = match to {
-        TargetAddr::Ip(a) => (a.ip().to_string(), a.port()),
-        TargetAddr::Domain(h, p) => (h.clone(), *p),
-    };
-    let Some(addr) = burrow_common::net::resolve(&host, port, s.connect_timeout)
-        .await
-        .ok()
-        .and_then(|a| a.first().copied())
-    else {
-        debug!("UDP to {to} (direct): no address");
+    let Some(addr) = addr else {
         return false;
     };
     if direct.is_none() {

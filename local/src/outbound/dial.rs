@@ -170,10 +170,16 @@ async fn open_on(
         // the request, since its TCP never acknowledged it.
         // A tunnel that goes at once is watched only where the server's word comes at
         // once too (it confirms): that word ends the watch (see `settle`).
-        if plan != Plan::Go || (srv.learned.confirms() && s.confirm != Confirm::Never) {
+        let watched = match plan {
+            Plan::Wait { .. } => true,
+            Plan::Go => srv.learned.confirms() && s.confirm != Confirm::Never,
+            Plan::Send => false,
+        };
+        if watched {
             warm.watch_sent(watch_for(made_in, s.connect_timeout));
         }
-        match start(target, s, srv, plan, warm, Duration::ZERO).await {
+        // Its own setup time stands for a fresh one's: the learning wait scales with it.
+        match start(target, s, srv, plan, warm, made_in).await {
             // The server or a proxy may have dropped the warm connection a moment ago
             // (the request could not be sent): one more try on a fresh one before the
             // app hears of a failure. A server that closes without a byte after reading
@@ -248,9 +254,8 @@ async fn start(
     };
     let answered = tokio::time::timeout(wait, tunnel.peer_answered()).await;
     let learned = &srv.learned;
-    if matches!(answered, Ok(Ok(_))) {
-        tunnel.get_ref().unwatch();
-    }
+    // Whatever the answer, the watch ends here: a long tunnel must not keep it.
+    tunnel.get_ref().unwatch();
     match answered {
         Ok(Ok(true)) => {
             if s.confirm == Confirm::Auto {
@@ -327,10 +332,11 @@ pub async fn add_first_bytes<R: AsyncRead + Unpin>(
 
 /// For a tunnel that went at once on a watched warm connection (see `open_on`): sends
 /// the request and first bytes now and waits for the server's word. `Ok` once it came
-/// (the watch ends) or did not come in time with nothing known to be wrong; a tunnel
-/// whose flight the server's TCP never acknowledged (the warm connection had died
-/// silently) is moved to a fresh connection with the same request and first bytes —
-/// certain the server never got them.
+/// (the watch ends) or did not come in time with nothing known to be wrong. A tunnel
+/// whose flight — small enough to be one segment, so acknowledged whole or not at all —
+/// the server's TCP never acknowledged (the warm connection had died silently) is moved
+/// to a fresh connection with the same request and first bytes; a larger flight is not
+/// sent again (part of it may have arrived): the tunnel fails cleanly instead.
 pub async fn settle(
     tunnel: &mut Tunnel,
     target: &TargetAddr,
@@ -346,7 +352,10 @@ pub async fn settle(
         tunnel.peer_answered().await
     };
     match tokio::time::timeout(limit, answered).await {
-        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {}
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut && first.len() <= ONE_SEGMENT => {}
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+            return Err(server_err(s.servers.current(), e));
+        }
         _ => {
             tunnel.get_ref().unwatch();
             return Ok(());
@@ -363,6 +372,11 @@ pub async fn settle(
     **tunnel = again;
     Ok(())
 }
+
+/// First bytes sent again on a fresh connection at most: with the request header and
+/// the AEAD overhead they fit one TCP segment on any path (IPv6's minimum MTU less
+/// headers), so the peer's TCP acknowledged all of them or none.
+const ONE_SEGMENT: usize = 1024;
 
 /// The most first bytes taken that way (the rest follow on the relay's path).
 const FIRST_BYTES_MAX: usize = 16 * 1024;

@@ -262,7 +262,7 @@ impl List {
                 && self
                     .regexes
                     .as_ref()
-                    .is_some_and(|r| r.is_match(&host.to_ascii_lowercase())))
+                    .is_some_and(|r| r.is_match(&host.trim_end_matches('.').to_ascii_lowercase())))
     }
 }
 

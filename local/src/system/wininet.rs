@@ -95,6 +95,16 @@ fn announce() {
 /// The settings that point at burrow-local on `local`: its PAC when `pac`, else the proxy
 /// itself with plain names bypassed.
 pub fn pointing_at(local: SocketAddr, pac: bool) -> Settings {
+    // Listening on every address: apps on this machine reach it on loopback.
+    let local = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], local.port()))
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()))
+        }
+        _ => local,
+    };
     if pac {
         Settings {
             proxy_enable: Some(0),
