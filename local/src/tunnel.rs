@@ -42,7 +42,7 @@ pub fn tunnel<'a, A: Answer + 'a>(
 ) -> impl Future<Output = ()> + 'a {
     Span::current().record("target", tracing::field::display(target));
     async move {
-        let (via, why) = Box::pin(crate::outbound::rules::decide(target, s)).await;
+        let (via, why) = Box::pin(crate::outbound::around::decide(target, s)).await;
         if via != Via::Tunnel {
             // Around the tunnel (or nowhere): its own boxed future, so that a tunnel's
             // task is laid out for the tunnel alone.

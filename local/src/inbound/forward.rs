@@ -51,7 +51,7 @@ pub async fn forward(req: Request<Incoming>, s: &Settings, cache: &Cache) -> Res
     parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
     // Host from the absolute URI, whatever the client put in its Host header.
     parts.headers.insert(header::HOST, host);
-    let (via, why) = crate::outbound::rules::decide(&target, s).await;
+    let (via, why) = crate::outbound::around::decide(&target, s).await;
     if via != crate::outbound::rules::Via::Tunnel {
         tracing::debug!("{target} goes {} ({why})", via.name());
     }

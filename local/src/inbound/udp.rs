@@ -188,7 +188,7 @@ pub async fn associate<T>(
                             if routes.len() >= ROUTES_MAX {
                                 routes.clear();
                             }
-                            let (via, why) = crate::outbound::rules::decide(&to, &s).await;
+                            let (via, why) = crate::outbound::around::decide(&to, &s).await;
                             let addr = match via {
                                 Via::Direct => direct_addr(&to, &s).await,
                                 _ => None,

@@ -17,6 +17,27 @@ use crate::outbound::hop::{self, Outbound, ServerIo};
 use crate::outbound::rules::Via;
 use crate::settings::Settings;
 
+/// Where `target` goes, and why: the rules, then — for what they leave in the tunnel by
+/// default — the corporate PAC (`pac_direct`): a target it sends DIRECT while it sends
+/// the server through a proxy is reached from here.
+pub async fn decide(target: &TargetAddr, s: &Settings) -> (Via, String) {
+    let (via, why) = s.rules.route(target);
+    #[cfg(feature = "pac")]
+    if via == Via::Tunnel && why == crate::outbound::rules::DEFAULT {
+        if let (Some(t), TargetAddr::Domain(host, _)) =
+            (s.pac.as_ref().and_then(|p| p.targets.as_ref()), target)
+        {
+            if t.direct(host).await {
+                return (
+                    Via::Direct,
+                    "the corporate PAC answers DIRECT for it".into(),
+                );
+            }
+        }
+    }
+    (via, why)
+}
+
 /// Connects to `target` the way `via` says (`Direct` or `Proxy`).
 pub async fn connect(
     target: &TargetAddr,

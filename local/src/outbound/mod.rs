@@ -4,6 +4,7 @@
 //! the server `servers` has in use; `hop` reaches the server (direct or through the
 //! corporate `proxy`, raw or dressed as a WebSocket, over TLS for wss).
 
+pub mod acl;
 pub mod around;
 pub mod dial;
 pub mod hop;
