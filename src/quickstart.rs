@@ -110,6 +110,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         shutdown_grace: QUICK_GRACE,
         socket: SocketOpts::default(),
         config_file: None,
+        follows_system: None,
         system_proxy: false,
         // The demo origin is on this machine: through the tunnel, to show it.
         rules: std::sync::Arc::new(

@@ -365,6 +365,17 @@ async fn burrow_local_exe_at_home_in_windows_settings() {
     let connect = format!("CONNECT {server_addr} alice");
     let log = squid.access_log_with(&connect, 1).await;
     assert!(log.contains(&connect), "{log}");
+    // The settings change while it runs (another network's proxy): it follows.
+    let other = Squid::start(temp_dir("win-system-squid2"), &[server_addr.port()]);
+    reg_set(k, "ProxyServer", "REG_SZ", &other.addr.to_string());
+    local.wait_for("config reloaded");
+    assert_exact(
+        &socks_fetch(local_addr, target, 50_000).await,
+        50_000,
+        &local,
+    );
+    let log = other.access_log_with(&connect, 1).await;
+    assert!(log.contains(&connect), "the new proxy carries it: {log}");
     drop(local);
     reg_set(k, "AutoConfigURL", "REG_SZ", corporate);
     reg_set(k, "ProxyEnable", "REG_DWORD", "0");

@@ -94,6 +94,9 @@ async fn start(
     (settings, warm)
 }
 
+/// How often the system's proxy settings are looked at, with `outbound_proxy = "system"`.
+const SYSTEM_LOOK: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// On every reload request (SIGHUP; on Windows a change of the config file): the config
 /// is read again; one that loads replaces the settings for new connections (servers,
 /// routes, proxy settings, timeouts; listen addresses, the DNS forwarder's and the
@@ -104,10 +107,30 @@ async fn reload_on_request(
     reload: Reload,
     shutdown: CancellationToken,
 ) {
+    // outbound_proxy = "system": what the system's settings say, looked at every few
+    // seconds (another network, the user's own change); a change reads the config again.
+    let follows = current
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .follows_system
+        .clone();
+    let mut said = follows
+        .as_deref()
+        .and_then(|h| system::outbound_proxy(h).ok().flatten());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             got = asked.next() => if got.is_none() { return },
+            _ = tokio::time::sleep(SYSTEM_LOOK), if follows.is_some() => {
+                let now = follows
+                    .as_deref()
+                    .and_then(|h| system::outbound_proxy(h).ok().flatten());
+                if now == said {
+                    continue;
+                }
+                tracing::info!("the system's proxy settings now say {now:?}: reading the config again");
+                said = now;
+            }
         }
         match reload() {
             Ok(next) => {

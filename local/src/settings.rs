@@ -56,6 +56,9 @@ pub struct Settings {
     pub socket: SocketOpts,
     /// The config file read, if any (Windows reloads when it changes).
     pub config_file: Option<std::path::PathBuf>,
+    /// With `outbound_proxy = "system"`: the server's host, whose way the system's
+    /// settings say; when what they say changes, the config is read again.
+    pub follows_system: Option<String>,
     /// Point the system's proxy settings here while running (`system_proxy`).
     pub system_proxy: bool,
 }

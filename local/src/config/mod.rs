@@ -97,6 +97,15 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
 
     let mut warnings: Vec<String> = notes;
     let entries = server_entries(cli, &file, &mut warnings)?;
+    // outbound_proxy = "system": the way is re-read while running (see `follows_system`).
+    let says_system = |t: &str| t.trim().eq_ignore_ascii_case("system");
+    let follows_system = match (&cli.outbound_proxy, &file.outbound_proxy) {
+        (Some(t), _) => says_system(t),
+        (None, Some(list)) => matches!(list.to_vec().as_slice(), [one] if says_system(one)),
+        (None, None) => false,
+    }
+    .then(|| entries.first().map(|(host, ..)| host.clone()))
+    .flatten();
     let proxy_auth = match (file.proxy_username.clone(), file.proxy_password.clone()) {
         (Some(u), Some(p)) if !u.is_empty() && !p.expose().is_empty() => Some((u, p)),
         (None, None) => None,
@@ -240,6 +249,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         shutdown_grace: file.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
         socket,
         config_file,
+        follows_system,
         system_proxy: cli.system_proxy || file.system_proxy.unwrap_or(false),
     };
     check_timeouts(&[
