@@ -76,6 +76,30 @@ fn pair_in(ns: &NetNs) -> (Proc, std::net::SocketAddr, Proc, String) {
     (server, server_addr, local, local_addr)
 }
 
+/// `GET /hello.txt` from the origin on `port`, through burrow-local at `local` inside
+/// `ns`; 30 s at most: a hang fails the test, the expected cost is about a second.
+fn get_in(ns: &NetNs, local: &str, port: u16) -> (bool, String) {
+    let url = format!("http://127.0.0.1:{port}/hello.txt");
+    ns.run(
+        "curl",
+        &["-sS", "--max-time", "30", "--socks5-hostname", local, &url],
+    )
+}
+
+/// The warm connections to the server on `port` once the pool holds some (it refills
+/// after a tunnel): their local ports.
+fn warm_connections(ns: &NetNs, port: u16) -> Vec<u16> {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let warm = connections_to(ns, port);
+        if !warm.is_empty() {
+            return warm;
+        }
+        assert!(std::time::Instant::now() < end, "no warm connection");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Established connections to `port` inside `ns`: their local (source) ports.
 fn connections_to(ns: &NetNs, port: u16) -> Vec<u16> {
     let (ok, out) = ns.run(
@@ -104,31 +128,10 @@ async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
     let (_o1, port1) = origin(&ns, &dir);
     let (_o2, port2) = origin(&ns, &dir);
     let (_server, server_addr, local, local_addr) = pair_in(&ns);
-    let get = |port: u16| {
-        let url = format!("http://127.0.0.1:{port}/hello.txt");
-        // 30 s: a hang fails the test; the expected cost is about a second.
-        ns.run(
-            "curl",
-            &[
-                "-sS",
-                "--max-time",
-                "30",
-                "--socks5-hostname",
-                &local_addr,
-                &url,
-            ],
-        )
-    };
+    let get = |port: u16| get_in(&ns, &local_addr, port);
     let (ok, out) = get(port1);
     assert!(ok && out.contains("hello from the origin"), "{out}");
-    // The pool refills after the tunnel: wait until warm connections are held.
-    let end = std::time::Instant::now() + Duration::from_secs(30);
-    let mut warm = connections_to(&ns, server_addr.port());
-    while warm.is_empty() {
-        assert!(std::time::Instant::now() < end, "no warm connection");
-        std::thread::sleep(Duration::from_millis(50));
-        warm = connections_to(&ns, server_addr.port());
-    }
+    let warm = warm_connections(&ns, server_addr.port());
     // Every warm connection now goes silent; new connections still pass.
     let ports = warm
         .iter()
@@ -179,27 +182,10 @@ async fn a_change_of_addresses_empties_the_pool() {
     let dir = temp_dir("laptop-net");
     let (_o, port) = origin(&ns, &dir);
     let (_server, server_addr, local, local_addr) = pair_in(&ns);
-    let url = format!("http://127.0.0.1:{port}/hello.txt");
-    let get = || {
-        ns.run(
-            "curl",
-            &[
-                "-sS",
-                "--max-time",
-                "30",
-                "--socks5-hostname",
-                &local_addr,
-                &url,
-            ],
-        )
-    };
+    let get = || get_in(&ns, &local_addr, port);
     let (ok, out) = get();
     assert!(ok, "{out}");
-    let end = std::time::Instant::now() + Duration::from_secs(30);
-    while connections_to(&ns, server_addr.port()).is_empty() {
-        assert!(std::time::Instant::now() < end, "no warm connection");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    warm_connections(&ns, server_addr.port());
     let (ok, out) = ns.run("ip", &["addr", "add", "10.200.0.1/32", "dev", "lo"]);
     assert!(ok, "{out}");
     let said = local.wait_for("addresses changed");

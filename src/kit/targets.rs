@@ -203,9 +203,30 @@ pub struct Recorder {
 /// What one connection sent, and whether it has closed.
 type Received = (Vec<u8>, bool);
 
+/// How a recorder's peer behaves.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// Writes this first, then only reads.
+    Greets(&'static [u8]),
+    /// Answers every request head with this.
+    Answers(&'static [u8]),
+}
+
 impl Recorder {
     /// Starts one on `bind`.
     pub async fn start(bind: &str, greeting: &'static [u8]) -> Recorder {
+        Recorder::serve(bind, Peer::Greets(greeting)).await
+    }
+
+    /// An HTTP peer that answers every request head (up to its blank line) with `reply`,
+    /// keeping the connection: a proxy that always asks for credentials, say, or a
+    /// server that always redirects. Records what each connection sent, as
+    /// [`Recorder::start`].
+    pub async fn answering(bind: &str, reply: &'static [u8]) -> Recorder {
+        Recorder::serve(bind, Peer::Answers(reply)).await
+    }
+
+    async fn serve(bind: &str, peer: Peer) -> Recorder {
         let listener = TcpListener::bind(bind).await.expect("bind recorder");
         let addr = listener.local_addr().expect("addr");
         let count = Arc::new(AtomicUsize::new(0));
@@ -219,14 +240,34 @@ impl Recorder {
                     .push((Vec::new(), false));
                 let r = r.clone();
                 tokio::spawn(async move {
-                    let _ = conn.write_all(greeting).await;
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = conn.read(&mut buf).await {
-                        if n == 0 {
-                            break;
+                    let record = |bytes: &[u8]| {
+                        r.lock().unwrap_or_else(|p| p.into_inner())[i]
+                            .0
+                            .extend_from_slice(bytes)
+                    };
+                    match peer {
+                        Peer::Greets(greeting) => {
+                            let _ = conn.write_all(greeting).await;
+                            let mut buf = vec![0u8; 16 * 1024];
+                            while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                                record(&buf[..n]);
+                            }
                         }
-                        let mut all = r.lock().unwrap_or_else(|p| p.into_inner());
-                        all[i].0.extend_from_slice(&buf[..n]);
+                        Peer::Answers(reply) => {
+                            // Byte by byte: each request head is answered where it ends.
+                            let mut head = Vec::new();
+                            let mut b = [0u8; 1];
+                            while conn.read(&mut b).await.unwrap_or(0) == 1 {
+                                record(&b);
+                                head.push(b[0]);
+                                if head.ends_with(b"\r\n\r\n") {
+                                    head.clear();
+                                    if conn.write_all(reply).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
                     }
                     r.lock().unwrap_or_else(|p| p.into_inner())[i].1 = true;
                 });
@@ -242,47 +283,6 @@ impl Recorder {
     /// Connections accepted so far.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
-    }
-
-    /// An HTTP peer that answers every request head (up to its blank line) with `reply`,
-    /// keeping the connection: a proxy that always asks for credentials, say, or a
-    /// server that always redirects. Records what each connection sent, as
-    /// [`Recorder::start`].
-    pub async fn answering(bind: &str, reply: &'static [u8]) -> Recorder {
-        let listener = TcpListener::bind(bind).await.expect("bind recorder");
-        let addr = listener.local_addr().expect("addr");
-        let count = Arc::new(AtomicUsize::new(0));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (c, r) = (count.clone(), received.clone());
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let i = c.fetch_add(1, Ordering::SeqCst);
-                r.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((Vec::new(), false));
-                let r = r.clone();
-                tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut b = [0u8; 1];
-                    while conn.read(&mut b).await.unwrap_or(0) == 1 {
-                        seen.push(b[0]);
-                        r.lock().unwrap_or_else(|p| p.into_inner())[i].0.push(b[0]);
-                        if seen.ends_with(b"\r\n\r\n") {
-                            seen.clear();
-                            if conn.write_all(reply).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    r.lock().unwrap_or_else(|p| p.into_inner())[i].1 = true;
-                });
-            }
-        });
-        Recorder {
-            addr,
-            count,
-            received,
-        }
     }
 
     /// Waits (up to `READY_TIMEOUT`) until at least `n` connections were accepted; returns
