@@ -86,6 +86,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         Some(std::sync::Arc::new(
             burrow_common::replay::ReplayFilter::sip022(),
         )),
+        None,
     );
     let local = burrow_local::settings::Settings {
         generation: Default::default(),

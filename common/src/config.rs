@@ -269,6 +269,8 @@ fn server_table(
             "port" | "server_port" => "server_port",
             "method" => "method",
             "password" => "password",
+            "plugin" => "plugin",
+            "plugin_opts" => "plugin_opts",
             _ => {
                 notes.push(format!(
                     "{file}: `servers[].{k}` is not used by burrow; ignored"

@@ -17,6 +17,8 @@ pub struct SsUrl {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// The SIP003 plugin and its options (`?plugin=name;opts`, decoded), if any.
+    pub plugin: Option<String>,
 }
 
 /// Why an `ss://` URL was refused.
@@ -36,10 +38,22 @@ pub enum UrlError {
 impl SsUrl {
     /// Parses SIP002 (`ss://base64url(method:password)@host:port`, or percent-encoded
     /// `ss://method:password@host:port`) and the legacy `ss://base64(method:password@host:port)`.
-    /// A `#tag` and `/?plugin=…` are ignored.
+    /// A `#tag` is ignored; `/?plugin=…` is kept.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let rest = url.trim().strip_prefix("ss://").ok_or(UrlError::Scheme)?;
         let rest = rest.split('#').next().unwrap_or_default();
+        let plugin = rest
+            .split_once('?')
+            .map(|(_, q)| q)
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("plugin="))
+            .map(|v| {
+                percent_decode_str(&v.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .filter(|p| !p.trim().is_empty());
         let rest = rest.split(['/', '?']).next().unwrap_or_default();
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (u.to_owned(), h.to_owned()),
@@ -74,6 +88,7 @@ impl SsUrl {
             password: Secret::new(password),
             host,
             port,
+            plugin,
         })
     }
 
@@ -93,6 +108,13 @@ impl SsUrl {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain)
         };
         let host = crate::hostport::bracket(&self.host);
-        format!("ss://{user}@{host}:{}", self.port)
+        match &self.plugin {
+            None => format!("ss://{user}@{host}:{}", self.port),
+            Some(p) => {
+                let p =
+                    percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC);
+                format!("ss://{user}@{host}:{}/?plugin={p}", self.port)
+            }
+        }
     }
 }

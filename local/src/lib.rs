@@ -73,17 +73,30 @@ async fn start(
         generation: gen.clone(),
         ..settings
     });
+    // Plugin processes first: the pools' connections go through them.
+    for p in settings
+        .servers
+        .list
+        .iter()
+        .filter_map(|s| s.plugin.clone())
+    {
+        let program = p.program.clone();
+        if let Err(e) = p.start(PLUGIN_READY, gen.clone()).await {
+            tracing::error!("{e} (plugin = {program:?}: is it installed and on PATH?)");
+        }
+    }
     let warm = settings
         .servers
         .list
         .iter()
         .map(|srv| tokio::spawn(srv.pool.clone().keep(gen.clone())))
         .collect();
-    tokio::spawn(settings.servers.clone().watch(
-        settings.connect_timeout,
-        settings.socket,
-        gen.clone(),
-    ));
+    tokio::spawn(
+        settings
+            .servers
+            .clone()
+            .watch(settings.connect_timeout, gen.clone()),
+    );
     let pools = settings
         .servers
         .list
@@ -93,6 +106,9 @@ async fn start(
     tokio::spawn(outbound::pool::drop_on_network_change(pools, gen));
     (settings, warm)
 }
+
+/// How long a plugin process is given to accept connections after it starts.
+const PLUGIN_READY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often the system's proxy settings are looked at, with `outbound_proxy = "system"`.
 const SYSTEM_LOOK: std::time::Duration = std::time::Duration::from_secs(3);

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use burrow_common::aead::{AeadError, Decoder, Encoder};
+use burrow_common::mux;
+use burrow_common::prefixed::Prefixed;
 use burrow_common::relay::{relay_tunnel, report};
 use burrow_common::timeout::with_timeout;
 use burrow_common::udp;
@@ -58,10 +60,67 @@ pub async fn serve_websocket(shared: Arc<Shared>, conn: TcpStream) {
     let upgrade = ws::accept(conn, &s.ws_path, Some(s.ws_ping));
     let upgraded = with_timeout("WebSocket handshake", s.handshake_timeout, upgrade).await;
     drop(handshaking);
-    match upgraded {
-        Ok(io) => serve(shared, io).await,
-        Err(e) => debug!("{e}"),
+    let io = match upgraded {
+        Ok(io) => io,
+        Err(e) => return debug!("{e}"),
+    };
+    // v2ray-plugin's clients frame their streams with Mux.Cool by default; burrow-local
+    // and other Shadowsocks clients send a salt. The first bytes tell which.
+    let head = with_timeout("first bytes", s.handshake_timeout, peek_head(io)).await;
+    match head {
+        Ok((head, io)) if mux::looks_like_mux(&head) => {
+            serve_mux(shared, Prefixed::new(head.freeze(), io)).await
+        }
+        Ok((head, io)) => serve(shared, Prefixed::new(head.freeze(), io)).await,
+        Err(e) => debug!("WebSocket: {e}"),
     }
+}
+
+/// Bytes enough to tell a Mux.Cool frame from a Shadowsocks salt (fewer if the client
+/// ends first), and the stream.
+async fn peek_head<S: AsyncRead + Unpin>(mut io: S) -> std::io::Result<(BytesMut, S)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = BytesMut::with_capacity(32);
+    while head.len() < MUX_PEEK {
+        if io.read_buf(&mut head).await? == 0 {
+            break;
+        }
+    }
+    Ok((head, io))
+}
+
+/// What `mux::looks_like_mux` reads (the first frame's metadata up to a name's length).
+const MUX_PEEK: usize = 11;
+
+/// Sessions one Mux.Cool connection may have open at once.
+const MUX_SESSIONS: usize = 128;
+
+/// A Mux.Cool connection with no session for this long is closed.
+const MUX_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// One Mux.Cool connection (v2ray-plugin's framing): each session is served as a
+/// connection of its own — its own handshake, authentication and tunnel — within this
+/// connection's task, so that the connection's limit and the shutdown grace hold them.
+async fn serve_mux<S>(shared: Arc<Shared>, io: S)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (tx, mut accepted) = tokio::sync::mpsc::channel(8);
+    let conn = mux::Mux::server(io, MUX_IDLE, MUX_SESSIONS, tx);
+    let mut sessions = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            next = accepted.recv() => match next {
+                Some((stream, _target)) => {
+                    sessions.spawn(serve(shared.clone(), stream));
+                }
+                None => break,
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    while sessions.join_next().await.is_some() {}
+    conn.close();
 }
 
 /// Dial → tunnel, for a request that authenticated (the tunnel's time counted from then).

@@ -101,6 +101,7 @@ pub(super) fn outbound(
                 host,
                 tls,
                 ping: w.ping.unwrap_or(defaults::WS_PING),
+                mux: w.mux.unwrap_or(0),
             })
         }
         other => return Err(format!("transport {other:?}: use tcp, ws or wss")),

@@ -11,6 +11,7 @@ use burrow_common::config::{check_timeouts, listen_addr, read_config, with_port}
 use burrow_common::net::{Keepalive, SocketOpts};
 use burrow_common::TargetAddr;
 
+use crate::outbound::hop::{Outbound, Ways};
 use crate::outbound::plan::Confirm;
 use crate::outbound::pool::{Dial, Pool, PoolConfig};
 use crate::outbound::servers::{Server, Servers};
@@ -20,12 +21,14 @@ use crate::settings::UdpTransport;
 mod cli;
 pub mod defaults;
 mod hop;
+pub mod plugin;
 mod raw;
 mod routes;
 mod servers;
 
 pub use cli::{Cli, Command};
 use hop::outbound;
+use plugin::Plugin;
 pub use raw::*;
 use routes::{bypass, routes, rules};
 use servers::server_entries;
@@ -51,6 +54,8 @@ const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("local_port", "local_port", false),
     ("timeout", "idle_timeout", true),
     ("no_delay", "no_delay", false),
+    ("plugin", "plugin", false),
+    ("plugin_opts", "plugin_opts", false),
 ];
 
 /// The config file: `-c`, else (on Windows, where users look for it)
@@ -143,7 +148,37 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         if entry.outbound_proxy.is_some() {
             own.outbound_proxy = entry.outbound_proxy.clone();
         }
-        let (mut outbound, this_pac) = outbound(cli, &own, (&host, port))?;
+        let plugin = match entry.plugin.as_ref().or(file.plugin.as_ref()) {
+            Some(name) => {
+                let opts = match &entry.plugin {
+                    Some(_) => entry.plugin_opts.as_deref(),
+                    None => file.plugin_opts.as_deref(),
+                };
+                Some(plugin::plugin(name, opts, (&host, port))?)
+            }
+            None => None,
+        };
+        if let Some(Plugin::V2ray {
+            transport,
+            websocket,
+        }) = &plugin
+        {
+            own.transport = Some((*transport).to_owned());
+            own.websocket = Some(websocket.clone());
+        }
+        let (mut outbound, mut this_pac) = outbound(cli, &own, (&host, port))?;
+        // A plugin process makes the hop itself: it is reached directly, as raw TCP.
+        let process = match plugin {
+            Some(Plugin::Process(p)) => {
+                outbound = Outbound {
+                    ways: Arc::new(Ways::new(vec![None])),
+                    ws: None,
+                };
+                this_pac = None;
+                Some(p)
+            }
+            _ => None,
+        };
         if pac.is_none() {
             pac = this_pac;
         }
@@ -161,11 +196,15 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
                 }))
             })
             .clone();
+        let (dial_host, dial_port) = match &process {
+            Some(p) => (p.local.ip().to_string(), p.local.port()),
+            None => (host.clone(), port),
+        };
         let dial = Dial {
             metrics: m,
             outbound: outbound.clone(),
-            host: host.clone(),
-            port,
+            host: dial_host,
+            port: dial_port,
             timeout: connect_timeout,
             socket,
         };
@@ -184,6 +223,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             outbound,
             Pool::new(dial, warm),
             Some(salts),
+            process,
         )));
     }
     let metrics = metrics.ok_or("no server")?;

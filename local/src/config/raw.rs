@@ -147,6 +147,10 @@ pub struct RawConfig {
     pub private_targets: Option<String>,
     pub transport: Option<String>,
     pub websocket: Option<RawWebSocket>,
+    /// A SIP003 plugin: v2ray-plugin / xray-plugin spoken here, any other run as a process.
+    pub plugin: Option<String>,
+    /// The plugin's options (`SS_PLUGIN_OPTIONS`).
+    pub plugin_opts: Option<String>,
 }
 
 /// `[[rule]]`: hosts and where they go.
@@ -171,6 +175,9 @@ pub struct RawWebSocket {
     pub insecure_skip_verify: bool,
     #[serde(default, deserialize_with = "de_duration")]
     pub ping: Option<Duration>,
+    /// Tunnels per WebSocket, framed as Mux.Cool (v2ray-plugin's servers expect it);
+    /// 0: one tunnel per WebSocket.
+    pub mux: Option<usize>,
 }
 
 /// `server` as written: one address, or a list of servers.
@@ -208,6 +215,10 @@ pub struct RawServer {
     pub transport: Option<String>,
     /// This server's way out (a proxy URL, a list, a PAC file), if not the top-level one.
     pub outbound_proxy: Option<OneOrMany>,
+    /// This server's SIP003 plugin, if not the top-level one.
+    pub plugin: Option<String>,
+    /// Its options.
+    pub plugin_opts: Option<String>,
 }
 
 impl RawServer {

@@ -45,18 +45,26 @@ pub(super) fn server_entries(
         written_servers(file)?
     };
     let mut out = Vec::with_capacity(raw.len());
-    for entry in raw {
-        let text = entry.server.trim();
+    for mut entry in raw {
+        let text = entry.server.trim().to_owned();
         let url = if text.starts_with("ss://") {
-            Some(SsUrl::parse(text).map_err(|e| format!("server {e}"))?)
+            Some(SsUrl::parse(&text).map_err(|e| format!("server {e}"))?)
         } else {
             None
         };
+        // An ss:// URL's `plugin=name;opts` is the entry's plugin unless it names one.
+        if let Some(p) = url.as_ref().and_then(|u| u.plugin.as_ref()) {
+            if entry.plugin.is_none() {
+                let (name, opts) = p.split_once(';').unwrap_or((p, ""));
+                entry.plugin = Some(name.to_owned());
+                entry.plugin_opts = Some(opts.to_owned()).filter(|o| !o.is_empty());
+            }
+        }
         let (host, port) = match &url {
             Some(u) => (u.host.clone(), u.port),
             None => {
                 let port = entry.server_port.or(file.server_port);
-                let hp = HostPort::parse(text, Some(port.unwrap_or(defaults::SERVER_PORT)))
+                let hp = HostPort::parse(&text, Some(port.unwrap_or(defaults::SERVER_PORT)))
                     .map_err(|_| format!("server {text:?} is not host:port"))?;
                 (hp.host, hp.port)
             }

@@ -62,7 +62,9 @@ pub async fn connect(
         let how = "through the corporate proxy";
         return match hop::connect(&out, &host, port, s.connect_timeout, &s.socket).await {
             Ok(ServerIo::Raw(conn)) => Ok(conn),
-            Ok(ServerIo::Ws(_)) => Err(around(how, std::io::Error::other("unexpected dress"))),
+            Ok(ServerIo::Ws(_) | ServerIo::Mux(_)) => {
+                Err(around(how, std::io::Error::other("unexpected dress")))
+            }
             Err(e) => Err(around(how, e)),
         };
     }

@@ -163,6 +163,14 @@ async fn open_on(
     srv: &Server,
     plan: Plan,
 ) -> Result<EncryptedStream<ServerIo>, DialError> {
+    if let Some(muxes) = srv.pool.muxes() {
+        // A session on a shared WebSocket: up already, so the tunnel starts at once.
+        let (conn, made_in) = muxes
+            .open(&srv.pool)
+            .await
+            .map_err(|e| server_err(srv, e))?;
+        return start(target, s, srv, plan, conn, made_in).await;
+    }
     if let Some((warm, made_in)) = srv.pool.take() {
         // A warm connection may have died silently since it was made: what is sent on
         // it must be acknowledged in a few of its round trips, or it fails (TimedOut)

@@ -14,6 +14,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::proxy::{self, ProxyUrl};
 use crate::tls::TlsTarget;
+use burrow_common::mux::MuxStream;
 use burrow_common::net::{connect_any, resolve, SocketOpts};
 use burrow_common::prefixed::Prefixed;
 use burrow_common::ws::{self, WsIo};
@@ -29,6 +30,9 @@ pub struct WsTransport {
     pub tls: Option<Arc<TlsTarget>>,
     /// Ping interval while idle (none if zero).
     pub ping: Duration,
+    /// Tunnels carried at once by one WebSocket, framed as v2ray's Mux.Cool (what
+    /// v2ray-plugin's server expects by default); 0: one tunnel per WebSocket.
+    pub mux: usize,
 }
 
 /// How to reach the server.
@@ -96,14 +100,18 @@ pub enum ServerIo {
     Raw(Prefixed<TcpStream>),
     /// A WebSocket over it (TLS for wss).
     Ws(Box<WsIo<MaybeTls<Prefixed<TcpStream>>>>),
+    /// One session of a WebSocket shared by several tunnels (Mux.Cool).
+    Mux(MuxStream),
 }
 
 impl ServerIo {
-    /// The TCP connection it rides on (to the server, or to the corporate proxy).
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP connection it rides on alone (to the server, or to the corporate proxy);
+    /// none for a session of a shared connection.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            ServerIo::Raw(p) => p.get_ref(),
-            ServerIo::Ws(ws) => ws.get_ref().get_ref().get_ref(),
+            ServerIo::Raw(p) => Some(p.get_ref()),
+            ServerIo::Ws(ws) => Some(ws.get_ref().get_ref().get_ref()),
+            ServerIo::Mux(_) => None,
         }
     }
 
@@ -112,17 +120,19 @@ impl ServerIo {
     /// connection that died silently (a sleep, another network, a NAT that forgot it)
     /// does, instead of hanging. `false` where the system cannot watch.
     pub fn watch_sent(&self, within: Duration) -> bool {
-        watch(self.tcp(), Some(within))
+        self.tcp().is_some_and(|t| watch(t, Some(within)))
     }
 
     /// Whether what is sent is watched (see [`ServerIo::watch_sent`]).
     pub fn watched(&self) -> bool {
-        watching(self.tcp())
+        self.tcp().is_some_and(watching)
     }
 
     /// Stops watching (the peer answered): a long tunnel rides out what TCP rides out.
     pub fn unwatch(&self) {
-        watch(self.tcp(), None);
+        if let Some(t) = self.tcp() {
+            watch(t, None);
+        }
     }
 }
 
@@ -269,4 +279,4 @@ macro_rules! delegate_io {
 }
 
 delegate_io!(MaybeTls<S> { Plain, Tls } where S: AsyncRead + AsyncWrite + Unpin);
-delegate_io!(ServerIo<> { Raw, Ws });
+delegate_io!(ServerIo<> { Raw, Ws, Mux });

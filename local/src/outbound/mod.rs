@@ -8,6 +8,7 @@ pub mod acl;
 pub mod around;
 pub mod dial;
 pub mod hop;
+pub mod mux;
 pub mod plan;
 pub mod pool;
 pub mod proxy;

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::outbound::hop::{self, Outbound, ServerIo};
+use crate::outbound::mux::Muxes;
 use burrow_common::net::SocketOpts;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
@@ -100,6 +101,8 @@ struct State {
 /// The warm connections of one server.
 pub struct Pool {
     dial: Dial,
+    /// WebSockets shared by several tunnels (`mux`), fed by the pool.
+    muxes: Option<Arc<Muxes>>,
     config: PoolConfig,
     state: Mutex<State>,
     wake: Notify,
@@ -120,8 +123,15 @@ impl Pool {
             opened: VecDeque::from([Instant::now()]),
             ..State::default()
         };
+        let muxes = dial
+            .outbound
+            .ws
+            .as_ref()
+            .filter(|w| w.mux > 0)
+            .map(|w| Muxes::new(w.mux));
         Arc::new(Pool {
             dial,
+            muxes,
             config,
             state: Mutex::new(state),
             wake: Notify::new(),
@@ -131,6 +141,11 @@ impl Pool {
     /// How the pool's connections are made.
     pub fn dial(&self) -> &Dial {
         &self.dial
+    }
+
+    /// The WebSockets tunnels share, when the hop multiplexes (`mux`).
+    pub fn muxes(&self) -> Option<&Arc<Muxes>> {
+        self.muxes.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -161,10 +176,11 @@ impl Pool {
     /// Drops every warm connection held (the machine slept, or its network changed:
     /// they are likely dead); the pool refills on demand.
     pub fn clear(&self) -> usize {
+        let retired = self.muxes.as_ref().map_or(0, |m| m.retire());
         let mut st = self.lock();
         let n = st.ready.len();
         st.ready.clear();
-        n
+        n + retired
     }
 
     /// Warm connections made so far.

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::outbound::hop::{self, Outbound};
+use crate::outbound::hop::Outbound;
 use burrow_common::hostport::bracket;
-use burrow_common::net::SocketOpts;
 use burrow_common::replay::ReplayFilter;
 use burrow_common::MasterKey;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +42,8 @@ pub struct Server {
     down: AtomicBool,
     /// Checks in a row at which it was clearly faster than the one in use.
     better: AtomicU32,
+    /// The SIP003 plugin process the hop goes through, if any.
+    pub plugin: Option<Arc<burrow_common::plugin::Process>>,
 }
 
 impl Server {
@@ -54,6 +55,7 @@ impl Server {
         outbound: Outbound,
         pool: Arc<Pool>,
         response_salts: Option<Arc<ReplayFilter>>,
+        plugin: Option<Arc<burrow_common::plugin::Process>>,
     ) -> Server {
         Server {
             host,
@@ -66,6 +68,7 @@ impl Server {
             rtt_us: AtomicU64::new(u64::MAX),
             down: AtomicBool::new(false),
             better: AtomicU32::new(0),
+            plugin,
         }
     }
 
@@ -79,9 +82,17 @@ impl Server {
 /// answers at once — for a target it refuses (0.0.0.0:9), so that nothing is dialled —
 /// so the time counts the round trip to the server itself. Any answer, even the close
 /// of a refusal, means it is up.
-async fn check(s: &Server, timeout: Duration, socket: &SocketOpts) -> std::io::Result<()> {
+async fn check(s: &Server, timeout: Duration) -> std::io::Result<()> {
     use burrow_common::{EncryptedStream, TargetAddr};
-    let conn = hop::connect(&s.outbound, &s.host, s.port, timeout, socket).await?;
+    let conn = s.pool.dial().connect().await?;
+    // A server that expects Mux.Cool is asked in a session of its own.
+    let (conn, mux) = match s.pool.muxes() {
+        Some(_) => {
+            let mux = burrow_common::mux::Mux::client(conn, crate::outbound::mux::IDLE);
+            (crate::outbound::hop::ServerIo::Mux(mux.open()?), Some(mux))
+        }
+        None => (conn, None),
+    };
     let mut tunnel = EncryptedStream::new(conn, &s.key);
     tunnel.ask_confirmation();
     let mut header = bytes::BytesMut::new();
@@ -91,7 +102,11 @@ async fn check(s: &Server, timeout: Duration, socket: &SocketOpts) -> std::io::R
         tokio::io::AsyncWriteExt::flush(&mut tunnel).await?;
         tunnel.peer_answered().await.map(|_| ())
     };
-    match burrow_common::timeout::with_timeout("server check", timeout, asked).await {
+    let answer = burrow_common::timeout::with_timeout("server check", timeout, asked).await;
+    if let Some(m) = mux {
+        m.close();
+    }
+    match answer {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
         other => other,
     }
@@ -185,12 +200,7 @@ impl Servers {
 
     /// Times every server's way while tunnels are being opened, and moves to a clearly
     /// faster one (see the module doc), until `shutdown`. Nothing with one server.
-    pub async fn watch(
-        self: Arc<Self>,
-        timeout: Duration,
-        socket: SocketOpts,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn watch(self: Arc<Self>, timeout: Duration, shutdown: CancellationToken) {
         if self.list.len() < 2 {
             return;
         }
@@ -205,7 +215,7 @@ impl Servers {
             }
             for s in &self.list {
                 let started = Instant::now();
-                match check(s, timeout, &socket).await {
+                match check(s, timeout).await {
                     Ok(()) => {
                         s.rtt_us
                             .store(started.elapsed().as_micros() as u64, Relaxed);

@@ -56,6 +56,7 @@ pub fn user_url(
         password: secret,
         host,
         port: loaded.listen.port(),
+        plugin: None,
     }
     .to_url();
     if !qr {
@@ -86,6 +87,7 @@ pub fn genkey(method: &str, server: &str) -> Result<String, String> {
         password: Secret::new(password.clone()),
         host,
         port,
+        plugin: None,
     };
     Ok(format!(
         "method:   {method}\npassword: {password}\nurl:      {}\n",

@@ -1,0 +1,131 @@
+//! Tunnels sharing WebSockets (Mux.Cool, as v2ray-plugin frames them): a new tunnel
+//! opens a session on a WebSocket already up — no connect, no TLS, no upgrade — so a
+//! browser's burst of tunnels starts at once.
+//!
+//! Each WebSocket carries up to `per_conn` tunnels; when all are full the next one takes
+//! a warm connection from the pool, and while none is ready it goes on the least loaded
+//! WebSocket (up to four times `per_conn`) as one more is made in the background: a
+//! burst never waits for a connect while a WebSocket is up. WebSockets with no tunnel
+//! close after [`IDLE`].
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use burrow_common::mux::Mux;
+
+use crate::outbound::hop::ServerIo;
+use crate::outbound::pool::Pool;
+
+/// A WebSocket without a tunnel for this long is closed (v2ray's client: 16 s).
+pub const IDLE: Duration = Duration::from_secs(16);
+
+/// What a shared connection sends must be acknowledged within this.
+const DEAD_AFTER: Duration = Duration::from_secs(20);
+
+/// How far beyond `per_conn` a WebSocket is loaded while another is being made.
+const OVERFLOW: usize = 4;
+
+/// One shared WebSocket and the time it took to make.
+struct Conn {
+    mux: Mux,
+    made_in: Duration,
+}
+
+/// The shared WebSockets of one server.
+pub struct Muxes {
+    per_conn: usize,
+    conns: Mutex<Vec<Conn>>,
+    /// One connection is being made in the background.
+    making: AtomicBool,
+}
+
+impl std::fmt::Debug for Muxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Muxes({} per connection)", self.per_conn)
+    }
+}
+
+impl Muxes {
+    /// Up to `per_conn` tunnels on each connection.
+    pub fn new(per_conn: usize) -> Arc<Muxes> {
+        Arc::new(Muxes {
+            per_conn: per_conn.max(1),
+            conns: Mutex::new(Vec::new()),
+            making: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connections up now (tests and metrics).
+    pub fn connections(&self) -> usize {
+        let mut conns = self.lock();
+        conns.retain(|c| !c.mux.is_closed());
+        conns.len()
+    }
+
+    /// A session for one tunnel, with the setup time of the connection it rides on.
+    pub async fn open(self: &Arc<Self>, pool: &Arc<Pool>) -> io::Result<(ServerIo, Duration)> {
+        if let Some(found) = self.with_room(self.per_conn) {
+            return Ok(found);
+        }
+        if let Some((io, made_in)) = pool.take() {
+            return self.add(io, made_in);
+        }
+        // None ready: the least loaded takes it while one more is made.
+        if let Some(found) = self.with_room(self.per_conn * OVERFLOW) {
+            if !self.making.swap(true, Relaxed) {
+                let (me, pool) = (self.clone(), pool.clone());
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    match pool.dial().connect().await {
+                        Ok(io) => {
+                            let _ = me.add(io, started.elapsed());
+                        }
+                        Err(e) => tracing::debug!("another shared WebSocket: {e}"),
+                    }
+                    me.making.store(false, Relaxed);
+                });
+            }
+            return Ok(found);
+        }
+        let started = std::time::Instant::now();
+        let io = pool.dial().connect().await?;
+        self.add(io, started.elapsed())
+    }
+
+    /// A session on the live connection with the fewest tunnels, if it has fewer than
+    /// `limit`.
+    fn with_room(&self, limit: usize) -> Option<(ServerIo, Duration)> {
+        let mut conns = self.lock();
+        conns.retain(|c| !c.mux.is_closed());
+        let c = conns
+            .iter()
+            .filter(|c| c.mux.sessions() < limit)
+            .min_by_key(|c| c.mux.sessions())?;
+        let s = c.mux.open().ok()?;
+        Some((ServerIo::Mux(s), c.made_in))
+    }
+
+    fn add(&self, io: ServerIo, made_in: Duration) -> io::Result<(ServerIo, Duration)> {
+        // A shared connection that dies silently (a sleep, another network) fails once
+        // what it sent stays unacknowledged this long, resetting its tunnels, instead of
+        // holding them all.
+        io.watch_sent(DEAD_AFTER);
+        let mux = Mux::client(io, IDLE);
+        let s = mux.open()?;
+        self.lock().push(Conn { mux, made_in });
+        Ok((ServerIo::Mux(s), made_in))
+    }
+
+    /// New tunnels no longer go on the connections up now (the machine slept or
+    /// changed networks: they are likely dead); their tunnels go on, and each closes once
+    /// idle.
+    pub fn retire(&self) -> usize {
+        self.lock().drain(..).count()
+    }
+}
