@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
-# shadowsocks-libev, Chromium, iproute2, squid, apache2-utils, microsocks, nginx-light, an
+# shadowsocks-libev, shadowsocks-v2ray-plugin, simple-obfs, Chromium, iproute2, squid,
+# apache2-utils, microsocks, nginx-light, an
 # MIT Kerberos KDC and client from Debian, with libkrb5-dev and libclang-dev to
 # build the negotiate feature, libssl-dev and pkg-config for the OpenSSL AEAD; ws and playwright-core from npm into tests/browser;
 # pyspnego and mitmproxy from PyPI; mingw-w64, nasm and Wine for the Windows programs, through
@@ -22,6 +23,9 @@ command -v squid >/dev/null 2>&1 || need+=(squid)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v microsocks >/dev/null 2>&1 || need+=(microsocks)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+# SIP003 plugins (tests/plugins.rs): v2ray-plugin's server and client, simple-obfs.
+command -v ss-v2ray-plugin >/dev/null 2>&1 || need+=(shadowsocks-v2ray-plugin)
+command -v obfs-local >/dev/null 2>&1 || need+=(simple-obfs)
 command -v krb5kdc >/dev/null 2>&1 || need+=(krb5-kdc)
 command -v kadmin.local >/dev/null 2>&1 || need+=(krb5-admin-server)
 command -v kinit >/dev/null 2>&1 || need+=(krb5-user)

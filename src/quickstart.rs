@@ -59,6 +59,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         block_quic: false,
         udp_timeout: server_defaults::UDP_TIMEOUT,
         max_udp_sessions: server_defaults::MAX_UDP_SESSIONS,
+        plugin: None,
         socket: SocketOpts::default(),
     };
     let metrics = std::sync::Arc::new(burrow_local::tools::metrics::Metrics::new("tcp"));

@@ -69,7 +69,7 @@ impl Process {
     ) -> io::Result<()> {
         let child = self.spawn()?;
         tracing::info!(
-            "plugin {} on {} → {}:{}",
+            "plugin {}: SS_LOCAL {}, SS_REMOTE {}:{}",
             self.program,
             self.local,
             self.remote.0,

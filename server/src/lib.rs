@@ -67,6 +67,9 @@ pub struct Settings {
     pub udp_timeout: Duration,
     /// UDP sessions open at most.
     pub max_udp_sessions: usize,
+    /// A SIP003 plugin process in front of the listener (the UDP relay then binds the
+    /// plugin's public address).
+    pub plugin: Option<Arc<burrow_common::plugin::Process>>,
 }
 
 /// SIP004 salts remembered (per generation of the replay filter; 3.6 MB each at most).
@@ -169,6 +172,18 @@ pub async fn run(
     if let Ok(bound) = listener.local_addr() {
         settings.policy.own = Some(bound);
     }
+    // Behind a plugin, its public address is ours, and the UDP relay's.
+    let udp_at = match &settings.plugin {
+        Some(p) => {
+            let public = format!("{}:{}", p.remote.0, p.remote.1).parse().ok();
+            settings.policy.own = public.or(settings.policy.own);
+            p.clone()
+                .start(Duration::from_secs(10), shutdown.clone())
+                .await?;
+            public
+        }
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     // The host's own addresses, now and every 30 s while serving.
     let host = settings.policy.host.clone();
@@ -224,7 +239,7 @@ pub async fn run(
     // The UDP relay on the same address as the TCP listener.
     let udp = {
         let shared = shared.clone();
-        let bound = listener.local_addr();
+        let bound = udp_at.map_or_else(|| listener.local_addr(), Ok);
         async move {
             if !shared.settings.udp {
                 return;

@@ -9,11 +9,12 @@
 //! close after [`IDLE`].
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use burrow_common::mux::Mux;
+use tokio::sync::Notify;
 
 use crate::outbound::hop::ServerIo;
 use crate::outbound::pool::Pool;
@@ -37,8 +38,12 @@ struct Conn {
 pub struct Muxes {
     per_conn: usize,
     conns: Mutex<Vec<Conn>>,
-    /// One connection is being made in the background.
+    /// A connection is being made (by a tunnel, or in the background).
     making: AtomicBool,
+    /// Woken when it is made, or failed.
+    ready: Notify,
+    /// Connections that could not be made, in all.
+    failures: AtomicUsize,
 }
 
 impl std::fmt::Debug for Muxes {
@@ -54,6 +59,8 @@ impl Muxes {
             per_conn: per_conn.max(1),
             conns: Mutex::new(Vec::new()),
             making: AtomicBool::new(false),
+            ready: Notify::new(),
+            failures: AtomicUsize::new(0),
         })
     }
 
@@ -70,32 +77,67 @@ impl Muxes {
 
     /// A session for one tunnel, with the setup time of the connection it rides on.
     pub async fn open(self: &Arc<Self>, pool: &Arc<Pool>) -> io::Result<(ServerIo, Duration)> {
-        if let Some(found) = self.with_room(self.per_conn) {
-            return Ok(found);
-        }
-        if let Some((io, made_in)) = pool.take() {
-            return self.add(io, made_in);
-        }
-        // None ready: the least loaded takes it while one more is made.
-        if let Some(found) = self.with_room(self.per_conn * OVERFLOW) {
-            if !self.making.swap(true, Relaxed) {
-                let (me, pool) = (self.clone(), pool.clone());
-                tokio::spawn(async move {
-                    let started = std::time::Instant::now();
-                    match pool.dial().connect().await {
-                        Ok(io) => {
-                            let _ = me.add(io, started.elapsed());
-                        }
-                        Err(e) => tracing::debug!("another shared WebSocket: {e}"),
-                    }
-                    me.making.store(false, Relaxed);
-                });
+        loop {
+            if let Some(found) = self.with_room(self.per_conn) {
+                return Ok(found);
             }
-            return Ok(found);
+            if let Some((io, made_in)) = pool.take() {
+                return self.add(io, made_in);
+            }
+            // None ready: the least loaded takes it while one more is made.
+            if let Some(found) = self.with_room(self.per_conn * OVERFLOW) {
+                self.make_one_more(pool);
+                return Ok(found);
+            }
+            // None up at all: one tunnel makes it, the others of the burst wait for it.
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let failures = self.failures.load(Relaxed);
+            if !self.making.swap(true, Relaxed) {
+                let started = std::time::Instant::now();
+                let made = pool.dial().connect().await;
+                let added = made.and_then(|io| self.add(io, started.elapsed()));
+                if added.is_err() {
+                    self.failures.fetch_add(1, Relaxed);
+                }
+                self.making.store(false, Relaxed);
+                self.ready.notify_waiters();
+                return added;
+            }
+            let wait = pool.dial().timeout * 2;
+            if tokio::time::timeout(wait, ready).await.is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no shared connection to the server within {wait:?}"),
+                ));
+            }
+            if self.failures.load(Relaxed) != failures && self.connections() == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the connection this tunnel waited for could not be made",
+                ));
+            }
         }
-        let started = std::time::Instant::now();
-        let io = pool.dial().connect().await?;
-        self.add(io, started.elapsed())
+    }
+
+    /// Starts making one more connection in the background, unless one is being made.
+    fn make_one_more(self: &Arc<Self>, pool: &Arc<Pool>) {
+        if self.making.swap(true, Relaxed) {
+            return;
+        }
+        let (me, pool) = (self.clone(), pool.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match pool.dial().connect().await {
+                Ok(io) => {
+                    me.add_idle(io, started.elapsed());
+                }
+                Err(e) => tracing::debug!("another shared WebSocket: {e}"),
+            }
+            me.making.store(false, Relaxed);
+            me.ready.notify_waiters();
+        });
     }
 
     /// A session on the live connection with the fewest tunnels, if it has fewer than
@@ -109,6 +151,13 @@ impl Muxes {
             .min_by_key(|c| c.mux.sessions())?;
         let s = c.mux.open().ok()?;
         Some((ServerIo::Mux(s), c.made_in))
+    }
+
+    /// Adds a connection with no session yet.
+    fn add_idle(&self, io: ServerIo, made_in: Duration) {
+        io.watch_sent(DEAD_AFTER);
+        let mux = Mux::client(io, IDLE);
+        self.lock().push(Conn { mux, made_in });
     }
 
     fn add(&self, io: ServerIo, made_in: Duration) -> io::Result<(ServerIo, Duration)> {

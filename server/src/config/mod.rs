@@ -5,6 +5,9 @@
 //! `defaults`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use burrow_common::plugin::Process;
 
 use burrow_common::config::{
     check_timeouts, listen_addr, master_key, read_config, with_port, Secret,
@@ -45,6 +48,8 @@ const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("udp_timeout", "udp_timeout", true),
     ("udp_max_associations", "max_udp_sessions", false),
     ("users", "user", false),
+    ("plugin", "plugin", false),
+    ("plugin_opts", "plugin_opts", false),
 ];
 
 /// Merges CLI, environment (through clap) and file; every error is one line.
@@ -59,7 +64,23 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         (None, Some(h)) => with_port(h, port),
         (None, None) => format!("0.0.0.0:{port}"),
     };
-    let listen = listen_addr("listen address", &listen_text)?;
+    let public = listen_addr("listen address", &listen_text)?;
+    // A SIP003 plugin takes the listen address (SS_REMOTE_*) and hands tunnels on to a
+    // loopback port of ours (SS_LOCAL_*); UDP stays on the listen address.
+    let plugin = match file.plugin.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => {
+            let local = Process::free_local().map_err(|e| format!("plugin {name}: {e}"))?;
+            let host = public.ip().to_string();
+            Some(Arc::new(Process::new(
+                name,
+                file.plugin_opts.as_deref().filter(|o| !o.is_empty()),
+                local,
+                (&host, public.port()),
+            )))
+        }
+        _ => None,
+    };
+    let listen = plugin.as_ref().map_or(public, |p| p.local);
 
     let method = cli
         .shared
@@ -128,7 +149,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         policy: Policy {
             allow_private: cli.allow_private || file.allow_private.unwrap_or(false),
             allow,
-            own: Some(listen),
+            own: Some(public),
             ..Policy::default()
         },
         handshake_timeout: file
@@ -159,6 +180,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             nodelay: file.no_delay.unwrap_or(true),
             keepalive: Some(keepalive),
         },
+        plugin,
     };
     check_timeouts(&[
         ("handshake_timeout", settings.handshake_timeout),

@@ -35,6 +35,10 @@ pub struct RawConfig {
     pub no_delay: Option<bool>,
     pub ws_listen: Option<String>,
     pub ws_path: Option<String>,
+    /// A SIP003 plugin (a process) in front of the listen address.
+    pub plugin: Option<String>,
+    /// Its options (`SS_PLUGIN_OPTIONS`).
+    pub plugin_opts: Option<String>,
     pub metrics: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     pub ws_ping: Option<Duration>,
