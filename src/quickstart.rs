@@ -107,6 +107,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         handshake_timeout: local_defaults::HANDSHAKE_TIMEOUT,
         connect_timeout: local_defaults::CONNECT_TIMEOUT,
         idle_timeout: local_defaults::IDLE_TIMEOUT,
+        share_bursts: true,
         confirm: burrow_local::outbound::plan::Confirm::Auto,
         max_connections: 1024,
         shutdown_grace: QUICK_GRACE,

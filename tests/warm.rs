@@ -257,3 +257,69 @@ async fn a_stopping_server_does_not_wait_for_warm_connections() {
         stop.elapsed()
     );
 }
+
+/// GET /bytes/n through SOCKS5 at `local`; the body.
+async fn body_of(local: SocketAddr, target: SocketAddr, n: usize) -> std::io::Result<Vec<u8>> {
+    let (mut s, reply) = kit::socks5_connect(local, "127.0.0.1", target.port()).await?;
+    if reply != 0 {
+        return Err(std::io::Error::other(format!("SOCKS5 reply {reply}")));
+    }
+    s.write_all(format!("GET /bytes/{n} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .await?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await?;
+    let at = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no head"))?;
+    Ok(all.split_off(at + 4))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_outrunning_the_pool_shares_a_connection_byte_exact_with_a_reset_among_them() {
+    let target = kit::http_target().await;
+    let (server, server_addr, metrics) = server_on(0, "");
+    let (local, local_addr) = local_with(server_addr, "warm_connections = 2\n");
+    // The first tunnel learns that the server is burrow-server (it confirms).
+    let first = body_of(local_addr, target, 1000).await.expect("first");
+    assert_eq!(first, kit::pattern(1000, 1000));
+    assert_eq!(metric(metrics, "burrow_shared_connections_total").await, 0);
+    // The pool refilled to its two (the server accepted them: the first tunnel's, two).
+    kit::metric_until(metrics, "burrow_connections_total", |v| v >= 3).await;
+    // A burst of 40 (the pool holds 2), one of them reset half-way.
+    let doomed = tokio::spawn(async move {
+        let (mut s, _) = kit::socks5_connect(local_addr, "127.0.0.1", target.port())
+            .await
+            .expect("socks");
+        s.write_all(b"GET /bytes/8000000 HTTP/1.0\r\nHost: t\r\n\r\n")
+            .await
+            .expect("request");
+        let mut some = vec![0u8; 64 * 1024];
+        s.read_exact(&mut some).await.expect("some of it");
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+    });
+    let burst: Vec<_> = (0..40)
+        .map(|i| {
+            let n = 10_000 + i * 30_011;
+            tokio::spawn(async move { (n, body_of(local_addr, target, n).await) })
+        })
+        .collect();
+    doomed.await.expect("reset");
+    for t in burst {
+        let (n, body) = t.await.expect("task");
+        let body = body.unwrap_or_else(|e| panic!("{n}: {e}\n{}", local.output()));
+        assert_eq!(
+            kit::sha256_hex(&body),
+            kit::sha256_hex(&kit::pattern(n, n as u64)),
+            "{n}"
+        );
+    }
+    let shared = metric(metrics, "burrow_shared_connections_total").await;
+    assert!(
+        shared >= 1,
+        "the burst shared a connection\n{}",
+        server.output()
+    );
+}

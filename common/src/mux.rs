@@ -177,6 +177,15 @@ fn parse_target(mut m: &[u8]) -> io::Result<TargetAddr> {
     Ok(TargetAddr::Ip(SocketAddr::new(ip, port)))
 }
 
+/// The target that asks a Shadowsocks server to carry Mux.Cool inside the tunnel
+/// (v2ray's name for it).
+pub const CARRIER: (&str, u16) = ("v1.mux.cool", 9527);
+
+/// Whether `target` asks for a shared connection (see [`CARRIER`]).
+pub fn is_carrier(target: &TargetAddr) -> bool {
+    matches!(target, TargetAddr::Domain(name, port) if name == CARRIER.0 && *port == CARRIER.1)
+}
+
 /// Whether `head` (at least 10 bytes) is how a Mux.Cool client opens: a New frame's
 /// metadata of a consistent length. A Shadowsocks salt looks like this about once in
 /// 10⁹ (random bytes matching five fields).

@@ -48,6 +48,8 @@ pub struct Settings {
     pub udp_transport: UdpTransport,
     /// Whether new tunnels wait for the server to confirm the target.
     pub confirm: Confirm,
+    /// A burst that outruns the warm connections shares one (burrow-server only).
+    pub share_bursts: bool,
     /// Open connections at most.
     pub max_connections: usize,
     /// How long open tunnels may drain after SIGTERM/SIGINT.

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub dial_refused: AtomicU64,
     /// Targets that could not be resolved or connected.
     pub dial_failed: AtomicU64,
+    /// Connections shared by several tunnels (Mux.Cool): v2ray-plugin's WebSockets
+    /// and burrow-local's bursts.
+    pub shared: AtomicU64,
     /// UDP: datagrams and their payload bytes, each way, and drops by reason.
     pub udp: UdpMetrics,
 }
@@ -143,6 +146,11 @@ impl Metrics {
             "burrow_connections_total",
             "Connections accepted.",
             &[("", self.connections.load(Relaxed))],
+        );
+        counter(
+            "burrow_shared_connections_total",
+            "Connections shared by several tunnels (Mux.Cool: v2ray-plugin, burrow-local's bursts).",
+            &[("", self.shared.load(Relaxed))],
         );
         counter(
             "burrow_bytes_total",

@@ -34,7 +34,7 @@ use crate::Shared;
 /// what it uses.
 pub async fn serve<S>(shared: Arc<Shared>, mut conn: S)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let m = &shared.metrics;
     m.connections.fetch_add(1, Relaxed);
@@ -76,6 +76,15 @@ pub async fn serve_websocket(shared: Arc<Shared>, conn: TcpStream) {
     }
 }
 
+/// One session of a shared connection, served as a connection (boxed: a session may
+/// itself carry a shared connection).
+fn serve_session(
+    shared: Arc<Shared>,
+    stream: mux::MuxStream,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(serve(shared, stream))
+}
+
 /// Bytes enough to tell a Mux.Cool frame from a Shadowsocks salt (fewer if the client
 /// ends first), and the stream.
 async fn peek_head<S: AsyncRead + Unpin>(mut io: S) -> std::io::Result<(BytesMut, S)> {
@@ -105,6 +114,7 @@ async fn serve_mux<S>(shared: Arc<Shared>, io: S)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    shared.metrics.shared.fetch_add(1, Relaxed);
     let (tx, mut accepted) = tokio::sync::mpsc::channel(8);
     let conn = mux::Mux::server(io, MUX_IDLE, MUX_SESSIONS, tx);
     let mut sessions = tokio::task::JoinSet::new();
@@ -112,7 +122,7 @@ where
         tokio::select! {
             next = accepted.recv() => match next {
                 Some((stream, _target)) => {
-                    sessions.spawn(serve(shared.clone(), stream));
+                    sessions.spawn(serve_session(shared.clone(), stream));
                 }
                 None => break,
             },
@@ -124,9 +134,9 @@ where
 }
 
 /// Dial → tunnel, for a request that authenticated (the tunnel's time counted from then).
-async fn serve_request<S>(shared: &Shared, mut conn: S, req: Box<Request>)
+async fn serve_request<S>(shared: &Arc<Shared>, mut conn: S, req: Box<Request>)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = std::time::Instant::now();
     let m = &shared.metrics;
@@ -145,6 +155,9 @@ where
     };
     if matches!(&req.target, TargetAddr::Domain(name, _) if name == udp::UOT_MAGIC) {
         return Box::pin(udp_over_tcp(shared, conn, req)).await;
+    }
+    if mux::is_carrier(&req.target) {
+        return Box::pin(carrier(shared, conn, req)).await;
     }
     let counters = &req.user.counters;
     counters.tunnels.fetch_add(1, Relaxed);
@@ -212,6 +225,27 @@ where
     tokio::select! {
         _ = crate::udp::over_tcp(shared, tunnel, payload, &user.counters) => {}
         _ = user.removed.cancelled() => debug!("user {} removed: UDP over TCP closed", user.name),
+    }
+}
+
+/// Tunnels sharing this one (burrow-local's bursts; v2ray's `v1.mux.cool`): announced
+/// at once, then Mux.Cool inside, each session served as a connection of its own (its
+/// own Shadowsocks request, key and target) — until the user is removed.
+async fn carrier<S>(shared: &Arc<Shared>, conn: S, req: Box<Request>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Request {
+        user, dec, rbuf, ..
+    } = *req;
+    user.counters.tunnels.fetch_add(1, Relaxed);
+    let mut tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
+    if tokio::io::AsyncWriteExt::flush(&mut tunnel).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        _ = serve_mux(shared.clone(), tunnel) => {}
+        _ = user.removed.cancelled() => debug!("user {} removed: shared connection closed", user.name),
     }
 }
 

@@ -282,6 +282,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             (Some(c), false) => c.resolve()?,
             (None, false) => Confirm::Auto,
         },
+        share_bursts: file.share_bursts.unwrap_or(true),
         max_connections: file
             .max_connections
             .unwrap_or_else(burrow_common::net::connection_budget)

@@ -91,6 +91,9 @@ pub struct RawConfig {
     pub no_delay: Option<bool>,
     /// Connections to the server kept open ahead of use, at most (0: none).
     pub warm_connections: Option<usize>,
+    /// A burst of tunnels that outruns the warm connections shares one (burrow-server
+    /// only; default true).
+    pub share_bursts: Option<bool>,
     /// A warm connection unused this long is closed (jittered down to 60 %).
     #[serde(default, deserialize_with = "de_duration")]
     pub warm_max_age: Option<Duration>,

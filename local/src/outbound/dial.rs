@@ -15,6 +15,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::outbound::hop::ServerIo;
+use crate::outbound::pool::Taken;
 use burrow_common::timeout::with_timeout;
 use burrow_common::{EncryptedStream, TargetAddr};
 use bytes::{Bytes, BytesMut};
@@ -171,7 +172,19 @@ async fn open_on(
             .map_err(|e| server_err(srv, e))?;
         return start(target, s, srv, plan, conn, made_in).await;
     }
-    if let Some((warm, made_in)) = srv.pool.take() {
+    // burrow-server carries a burst's tunnels on a shared connection.
+    let shares = s.share_bursts && srv.learned.confirms() && s.confirm != Confirm::Never;
+    let warm = match srv
+        .pool
+        .take_or_share(shares, &srv.key, srv.response_salts.as_ref())
+    {
+        Taken::Shared(conn, made_in) => {
+            return start(target, s, srv, plan, conn, made_in).await;
+        }
+        Taken::Own(io, made_in) => Some((io, made_in)),
+        Taken::None => None,
+    };
+    if let Some((warm, made_in)) = warm {
         // A warm connection may have died silently since it was made: what is sent on
         // it must be acknowledged in a few of its round trips, or it fails (TimedOut)
         // and the tunnel moves to a fresh one below — certain that the server never got

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burrow_common::mux::Mux;
+use burrow_common::mux::{Mux, CARRIER};
+use burrow_common::replay::ReplayFilter;
+use burrow_common::{EncryptedStream, MasterKey, TargetAddr};
 use tokio::sync::Notify;
 
 use crate::outbound::hop::ServerIo;
@@ -82,6 +84,7 @@ impl Muxes {
                 return Ok(found);
             }
             if let Some((io, made_in)) = pool.take() {
+                io.watch_sent(DEAD_AFTER);
                 return self.add(io, made_in);
             }
             // None ready: the least loaded takes it while one more is made.
@@ -97,7 +100,10 @@ impl Muxes {
             if !self.making.swap(true, Relaxed) {
                 let started = std::time::Instant::now();
                 let made = pool.dial().connect().await;
-                let added = made.and_then(|io| self.add(io, started.elapsed()));
+                let added = made.and_then(|io| {
+                    io.watch_sent(DEAD_AFTER);
+                    self.add(io, started.elapsed())
+                });
                 if added.is_err() {
                     self.failures.fetch_add(1, Relaxed);
                 }
@@ -160,11 +166,41 @@ impl Muxes {
         self.lock().push(Conn { mux, made_in });
     }
 
-    fn add(&self, io: ServerIo, made_in: Duration) -> io::Result<(ServerIo, Duration)> {
-        // A shared connection that dies silently (a sleep, another network) fails once
-        // what it sent stays unacknowledged this long, resetting its tunnels, instead of
-        // holding them all.
+    /// A tunnel of a burst on a shared connection, if one has room (see [`Muxes::carry`]).
+    pub fn shared(&self) -> Option<(ServerIo, Duration)> {
+        self.with_room(self.per_conn)
+    }
+
+    /// Makes `io` (a warm connection to burrow-server) a shared one — a Shadowsocks
+    /// tunnel to [`CARRIER`] with Mux.Cool inside, so that an observer sees one more
+    /// tunnel — and opens a session on it. Each session carries a whole tunnel of its
+    /// own (its own salt and request), as if it had its own connection.
+    pub fn carry(
+        &self,
+        io: ServerIo,
+        made_in: Duration,
+        key: &MasterKey,
+        salts: Option<Arc<ReplayFilter>>,
+    ) -> io::Result<(ServerIo, Duration)> {
         io.watch_sent(DEAD_AFTER);
+        let mut carrier = EncryptedStream::new(io, key);
+        if let Some(f) = salts {
+            carrier.check_peer_salt(f);
+        }
+        let mut header = bytes::BytesMut::new();
+        TargetAddr::Domain(CARRIER.0.into(), CARRIER.1).encode(&mut header);
+        // It leaves with the first session's first frame.
+        carrier.buffer(&header);
+        self.add(carrier, made_in)
+    }
+
+    fn add<S>(&self, io: S, made_in: Duration) -> io::Result<(ServerIo, Duration)>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        // A shared connection that dies silently (a sleep, another network) fails once
+        // what it sent stays unacknowledged for DEAD_AFTER (set by the caller),
+        // resetting its tunnels, instead of holding them all.
         let mux = Mux::client(io, IDLE);
         let s = mux.open()?;
         self.lock().push(Conn { mux, made_in });

@@ -19,6 +19,8 @@ use std::time::Duration;
 use crate::outbound::hop::{self, Outbound, ServerIo};
 use crate::outbound::mux::Muxes;
 use burrow_common::net::SocketOpts;
+use burrow_common::replay::ReplayFilter;
+use burrow_common::MasterKey;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -103,6 +105,8 @@ pub struct Pool {
     dial: Dial,
     /// WebSockets shared by several tunnels (`mux`), fed by the pool.
     muxes: Option<Arc<Muxes>>,
+    /// Connections a burst's tunnels share when the pool runs dry (burrow-server only).
+    bursts: Arc<Muxes>,
     config: PoolConfig,
     state: Mutex<State>,
     wake: Notify,
@@ -132,6 +136,7 @@ impl Pool {
         Arc::new(Pool {
             dial,
             muxes,
+            bursts: Muxes::new(BURST_SESSIONS),
             config,
             state: Mutex::new(state),
             wake: Notify::new(),
@@ -173,10 +178,59 @@ impl Pool {
         found
     }
 
+    /// For a tunnel to burrow-server (`shares`: it carries shared connections): a warm
+    /// connection of its own while more than one is held or no burst is under way;
+    /// else a session on a connection the burst shares — the last warm one becomes
+    /// shared when none is — so that a burst's tunnels all start at once. Records the
+    /// demand either way.
+    pub fn take_or_share(
+        &self,
+        shares: bool,
+        key: &MasterKey,
+        salts: Option<&Arc<ReplayFilter>>,
+    ) -> Taken {
+        if !shares {
+            return self.take().map_or(Taken::None, |(io, t)| Taken::Own(io, t));
+        }
+        if self.config.max == 0 {
+            return Taken::None;
+        }
+        let now = Instant::now();
+        let mut st = self.lock();
+        let burst = st
+            .opened
+            .back()
+            .is_some_and(|t| now.saturating_duration_since(*t) < BURST_WINDOW);
+        st.opened.push_back(now);
+        st.ready.retain(|w| w.expires > now);
+        if st.ready.len() > 1 || (!burst && !st.ready.is_empty()) {
+            if let Some(found) = pop_alive(&mut st, now) {
+                drop(st);
+                self.wake.notify_one();
+                return Taken::Own(found.0, found.1);
+            }
+        }
+        if let Some((io, t)) = self.bursts.shared() {
+            drop(st);
+            self.wake.notify_one();
+            return Taken::Shared(io, t);
+        }
+        let last = pop_alive(&mut st, now);
+        drop(st);
+        self.wake.notify_one();
+        match last {
+            Some((io, t)) => match self.bursts.carry(io, t, key, salts.cloned()) {
+                Ok((io, t)) => Taken::Shared(io, t),
+                Err(_) => Taken::None,
+            },
+            None => Taken::None,
+        }
+    }
+
     /// Drops every warm connection held (the machine slept, or its network changed:
     /// they are likely dead); the pool refills on demand.
     pub fn clear(&self) -> usize {
-        let retired = self.muxes.as_ref().map_or(0, |m| m.retire());
+        let retired = self.muxes.as_ref().map_or(0, |m| m.retire()) + self.bursts.retire();
         let mut st = self.lock();
         let n = st.ready.len();
         st.ready.clear();
@@ -293,6 +347,32 @@ impl Pool {
         self.wake.notify_one();
     }
 }
+
+/// A live warm connection from the front of `st.ready`, if any.
+fn pop_alive(st: &mut State, now: Instant) -> Option<(ServerIo, Duration)> {
+    while let Some(mut w) = st.ready.pop_front() {
+        if w.expires > now && still_open(&mut w.io) {
+            return Some((w.io, w.made_in));
+        }
+    }
+    None
+}
+
+/// What [`Pool::take_or_share`] found.
+pub enum Taken {
+    /// A warm connection for this tunnel alone.
+    Own(ServerIo, Duration),
+    /// A session on a shared connection (and that connection's setup time).
+    Shared(ServerIo, Duration),
+    /// Nothing ready: a fresh connection is needed.
+    None,
+}
+
+/// Tunnels opened this close together are a burst.
+const BURST_WINDOW: Duration = Duration::from_millis(50);
+
+/// Tunnels one shared connection carries at once.
+const BURST_SESSIONS: usize = 64;
 
 /// 0.6 to 1.0: warm connections do not all expire, or get replaced, in step.
 fn jitter() -> f64 {
