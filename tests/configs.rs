@@ -76,8 +76,9 @@ async fn shadowsocks_json_configs_are_read_as_they_are() {
     let cfg = local_json.to_str().expect("utf8");
     let local = burrow::kit::Proc::spawn(common::LOCAL, &["-c", cfg], &[]);
     let proxy = local.listening();
-    local.wait_for("`servers[].plugin` is not used by burrow; ignored");
     local.wait_for("`fast_open` is not used by burrow; ignored");
+    // The second server's plugin runs as a SIP003 process.
+    local.wait_for("plugin obfs-local: SS_LOCAL");
     let url = format!("http://{target}/");
     let (code, out, err) = common::curl(&["--socks5-hostname", &proxy.to_string(), &url]).await;
     assert_eq!(

@@ -85,6 +85,16 @@ async fn start(
             tracing::error!("{e} (plugin = {program:?}: is it installed and on PATH?)");
         }
     }
+    // What kind of server each is, learned before the first app connects.
+    if settings.confirm == outbound::plan::Confirm::Auto {
+        for srv in &settings.servers.list {
+            tokio::spawn(outbound::probe::learn_at_start(
+                srv.clone(),
+                settings.connect_timeout,
+                settings.share_bursts,
+            ));
+        }
+    }
     let warm = settings
         .servers
         .list

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Connections shared by several tunnels (Mux.Cool): v2ray-plugin's WebSockets
     /// and burrow-local's bursts.
     pub shared: AtomicU64,
+    /// Sessions opened on them.
+    pub shared_sessions: AtomicU64,
     /// UDP: datagrams and their payload bytes, each way, and drops by reason.
     pub udp: UdpMetrics,
 }
@@ -151,6 +153,11 @@ impl Metrics {
             "burrow_shared_connections_total",
             "Connections shared by several tunnels (Mux.Cool: v2ray-plugin, burrow-local's bursts).",
             &[("", self.shared.load(Relaxed))],
+        );
+        counter(
+            "burrow_shared_sessions_total",
+            "Tunnels opened on shared connections.",
+            &[("", self.shared_sessions.load(Relaxed))],
         );
         counter(
             "burrow_bytes_total",

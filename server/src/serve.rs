@@ -32,14 +32,22 @@ use crate::Shared;
 /// future lives as long as the tunnel, so it is kept small: the handshake's state is
 /// boxed while it runs, the rare refusal paths are boxed, and the relay phase holds only
 /// what it uses.
-pub async fn serve<S>(shared: Arc<Shared>, mut conn: S)
+pub async fn serve<S>(shared: Arc<Shared>, conn: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let m = &shared.metrics;
+    let m = shared.metrics.clone();
     m.connections.fetch_add(1, Relaxed);
     m.open.fetch_add(1, Relaxed);
     let _open = OpenGuard(&m.open);
+    serve_inner(shared, conn).await
+}
+
+/// [`serve`] without counting a connection (a session of a shared one).
+async fn serve_inner<S>(shared: Arc<Shared>, mut conn: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Some(deadline) = Box::pin(first_bytes(&shared, &mut conn)).await else {
         return;
     };
@@ -82,7 +90,7 @@ fn serve_session(
     shared: Arc<Shared>,
     stream: mux::MuxStream,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(serve(shared, stream))
+    Box::pin(serve_inner(shared, stream))
 }
 
 /// Bytes enough to tell a Mux.Cool frame from a Shadowsocks salt (fewer if the client
@@ -120,8 +128,11 @@ where
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
+            // Stopping: no new session; the open ones drain like any tunnel.
+            _ = shared.shutdown.cancelled() => break,
             next = accepted.recv() => match next {
                 Some((stream, _target)) => {
+                    shared.metrics.shared_sessions.fetch_add(1, Relaxed);
                     sessions.spawn(serve_session(shared.clone(), stream));
                 }
                 None => break,

@@ -11,6 +11,7 @@ pub mod hop;
 pub mod mux;
 pub mod plan;
 pub mod pool;
+pub mod probe;
 pub mod proxy;
 pub mod rules;
 pub mod servers;

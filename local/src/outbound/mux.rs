@@ -25,7 +25,7 @@ use crate::outbound::pool::Pool;
 pub const IDLE: Duration = Duration::from_secs(16);
 
 /// What a shared connection sends must be acknowledged within this.
-const DEAD_AFTER: Duration = Duration::from_secs(20);
+pub const DEAD_AFTER: Duration = Duration::from_secs(20);
 
 /// How far beyond `per_conn` a WebSocket is loaded while another is being made.
 const OVERFLOW: usize = 4;
@@ -39,6 +39,8 @@ struct Conn {
 /// The shared WebSockets of one server.
 pub struct Muxes {
     per_conn: usize,
+    /// A connection with no tunnel for this long closes.
+    idle: Duration,
     conns: Mutex<Vec<Conn>>,
     /// A connection is being made (by a tunnel, or in the background).
     making: AtomicBool,
@@ -56,8 +58,9 @@ impl std::fmt::Debug for Muxes {
 
 impl Muxes {
     /// Up to `per_conn` tunnels on each connection.
-    pub fn new(per_conn: usize) -> Arc<Muxes> {
+    pub fn new(per_conn: usize, idle: Duration) -> Arc<Muxes> {
         Arc::new(Muxes {
+            idle,
             per_conn: per_conn.max(1),
             conns: Mutex::new(Vec::new()),
             making: AtomicBool::new(false),
@@ -162,7 +165,15 @@ impl Muxes {
     /// Adds a connection with no session yet.
     fn add_idle(&self, io: ServerIo, made_in: Duration) {
         io.watch_sent(DEAD_AFTER);
-        let mux = Mux::client(io, IDLE);
+        self.push(io, made_in);
+    }
+
+    /// Adds a connection (its TCP watched by the caller) with no session yet.
+    pub fn push<S>(&self, io: S, made_in: Duration)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let mux = Mux::client(io, self.idle);
         self.lock().push(Conn { mux, made_in });
     }
 
@@ -201,7 +212,7 @@ impl Muxes {
         // A shared connection that dies silently (a sleep, another network) fails once
         // what it sent stays unacknowledged for DEAD_AFTER (set by the caller),
         // resetting its tunnels, instead of holding them all.
-        let mux = Mux::client(io, IDLE);
+        let mux = Mux::client(io, self.idle);
         let s = mux.open()?;
         self.lock().push(Conn { mux, made_in });
         Ok((ServerIo::Mux(s), made_in))

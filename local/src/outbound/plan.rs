@@ -54,6 +54,11 @@ impl Learned {
             .is_ok()
     }
 
+    /// Whether anything has been learned yet.
+    pub fn known(&self) -> bool {
+        self.server.load(Relaxed) != UNKNOWN
+    }
+
     /// Whether the server is known to confirm connections (burrow-server).
     pub fn confirms(&self) -> bool {
         self.server.load(Relaxed) == CONFIRMS

@@ -98,6 +98,8 @@ struct State {
     quiet_until: Option<Instant>,
     /// Connections made for the pool, in all (tests and metrics).
     made: u64,
+    /// When the last tunnel was opened (a burst: the next comes within BURST_WINDOW).
+    last_take: Option<Instant>,
 }
 
 /// The warm connections of one server.
@@ -132,11 +134,14 @@ impl Pool {
             .ws
             .as_ref()
             .filter(|w| w.mux > 0)
-            .map(|w| Muxes::new(w.mux));
+            .map(|w| Muxes::new(w.mux, crate::outbound::mux::IDLE));
         Arc::new(Pool {
             dial,
             muxes,
-            bursts: Muxes::new(BURST_SESSIONS),
+            bursts: Muxes::new(
+                BURST_SESSIONS,
+                config.idle_after.min(crate::outbound::mux::IDLE),
+            ),
             config,
             state: Mutex::new(state),
             wake: Notify::new(),
@@ -179,10 +184,10 @@ impl Pool {
     }
 
     /// For a tunnel to burrow-server (`shares`: it carries shared connections): a warm
-    /// connection of its own while more than one is held or no burst is under way;
-    /// else a session on a connection the burst shares — the last warm one becomes
-    /// shared when none is — so that a burst's tunnels all start at once. Records the
-    /// demand either way.
+    /// connection of its own when it comes alone; in a burst (tunnels opened within
+    /// [`BURST_WINDOW`] of each other) a session on a connection the burst shares — a
+    /// warm one becomes shared when none is — so that a burst's tunnels all start at
+    /// once. Records the demand either way.
     pub fn take_or_share(
         &self,
         shares: bool,
@@ -198,33 +203,43 @@ impl Pool {
         let now = Instant::now();
         let mut st = self.lock();
         let burst = st
-            .opened
-            .back()
-            .is_some_and(|t| now.saturating_duration_since(*t) < BURST_WINDOW);
+            .last_take
+            .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
+        st.last_take = Some(now);
         st.opened.push_back(now);
         st.ready.retain(|w| w.expires > now);
-        if st.ready.len() > 1 || (!burst && !st.ready.is_empty()) {
-            if let Some(found) = pop_alive(&mut st, now) {
-                drop(st);
-                self.wake.notify_one();
-                return Taken::Own(found.0, found.1);
-            }
+        // A tunnel that comes alone gets a warm connection of its own. A burst's
+        // tunnels share one: a shared connection with room takes them, or a warm one
+        // becomes shared — so every tunnel of a burst starts at once, however many.
+        if !burst {
+            let own = pop_alive(&mut st, now);
+            drop(st);
+            self.wake.notify_one();
+            return own.map_or(Taken::None, |(io, t)| Taken::Own(io, t));
         }
         if let Some((io, t)) = self.bursts.shared() {
             drop(st);
             self.wake.notify_one();
             return Taken::Shared(io, t);
         }
-        let last = pop_alive(&mut st, now);
+        let warm = pop_alive(&mut st, now);
         drop(st);
         self.wake.notify_one();
-        match last {
+        match warm {
             Some((io, t)) => match self.bursts.carry(io, t, key, salts.cloned()) {
                 Ok((io, t)) => Taken::Shared(io, t),
                 Err(_) => Taken::None,
             },
             None => Taken::None,
         }
+    }
+
+    /// Keeps `io`, a shared connection the server has accepted, for the next burst.
+    pub fn adopt_shared<S>(&self, io: S, made_in: Duration)
+    where
+        S: AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        self.bursts.push(io, made_in);
     }
 
     /// Drops every warm connection held (the machine slept, or its network changed:
@@ -368,8 +383,9 @@ pub enum Taken {
     None,
 }
 
-/// Tunnels opened this close together are a burst.
-const BURST_WINDOW: Duration = Duration::from_millis(50);
+/// Tunnels opened this close together are a burst (a browser opens a page's within a
+/// few milliseconds; tunnels one after another over any real link are further apart).
+const BURST_WINDOW: Duration = Duration::from_millis(10);
 
 /// Tunnels one shared connection carries at once.
 const BURST_SESSIONS: usize = 64;

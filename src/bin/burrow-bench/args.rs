@@ -96,6 +96,18 @@ pub(crate) enum Mode {
         #[arg(long, default_value_t = 100)]
         rtt_ms: u64,
     },
+    /// Headless Chromium loads a page of 24 images from 4 origins, and one of 80 from 8,
+    /// through burrow (tcp; wss via squid and nginx; v2ray-plugin), shadowsocks-rust and
+    /// v2ray with its mux, each over the same long link (node, Chromium, ssserver,
+    /// sslocal, ss-server, ss-v2ray-plugin, v2ray, squid and nginx from PATH).
+    PageSuite {
+        /// Page loads per proxy and page (each in a fresh browser).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The link's round-trip time.
+        #[arg(long, default_value_t = 80)]
+        rtt_ms: u64,
+    },
     /// An NTLM-only proxy (verifying NTLMv2) answered by burrow-local itself, against
     /// cntlm in front of it, over the same long link: first byte and a 64 MiB download.
     NtlmAnchor {

@@ -31,6 +31,9 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     if let Mode::FirstByteSuite { count, rtt_ms } = cli.mode {
         return suite::run(count, rtt_ms).await;
     }
+    if let Mode::PageSuite { runs, rtt_ms } = cli.mode {
+        return page::run(runs, rtt_ms).await;
+    }
     if let Mode::NtlmAnchor {
         count,
         rtt_ms,
@@ -69,7 +72,10 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             }
             println!("{line}");
         }
-        Mode::Link { .. } | Mode::FirstByteSuite { .. } | Mode::NtlmAnchor { .. } => {}
+        Mode::Link { .. }
+        | Mode::FirstByteSuite { .. }
+        | Mode::PageSuite { .. }
+        | Mode::NtlmAnchor { .. } => {}
         Mode::FirstByte {
             count,
             rtt_ms,
@@ -233,6 +239,7 @@ fn main() -> ExitCode {
     }
 }
 
+mod page;
 mod suite;
 mod udp;
 use udp::udp_bench;

@@ -14,19 +14,19 @@ const PW: &str = "first-byte-suite-password";
 /// `warm_idle_after` and `warm_max_age` of 1 s each).
 const IDLE: Duration = Duration::from_secs(4);
 
-fn beside(name: &str) -> String {
+pub(crate) fn beside(name: &str) -> String {
     let me = std::env::current_exe().unwrap_or_default();
     me.with_file_name(name).to_string_lossy().into_owned()
 }
 
-fn temp(tag: &str) -> PathBuf {
+pub(crate) fn temp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("burrow-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&d);
     d
 }
 
 /// One burrow-local with `toml`, its proxy address.
-fn local(toml: &str, tag: &str) -> (Proc, SocketAddr) {
+pub(crate) fn local(toml: &str, tag: &str) -> (Proc, SocketAddr) {
     let cfg = temp(tag).join("local.toml");
     let _ = std::fs::write(&cfg, toml);
     let p = Proc::spawn(
