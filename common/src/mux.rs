@@ -26,8 +26,9 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, PollSender};
+use tokio_util::sync::{CancellationToken, PollSemaphore, PollSender};
 
 use crate::TargetAddr;
 
@@ -46,6 +47,12 @@ pub const MAX_DATA: usize = 8 * 1024;
 const SESSION_QUEUE: usize = 8;
 /// Frames queued for the connection's writer.
 const WRITE_QUEUE: usize = 64;
+/// Frames one session may have queued for the writer: a bulk session cannot fill the
+/// queue, so another session's frame waits behind a few of its frames, not dozens.
+const SESSION_IN_FLIGHT: usize = 4;
+
+/// A frame for the writer, with the session's share it holds until written.
+type Out = (Bytes, Option<OwnedSemaphorePermit>);
 
 /// One decoded frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -212,7 +219,7 @@ struct Slot {
 
 struct Shared {
     sessions: Mutex<HashMap<u16, Slot>>,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Out>,
     /// Resets from dropped sessions (a drop cannot wait for room).
     resets: mpsc::UnboundedSender<Bytes>,
     closed: CancellationToken,
@@ -253,6 +260,8 @@ impl Shared {
             rbuf: Bytes::new(),
             reset,
             out: PollSender::new(self.out.clone()),
+            share: PollSemaphore::new(Arc::new(tokio::sync::Semaphore::new(SESSION_IN_FLIGHT))),
+            permit: None,
             opened: server_side,
             write_closed: false,
             read_done: false,
@@ -372,7 +381,7 @@ impl Mux {
 async fn write_loop<W: AsyncWrite>(
     shared: Arc<Shared>,
     w: W,
-    mut out: mpsc::Receiver<Bytes>,
+    mut out: mpsc::Receiver<Out>,
     mut resets: mpsc::UnboundedReceiver<Bytes>,
     idle: Duration,
 ) {
@@ -381,7 +390,7 @@ async fn write_loop<W: AsyncWrite>(
     let result: io::Result<()> = async {
         loop {
             let first = tokio::select! {
-                Some(f) = out.recv() => f,
+                Some((f, _share)) = out.recv() => f,
                 Some(f) = resets.recv() => f,
                 _ = shared.closed.cancelled() => return Ok(()),
                 _ = tick.tick() => {
@@ -394,8 +403,14 @@ async fn write_loop<W: AsyncWrite>(
             };
             w.write_all(&first).await?;
             // What else is queued leaves with it, then one flush.
-            while let Ok(f) = out.try_recv().or_else(|_| resets.try_recv()) {
-                w.write_all(&f).await?;
+            loop {
+                if let Ok((f, _share)) = out.try_recv() {
+                    w.write_all(&f).await?;
+                } else if let Ok(f) = resets.try_recv() {
+                    w.write_all(&f).await?;
+                } else {
+                    break;
+                }
             }
             w.flush().await?;
         }
@@ -514,7 +529,10 @@ pub struct MuxStream {
     rx: mpsc::Receiver<Bytes>,
     rbuf: Bytes,
     reset: Arc<AtomicBool>,
-    out: PollSender<Bytes>,
+    out: PollSender<Out>,
+    /// This session's share of the writer's queue, and the part of it held now.
+    share: PollSemaphore,
+    permit: Option<OwnedSemaphorePermit>,
     /// New sent (or, server side, not ours to send).
     opened: bool,
     write_closed: bool,
@@ -548,6 +566,13 @@ impl MuxStream {
     }
 
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.permit.is_none() {
+            match self.share.poll_acquire(cx) {
+                Poll::Ready(Some(p)) => self.permit = Some(p),
+                Poll::Ready(None) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         match self.out.poll_reserve(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(_)) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
@@ -604,8 +629,9 @@ impl AsyncWrite for MuxStream {
         std::task::ready!(this.poll_send(cx))?;
         let n = buf.len().min(MAX_DATA);
         let frame = this.frame(&buf[..n], false);
+        let share = this.permit.take();
         this.out
-            .send_item(frame)
+            .send_item((frame, share))
             .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
         Poll::Ready(Ok(n))
     }
@@ -623,8 +649,9 @@ impl AsyncWrite for MuxStream {
         std::task::ready!(this.poll_send(cx))?;
         let frame = this.frame(&[], true);
         this.write_closed = true;
+        let share = this.permit.take();
         this.out
-            .send_item(frame)
+            .send_item((frame, share))
             .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
         Poll::Ready(Ok(()))
     }

@@ -201,3 +201,53 @@ async fn an_idle_connection_closes() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(client.is_closed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_session_does_not_queue_far_ahead_of_a_small_one() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let (a, mut b) = tokio::io::duplex(64 * 1024);
+    let client = Mux::client(a, Duration::from_secs(60));
+    // Bulk: the client writes without pause, counting its writes.
+    let writes = Arc::new(AtomicUsize::new(0));
+    let mut bulk = client.open().unwrap();
+    let counted = writes.clone();
+    tokio::spawn(async move {
+        let chunk = vec![7u8; 16 * 1024];
+        while bulk.write_all(&chunk).await.is_ok() {
+            counted.fetch_add(1, SeqCst);
+        }
+    });
+    // The peer reads 1 MB of it, then stops reading until every queue on the way is full
+    // (the bulk's writes stop advancing).
+    let mut seen = 0;
+    while seen < 1024 * 1024 {
+        seen += read_frame(&mut b).await.unwrap().unwrap().data.len();
+    }
+    let mut last = writes.load(SeqCst);
+    let mut still = 0;
+    while still < 1000 {
+        tokio::task::yield_now().await;
+        let now = writes.load(SeqCst);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    // A small session speaks now; the peer reads on until it arrives.
+    let mut small = client.open().unwrap();
+    small.write_all(b"ping").await.unwrap();
+    let mut ahead = 0;
+    loop {
+        let f = read_frame(&mut b).await.unwrap().unwrap();
+        if f.id == 1 {
+            ahead += f.data.len();
+            continue;
+        }
+        assert_eq!(&f.data[..], b"ping");
+        break;
+    }
+    // The pipe's 64 KiB and the bulk's few queued frames went first; not the writer's
+    // whole queue (64 frames of 8 KiB).
+    assert!(
+        ahead < 160 * 1024,
+        "{ahead} bulk bytes went ahead of the small session"
+    );
+}
