@@ -190,7 +190,7 @@ pub async fn run(runs: usize, rtt_ms: u64) -> anyhow::Result<()> {
     let (_wss_local, wss_at) = local(
         &format!(
             "server = \"localhost:{}\"\n{base}outbound_proxy = \"http://alice:s3cret@{}\"\n\
-             transport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\nmux = 8\n",
+             transport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
             tls_link.addr.port(),
             squid.addr,
             ca.display()
