@@ -195,6 +195,54 @@ async fn burrow_local_exe_over_wss_through_nginx() {
     assert_exact(&socks_fetch(local_addr, target, n).await, n, &local);
 }
 
+/// burrow-local.exe speaks v2ray-plugin (WebSocket over TLS, Mux.Cool) itself, with no
+/// plugin program on the Windows side: against ss-server with ss-v2ray-plugin's TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burrow_local_exe_speaks_v2ray_plugin_over_tls() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("win-v2ray-plugin");
+    let (cert, key, ca) = origins::write_pki(&dir, &["localhost"]);
+    let port = kit::free_port();
+    let opts = format!(
+        "server;path=/ws;tls;host=localhost;cert={};key={}",
+        cert.display(),
+        key.display()
+    );
+    let ss = Proc::spawn(
+        "ss-server",
+        &[
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-k",
+            PW,
+            "-m",
+            METHOD,
+            "--plugin",
+            "ss-v2ray-plugin",
+            "--plugin-opts",
+            &opts,
+        ],
+        &[],
+    );
+    ss.wait_for("listening at");
+    kit::wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"));
+    let ca = windows_path(&ca).replace('\\', "\\\\");
+    let (local, local_addr) = local_exe(&format!(
+        "server = \"127.0.0.1:{port}\"\nmethod = \"{METHOD}\"\npassword = \"{PW}\"\n\
+         plugin = \"v2ray-plugin.exe\"\nplugin_opts = \"tls;host=localhost;path=/ws;cert={ca}\"\n"
+    ));
+    let n = 2_000_000;
+    assert_exact(&socks_fetch(local_addr, target, n).await, n, &local);
+    let all: Vec<_> = (0..4)
+        .map(|i| tokio::spawn(socks_fetch(local_addr, target, 100_000 + i)))
+        .collect();
+    for (i, t) in all.into_iter().enumerate() {
+        assert_exact(&t.await.expect("task"), 100_000 + i, &local);
+    }
+}
+
 /// burrow-server.exe serves a Linux burrow-local (and refuses what its policy refuses).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burrow_server_exe_serves_a_linux_burrow_local() {
