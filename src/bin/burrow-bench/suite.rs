@@ -70,6 +70,22 @@ async fn measure(label: &str, socks: SocketAddr, http: bool, count: usize, rtt_m
     }
 }
 
+/// The first tunnel (SOCKS5, to a target never reached) of a burrow-local started a
+/// second ago.
+async fn first_after_a_second(label: &str, socks: SocketAddr, rtt_ms: u64) {
+    let target = match super::target().await {
+        Ok(t) => t,
+        Err(e) => return println!("{label}: no target: {e}"),
+    };
+    match super::first_byte(Some(socks), None, target).await {
+        Ok(d) => println!(
+            "{label} first-byte socks5 rtt={rtt_ms}ms : first 1 s after start {:.2} RTT",
+            d.as_secs_f64() * 1e3 / rtt_ms as f64
+        ),
+        Err(e) => println!("{label} first 1 s after start: failed: {e}"),
+    }
+}
+
 /// One tunnel through CONNECT to an HTTPS origin: TLS handshake, GET, first byte.
 async fn https_once(
     proxy: SocketAddr,
@@ -260,6 +276,14 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
             let (_l, addr) = local(toml, label);
             measure(label, addr, http, count, rtt_ms).await;
         }
+        // An app that connects a second after start, as most do (warm connections kept
+        // as by default, not let go after a second as above).
+        let defaults = toml
+            .replace("warm_idle_after = \"1s\"\n", "")
+            .replace("warm_max_age = \"1s\"\n", "");
+        let (_l, addr) = local(&defaults, label);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        first_after_a_second(label, addr, rtt_ms).await;
     }
     // An HTTPS target through CONNECT: the app's own TLS handshake rides the tunnel.
     let pki = burrow::origins::test_pki(&["127.0.0.1"]);
@@ -305,6 +329,8 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
         &[],
     );
     sl.wait_for("listening on");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    first_after_a_second("ssrust-tcp", format!("127.0.0.1:{lport}").parse()?, rtt_ms).await;
     measure(
         "ssrust-tcp",
         format!("127.0.0.1:{lport}").parse()?,
