@@ -145,6 +145,9 @@ pub struct Nginx {
     _proc: Proc,
     /// Where it listens (TLS).
     pub addr: SocketAddr,
+    /// Its access log: per request, whether the TLS session was resumed (`r`, else `.`)
+    /// and whether it came as early data (`1`, else `-` or empty), then the request line.
+    pub log: std::path::PathBuf,
 }
 
 impl Nginx {
@@ -157,13 +160,25 @@ impl Nginx {
         backend: SocketAddr,
         read_timeout_s: u32,
     ) -> Nginx {
-        let port = free_port();
+        Self::start_on(free_port(), dir, cert, key, backend, read_timeout_s)
+    }
+
+    /// [`Nginx::start`] on a given port (a restart: new session ticket keys).
+    pub fn start_on(
+        port: u16,
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        backend: SocketAddr,
+        read_timeout_s: u32,
+    ) -> Nginx {
         let d = dir.display();
         std::fs::create_dir_all(dir.join("tmp")).expect("tmp");
         let conf = format!(
         "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
          events {{ worker_connections 512; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n\
+         http {{\n log_format tls '$ssl_session_reused $ssl_early_data \"$request\"';\n\
+          access_log {d}/access.log tls;\n client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n\
           fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
           server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n\
            location /tunnel {{\n   proxy_pass http://{backend};\n   proxy_http_version 1.1;\n\
@@ -185,7 +200,16 @@ impl Nginx {
         );
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         wait_for_port(addr);
-        Nginx { _proc: proc, addr }
+        Nginx {
+            _proc: proc,
+            addr,
+            log: dir.join("access.log"),
+        }
+    }
+
+    /// The access log so far (see [`Nginx::log`]).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
