@@ -145,8 +145,10 @@ pub struct Nginx {
     _proc: Proc,
     /// Where it listens (TLS).
     pub addr: SocketAddr,
-    /// Its access log: per request, whether the TLS session was resumed (`r`, else `.`)
-    /// and whether it came as early data (`1`, else `-` or empty), then the request line.
+    /// Its access log: per request, whether the TLS session was resumed (`r`, else `.`),
+    /// whether the request came as early data (`1`, else `-` or empty; read while the
+    /// request is handled, since by the time it is logged the handshake is done), the
+    /// TLS version, then the request line.
     pub log: std::path::PathBuf,
 }
 
@@ -177,11 +179,12 @@ impl Nginx {
         let conf = format!(
         "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
          events {{ worker_connections 512; }}\n\
-         http {{\n log_format tls '$ssl_session_reused $ssl_early_data \"$request\"';\n\
+         http {{\n log_format tls '$ssl_session_reused $early $ssl_protocol \"$request\"';\n\
           access_log {d}/access.log tls;\n client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n\
           fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
           server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n\
-           location /tunnel {{\n   proxy_pass http://{backend};\n   proxy_http_version 1.1;\n\
+           ssl_protocols TLSv1.2 TLSv1.3;\n   ssl_early_data on;\n\
+           location /tunnel {{\n   set $early \"$ssl_early_data\";\n   proxy_pass http://{backend};\n   proxy_http_version 1.1;\n\
             proxy_set_header Upgrade $http_upgrade;\n   proxy_set_header Connection \"upgrade\";\n\
             proxy_read_timeout {read_timeout_s}s;\n   proxy_send_timeout {read_timeout_s}s;\n   proxy_buffering off;\n  }}\n }}\n}}\n",
         cert.display(),

@@ -1,6 +1,7 @@
 //! The wss hop's TLS: sessions resumed across the pool's connections (measured at nginx,
-//! not assumed), and a server restart (new ticket keys) falls back to a full handshake
-//! that works.
+//! not assumed), the WebSocket upgrade sent as 0-RTT early data on them, and a server
+//! restart (new ticket keys: the ticket and its early data refused) falls back to a full
+//! handshake that works.
 
 mod common;
 
@@ -68,6 +69,18 @@ async fn tls_sessions_resume_across_connections_and_survive_a_server_restart() {
         again >= 2,
         "{again} of {lines} TLS sessions resumed:\n{}",
         nginx.access_log()
+    );
+    // On a resumed session the WebSocket upgrade left with the ClientHello (0-RTT).
+    let early = nginx
+        .access_log()
+        .lines()
+        .filter(|l| l.starts_with("r 1 ") && l.contains("GET /tunnel"))
+        .count();
+    assert!(
+        early >= 1,
+        "no upgrade came as early data:\n{}\n{}",
+        nginx.access_log(),
+        local.output()
     );
 
     // nginx restarts with new ticket keys: the tickets burrow-local holds are refused,

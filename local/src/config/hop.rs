@@ -84,7 +84,7 @@ pub(super) fn outbound(
                     .unwrap_or_default();
                 let trust =
                     Trust::from_config(w.ca_file.as_deref(), &pins, w.insecure_skip_verify)?;
-                Some(Arc::new(TlsTarget::new(&name, &trust)?))
+                Some(Arc::new(TlsTarget::new(&name, &trust)?.with_early_data()))
             } else {
                 None
             };

@@ -129,6 +129,19 @@ impl TlsTarget {
         })
     }
 
+    /// With TLS 1.3 0-RTT: on a resumed session whose server allows it, what is written
+    /// first leaves with the ClientHello (a server that refuses it gets it again after
+    /// the handshake). Only for what may be replayed: the wss hop's WebSocket upgrade
+    /// (idempotent, no tunnel bytes in it), never an app's request.
+    pub fn with_early_data(self) -> Self {
+        let mut config = (**self.connector.config()).clone();
+        config.enable_early_data = true;
+        TlsTarget {
+            connector: TlsConnector::from(Arc::new(config)).early_data(true),
+            name: self.name,
+        }
+    }
+
     /// Runs the handshake over `io` (the tunnel). A refused certificate reads as its
     /// diagnosis.
     pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
