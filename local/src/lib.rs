@@ -113,7 +113,7 @@ async fn start(
         .iter()
         .map(|s| s.pool.clone())
         .collect();
-    tokio::spawn(outbound::pool::drop_on_network_change(pools, gen));
+    tokio::spawn(outbound::network::drop_on_network_change(pools, gen));
     (settings, warm)
 }
 

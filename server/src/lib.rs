@@ -8,6 +8,7 @@ pub mod config;
 pub mod dial;
 pub mod handshake;
 pub mod metrics;
+mod mux;
 pub mod policy;
 pub mod serve;
 pub mod udp;

@@ -44,7 +44,7 @@ where
 }
 
 /// [`serve`] without counting a connection (a session of a shared one).
-async fn serve_inner<S>(shared: Arc<Shared>, mut conn: S)
+pub(crate) async fn serve_inner<S>(shared: Arc<Shared>, mut conn: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -74,74 +74,19 @@ pub async fn serve_websocket(shared: Arc<Shared>, conn: TcpStream) {
     };
     // v2ray-plugin's clients frame their streams with Mux.Cool by default; burrow-local
     // and other Shadowsocks clients send a salt. The first bytes tell which.
-    let head = with_timeout("first bytes", s.handshake_timeout, peek_head(io)).await;
+    let head = with_timeout(
+        "first bytes",
+        s.handshake_timeout,
+        crate::mux::peek_head(io),
+    )
+    .await;
     match head {
         Ok((head, io)) if mux::looks_like_mux(&head) => {
-            serve_mux(shared, Prefixed::new(head.freeze(), io)).await
+            crate::mux::serve_mux(shared, Prefixed::new(head.freeze(), io)).await
         }
         Ok((head, io)) => serve(shared, Prefixed::new(head.freeze(), io)).await,
         Err(e) => debug!("WebSocket: {e}"),
     }
-}
-
-/// One session of a shared connection, served as a connection (boxed: a session may
-/// itself carry a shared connection).
-fn serve_session(
-    shared: Arc<Shared>,
-    stream: mux::MuxStream,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(serve_inner(shared, stream))
-}
-
-/// Bytes enough to tell a Mux.Cool frame from a Shadowsocks salt (fewer if the client
-/// ends first), and the stream.
-async fn peek_head<S: AsyncRead + Unpin>(mut io: S) -> std::io::Result<(BytesMut, S)> {
-    use tokio::io::AsyncReadExt;
-    let mut head = BytesMut::with_capacity(32);
-    while head.len() < MUX_PEEK {
-        if io.read_buf(&mut head).await? == 0 {
-            break;
-        }
-    }
-    Ok((head, io))
-}
-
-/// What `mux::looks_like_mux` reads (the first frame's metadata up to a name's length).
-const MUX_PEEK: usize = 11;
-
-/// Sessions one Mux.Cool connection may have open at once.
-const MUX_SESSIONS: usize = 128;
-
-/// A Mux.Cool connection with no session for this long is closed.
-const MUX_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// One Mux.Cool connection (v2ray-plugin's framing): each session is served as a
-/// connection of its own — its own handshake, authentication and tunnel — within this
-/// connection's task, so that the connection's limit and the shutdown grace hold them.
-async fn serve_mux<S>(shared: Arc<Shared>, io: S)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    shared.metrics.shared.fetch_add(1, Relaxed);
-    let (tx, mut accepted) = tokio::sync::mpsc::channel(8);
-    let conn = mux::Mux::server(io, MUX_IDLE, MUX_SESSIONS, tx);
-    let mut sessions = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            // Stopping: no new session; the open ones drain like any tunnel.
-            _ = shared.shutdown.cancelled() => break,
-            next = accepted.recv() => match next {
-                Some((stream, _target)) => {
-                    shared.metrics.shared_sessions.fetch_add(1, Relaxed);
-                    sessions.spawn(serve_session(shared.clone(), stream));
-                }
-                None => break,
-            },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-        }
-    }
-    while sessions.join_next().await.is_some() {}
-    conn.close();
 }
 
 /// Dial → tunnel, for a request that authenticated (the tunnel's time counted from then).
@@ -168,7 +113,7 @@ where
         return Box::pin(udp_over_tcp(shared, conn, req)).await;
     }
     if mux::is_carrier(&req.target) {
-        return Box::pin(carrier(shared, conn, req)).await;
+        return Box::pin(crate::mux::carrier(shared, conn, req)).await;
     }
     let counters = &req.user.counters;
     counters.tunnels.fetch_add(1, Relaxed);
@@ -194,7 +139,7 @@ where
 /// told at once that the target is connected — burrow-local waits for this. SIP004: the
 /// salt alone, harmless to any client. SIP022: only when asked, since a header with an
 /// empty first chunk is ours alone to expect.
-fn response_stream<S>(
+pub(crate) fn response_stream<S>(
     shared: &Shared,
     conn: S,
     key: &burrow_common::MasterKey,
@@ -219,6 +164,30 @@ async fn udp_over_tcp<S>(shared: &Shared, conn: S, req: Box<Request>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // The word goes now, as for a tunnel whose target is connected: a client that waits
+    // for it does not wait for the first datagram back.
+    let Some((tunnel, user, payload)) = answered_now(shared, conn, req, true).await else {
+        return;
+    };
+    tokio::select! {
+        _ = crate::udp::over_tcp(shared, tunnel, payload, &user.counters) => {}
+        _ = user.removed.cancelled() => debug!("user {} removed: UDP over TCP closed", user.name),
+    }
+}
+
+/// A request with no target to dial (UDP over TCP, a shared connection), answered at
+/// once — counted as one of the user's tunnels if `tunnel` (a shared connection is not
+/// one: each of its sessions is); the stream, the user and the bytes that came after the
+/// request. `None`: the client is gone.
+pub(crate) async fn answered_now<S>(
+    shared: &Shared,
+    conn: S,
+    req: Box<Request>,
+    tunnel: bool,
+) -> Option<(EncryptedStream<S>, Arc<crate::users::User>, BytesMut)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let Request {
         user,
         dec,
@@ -226,38 +195,12 @@ where
         payload,
         ..
     } = *req;
-    user.counters.tunnels.fetch_add(1, Relaxed);
-    let mut tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
-    // The word goes now, as for a tunnel whose target is connected: a client that waits
-    // for it does not wait for the first datagram back.
-    if tokio::io::AsyncWriteExt::flush(&mut tunnel).await.is_err() {
-        return;
+    if tunnel {
+        user.counters.tunnels.fetch_add(1, Relaxed);
     }
-    tokio::select! {
-        _ = crate::udp::over_tcp(shared, tunnel, payload, &user.counters) => {}
-        _ = user.removed.cancelled() => debug!("user {} removed: UDP over TCP closed", user.name),
-    }
-}
-
-/// Tunnels sharing this one (burrow-local's bursts; v2ray's `v1.mux.cool`): announced
-/// at once, then Mux.Cool inside, each session served as a connection of its own (its
-/// own Shadowsocks request, key and target) — until the user is removed.
-async fn carrier<S>(shared: &Arc<Shared>, conn: S, req: Box<Request>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let Request {
-        user, dec, rbuf, ..
-    } = *req;
-    user.counters.tunnels.fetch_add(1, Relaxed);
-    let mut tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
-    if tokio::io::AsyncWriteExt::flush(&mut tunnel).await.is_err() {
-        return;
-    }
-    tokio::select! {
-        _ = serve_mux(shared.clone(), tunnel) => {}
-        _ = user.removed.cancelled() => debug!("user {} removed: shared connection closed", user.name),
-    }
+    let mut stream = response_stream(shared, conn, &user.key, dec, rbuf);
+    tokio::io::AsyncWriteExt::flush(&mut stream).await.ok()?;
+    Some((stream, user, payload))
 }
 
 /// A handshake permit, or `None` (counted) when as many connections as allowed are

@@ -9,6 +9,7 @@ pub mod around;
 pub mod dial;
 pub mod hop;
 pub mod mux;
+pub mod network;
 pub mod plan;
 pub mod pool;
 pub mod probe;

@@ -1,4 +1,6 @@
+use super::frame::{END, KEEP, NEW};
 use super::*;
+use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A New frame for session 1 to 127.0.0.1:0 with 3 bytes, as v2ray lays it out

@@ -1,0 +1,357 @@
+//! Mux.Cool: many streams over one connection, framed as v2ray frames them — what
+//! v2ray-plugin carries inside its WebSocket by default.
+//!
+//! ```text
+//! u16 metadata length | metadata | (with the data option) u16 length | data
+//! metadata: u16 session | u8 status | u8 option | (New only) u8 network, u16 port,
+//!           u8 address type (1 IPv4, 2 name, 3 IPv6), address
+//! status:   1 New, 2 Keep, 3 End, 4 KeepAlive      option: 1 data, 2 error
+//! ```
+//!
+//! A session is opened by the client's New (with its first data), carries data in Keep
+//! frames both ways, and each side says it is done writing with End (End with the error
+//! option: the session was reset). There is no flow control in the protocol: a session
+//! queues a few frames; when its reader lags further the connection's reader waits for
+//! it (v2ray does the same). [`Mux`] is one connection; [`MuxStream`] one session.
+mod frame;
+mod stream;
+
+pub use frame::{encode, is_carrier, looks_like_mux, read_frame, Frame, CARRIER, MAX_DATA};
+pub use stream::MuxStream;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use crate::TargetAddr;
+use frame::{bad, END, KEEP_ALIVE, NEW};
+
+/// Frames a session queues before the connection's reader waits for it.
+const SESSION_QUEUE: usize = 8;
+/// Frames queued for the connection's writer.
+const WRITE_QUEUE: usize = 64;
+/// Frames one session may have queued for the writer: a bulk session cannot fill the
+/// queue, so another session's frame waits behind a few of its frames, not dozens.
+const SESSION_IN_FLIGHT: usize = 4;
+
+/// A frame for the writer, with the session's share it holds until written.
+type Out = (Bytes, Option<OwnedSemaphorePermit>);
+
+/// One session's end of the connection, kept by the connection's reader.
+struct Slot {
+    /// Data for the session; `None` once the peer ended it.
+    tx: Option<mpsc::Sender<Bytes>>,
+    reset: Arc<AtomicBool>,
+}
+
+struct Shared {
+    sessions: Mutex<HashMap<u16, Slot>>,
+    out: mpsc::Sender<Out>,
+    /// Resets from dropped sessions (a drop cannot wait for room).
+    resets: mpsc::UnboundedSender<Bytes>,
+    closed: CancellationToken,
+    /// The next session id (client).
+    next_id: Mutex<u16>,
+    /// When the last session ended (idle close).
+    idle_since: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Slot>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remove(&self, id: u16) {
+        let mut s = self.lock();
+        s.remove(&id);
+        if s.is_empty() {
+            *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
+    }
+
+    fn add(self: &Arc<Self>, id: u16, server_side: bool) -> MuxStream {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let reset = Arc::new(AtomicBool::new(false));
+        self.lock().insert(
+            id,
+            Slot {
+                tx: Some(tx),
+                reset: reset.clone(),
+            },
+        );
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        MuxStream::new(
+            self.clone(),
+            id,
+            rx,
+            reset,
+            PollSender::new(self.out.clone()),
+            server_side,
+        )
+    }
+}
+
+/// A new session a client opened on a server-side connection.
+pub type Accepted = (MuxStream, Option<TargetAddr>);
+
+/// One Mux.Cool connection.
+#[derive(Clone)]
+pub struct Mux {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mux({} sessions)", self.sessions())
+    }
+}
+
+impl Mux {
+    /// The client side over `io`: sessions are opened with [`Mux::open`]. The connection
+    /// closes once it has had no session for `idle`.
+    pub fn client<S>(io: S, idle: Duration) -> Mux
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Self::start(io, idle, None, usize::MAX)
+    }
+
+    /// The server side over `io`: each session a client opens comes out of `accepted`
+    /// (at most `max_sessions` at once; more are refused with a reset). The connection
+    /// closes once it has had no session for `idle`.
+    pub fn server<S>(
+        io: S,
+        idle: Duration,
+        max_sessions: usize,
+        accepted: mpsc::Sender<Accepted>,
+    ) -> Mux
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Self::start(io, idle, Some(accepted), max_sessions)
+    }
+
+    fn start<S>(
+        io: S,
+        idle: Duration,
+        accepted: Option<mpsc::Sender<Accepted>>,
+        max_sessions: usize,
+    ) -> Mux
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (out, out_rx) = mpsc::channel(WRITE_QUEUE);
+        let (resets, resets_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            sessions: Mutex::new(HashMap::new()),
+            out,
+            resets,
+            closed: CancellationToken::new(),
+            next_id: Mutex::new(1),
+            idle_since: Mutex::new(Some(Instant::now())),
+        });
+        let (r, w) = tokio::io::split(io);
+        tokio::spawn(write_loop(shared.clone(), w, out_rx, resets_rx, idle));
+        tokio::spawn(read_loop(shared.clone(), r, accepted, max_sessions));
+        Mux { shared }
+    }
+
+    /// Opens a session (client side); nothing is sent until its first write.
+    pub fn open(&self) -> io::Result<MuxStream> {
+        if self.is_closed() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let id = {
+            let sessions = self.shared.lock();
+            let mut next = self
+                .shared
+                .next_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            loop {
+                let id = *next;
+                *next = next.wrapping_add(1).max(1);
+                if !sessions.contains_key(&id) {
+                    break id;
+                }
+            }
+        };
+        Ok(self.shared.add(id, false))
+    }
+
+    /// Sessions open now.
+    pub fn sessions(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// Whether the connection has ended (no new session can be opened on it).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
+    /// Closes the connection: every session still open is reset.
+    pub fn close(&self) {
+        self.shared.closed.cancel();
+    }
+
+    /// Resolves when the connection has ended.
+    pub async fn closed(&self) {
+        self.shared.closed.cancelled().await
+    }
+}
+
+async fn write_loop<W: AsyncWrite>(
+    shared: Arc<Shared>,
+    w: W,
+    mut out: mpsc::Receiver<Out>,
+    mut resets: mpsc::UnboundedReceiver<Bytes>,
+    idle: Duration,
+) {
+    tokio::pin!(w);
+    let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)) / 4);
+    let result: io::Result<()> = async {
+        loop {
+            let first = tokio::select! {
+                Some((f, _share)) = out.recv() => f,
+                Some(f) = resets.recv() => f,
+                _ = shared.closed.cancelled() => return Ok(()),
+                _ = tick.tick() => {
+                    let since = *shared.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+                    if since.is_some_and(|t| t.elapsed() >= idle) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            w.write_all(&first).await?;
+            // What else is queued leaves with it, then one flush.
+            loop {
+                if let Ok((f, _share)) = out.try_recv() {
+                    w.write_all(&f).await?;
+                } else if let Ok(f) = resets.try_recv() {
+                    w.write_all(&f).await?;
+                } else {
+                    break;
+                }
+            }
+            w.flush().await?;
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!("mux connection: {e}");
+    }
+    shared.closed.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
+}
+
+async fn read_loop<R: AsyncRead>(
+    shared: Arc<Shared>,
+    r: R,
+    accepted: Option<mpsc::Sender<Accepted>>,
+    max_sessions: usize,
+) {
+    let r = tokio::io::BufReader::with_capacity(16 * 1024, r);
+    tokio::pin!(r);
+    let result: io::Result<()> = async {
+        loop {
+            let frame = tokio::select! {
+                f = read_frame(&mut r) => f?,
+                _ = shared.closed.cancelled() => return Ok(()),
+            };
+            let Some(frame) = frame else { return Ok(()) };
+            deliver(&shared, frame, accepted.as_ref(), max_sessions).await?;
+        }
+    }
+    .await;
+    if let Err(e) = &result {
+        tracing::debug!("mux connection: {e}");
+    }
+    shared.closed.cancel();
+    // Every session still open ends as reset (the connection was lost under it), unless
+    // the peer had ended it.
+    for (_, slot) in shared.lock().drain() {
+        if slot.tx.is_some() {
+            slot.reset.store(true, Relaxed);
+        }
+    }
+}
+
+async fn deliver(
+    shared: &Arc<Shared>,
+    frame: Frame,
+    accepted: Option<&mpsc::Sender<Accepted>>,
+    max_sessions: usize,
+) -> io::Result<()> {
+    let id = frame.id;
+    match frame.status {
+        KEEP_ALIVE => return Ok(()),
+        NEW => {
+            let Some(accepted) = accepted else {
+                return Err(bad("New from the server"));
+            };
+            let known = shared.lock().contains_key(&id);
+            if known || shared.lock().len() >= max_sessions {
+                tracing::debug!("mux: session {id} refused (in use, or too many open)");
+                send_reset(shared, id);
+                return Ok(());
+            }
+            let stream = shared.add(id, true);
+            if accepted.send((stream, frame.target)).await.is_err() {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+        }
+        END => {
+            // The peer is done writing (with the error option: the session was reset).
+            if let Some(s) = shared.lock().get_mut(&id) {
+                if frame.error {
+                    s.reset.store(true, Relaxed);
+                }
+                s.tx = None;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    if frame.data.is_empty() {
+        return Ok(());
+    }
+    let tx = match shared.lock().get(&id) {
+        Some(slot) => slot.tx.clone(),
+        None => {
+            // Not ours (ended here already): tell the peer, as v2ray does.
+            send_end(shared, id);
+            return Ok(());
+        }
+    };
+    if let Some(tx) = tx {
+        // The session lags: the whole connection waits for it (no flow control).
+        let _ = tx.send(frame.data).await;
+    }
+    Ok(())
+}
+
+fn send_end(shared: &Shared, id: u16) {
+    let mut b = BytesMut::with_capacity(6);
+    encode(&mut b, id, END, None, false, &[]);
+    let _ = shared.resets.send(b.freeze());
+}
+
+fn send_reset(shared: &Shared, id: u16) {
+    let mut b = BytesMut::with_capacity(6);
+    encode(&mut b, id, END, None, true, &[]);
+    let _ = shared.resets.send(b.freeze());
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,57 @@
+//! The laptop's day: after a sleep or a change of network, warm connections are likely
+//! dead; they are dropped before a tunnel finds them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::outbound::pool::Pool;
+
+/// How often the machine's addresses and clocks are looked at.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// More than this between the wall clock's and the monotonic clock's progress over one
+/// look means the machine slept (the monotonic clock stops during suspend).
+const SLEPT: Duration = Duration::from_secs(5);
+
+/// Until `shutdown`: when this machine's addresses change (another Wi-Fi, a VPN up or
+/// down) or it wakes from sleep, every pool's warm connections are dropped — made on the
+/// old network or before the night, they are likely dead — before the next tunnel finds
+/// them.
+pub async fn drop_on_network_change(pools: Vec<Arc<Pool>>, shutdown: CancellationToken) {
+    let mut addrs = local_addrs();
+    let (mut wall, mut mono) = (std::time::SystemTime::now(), std::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
+        }
+        let now_addrs = local_addrs();
+        let (now_wall, now_mono) = (std::time::SystemTime::now(), std::time::Instant::now());
+        let walked = now_wall.duration_since(wall).unwrap_or_default();
+        let slept = walked.saturating_sub(now_mono - mono) > SLEPT;
+        let why = if slept {
+            Some(format!("the machine slept ({} s)", walked.as_secs()))
+        } else if now_addrs != addrs {
+            Some("this machine's addresses changed".to_owned())
+        } else {
+            None
+        };
+        (addrs, wall, mono) = (now_addrs, now_wall, now_mono);
+        if let Some(why) = why {
+            let dropped: usize = pools.iter().map(|p| p.clear()).sum();
+            tracing::info!("{why}: {dropped} warm connections dropped, new ones made on demand");
+        }
+    }
+}
+
+/// This machine's addresses, sorted.
+fn local_addrs() -> Vec<std::net::IpAddr> {
+    let mut v: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
