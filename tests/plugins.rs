@@ -351,7 +351,8 @@ async fn a_burst_of_50_shares_websockets_through_squid_and_a_reset_leaves_the_re
         let body = body.unwrap_or_else(|e| panic!("{n}: {e}\n{}", local.output()));
         assert_eq!(sha256_hex(&body), sha256_hex(&pattern(n, n as u64)), "{n}");
     }
-    // 51 tunnels went over a handful of WebSockets, not 51 connections.
+    // 51 tunnels went over a few WebSockets, not 51 connections (what was made counts
+    // the shared ones and the warm ones the pool keeps for the next, up to 8).
     let made = kit::metric(
         metrics,
         "burrow_local_setup_seconds_count{transport=\"ws\"}",
@@ -359,7 +360,7 @@ async fn a_burst_of_50_shares_websockets_through_squid_and_a_reset_leaves_the_re
     .await
     .expect("metric");
     assert!(
-        (1..=12).contains(&made),
+        (1..=20).contains(&made),
         "{made} connections for 51 tunnels"
     );
     // And tunnels go on after the reset.
