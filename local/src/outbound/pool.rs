@@ -153,6 +153,11 @@ impl Pool {
         &self.dial
     }
 
+    /// Whether connections are made ahead of use at all (`warm_connections` > 0).
+    pub fn keeps_warm(&self) -> bool {
+        self.config.max > 0
+    }
+
     /// The WebSockets tunnels share, when the hop multiplexes (`mux`).
     pub fn muxes(&self) -> Option<&Arc<Muxes>> {
         self.muxes.as_ref()

@@ -18,8 +18,9 @@ use crate::outbound::servers::Server;
 
 /// Asks `srv` (see the module doc); `share` keeps the shared connection for bursts.
 pub async fn learn_at_start(srv: Arc<Server>, connect_timeout: Duration, share: bool) {
-    // A hop that multiplexes itself (v2ray-plugin's mux) carries no such request.
-    if srv.learned.known() || srv.pool.muxes().is_some() {
+    // A hop that multiplexes itself (v2ray-plugin's mux) carries no such request; with
+    // `warm_connections = 0` nothing is opened ahead of use, this question included.
+    if srv.learned.known() || srv.pool.muxes().is_some() || !srv.pool.keeps_warm() {
         return;
     }
     let started = Instant::now();
