@@ -87,5 +87,5 @@ fn serve_session(
     shared: Arc<Shared>,
     stream: mux::MuxStream,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(serve_inner(shared, stream))
+    Box::pin(serve_inner(shared, stream, false))
 }

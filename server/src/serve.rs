@@ -32,22 +32,24 @@ use crate::Shared;
 /// future lives as long as the tunnel, so it is kept small: the handshake's state is
 /// boxed while it runs, the rare refusal paths are boxed, and the relay phase holds only
 /// what it uses.
-pub async fn serve<S>(shared: Arc<Shared>, conn: S)
+pub fn serve<S>(shared: Arc<Shared>, conn: S) -> impl std::future::Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let m = shared.metrics.clone();
-    m.connections.fetch_add(1, Relaxed);
-    m.open.fetch_add(1, Relaxed);
-    let _open = OpenGuard(&m.open);
-    serve_inner(shared, conn).await
+    serve_inner(shared, conn, true)
 }
 
-/// [`serve`] without counting a connection (a session of a shared one).
-pub(crate) async fn serve_inner<S>(shared: Arc<Shared>, mut conn: S)
+/// [`serve`]; `counted`: as a connection (a session of a shared one is not).
+pub(crate) async fn serve_inner<S>(shared: Arc<Shared>, mut conn: S, counted: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let m = &shared.metrics;
+    let _open = counted.then(|| {
+        m.connections.fetch_add(1, Relaxed);
+        m.open.fetch_add(1, Relaxed);
+        OpenGuard(&m.open)
+    });
     let Some(deadline) = Box::pin(first_bytes(&shared, &mut conn)).await else {
         return;
     };
