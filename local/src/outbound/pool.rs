@@ -100,6 +100,8 @@ struct State {
     made: u64,
     /// When the last tunnel was opened (a burst: the next comes within BURST_WINDOW).
     last_take: Option<Instant>,
+    /// Tunnels in the burst under way so far.
+    burst_len: usize,
 }
 
 /// The warm connections of one server.
@@ -189,10 +191,11 @@ impl Pool {
     }
 
     /// For a tunnel to burrow-server (`shares`: it carries shared connections): a warm
-    /// connection of its own when it comes alone; in a burst (tunnels opened within
-    /// [`BURST_WINDOW`] of each other) a session on a connection the burst shares — a
-    /// warm one becomes shared when none is — so that a burst's tunnels all start at
-    /// once. Records the demand either way.
+    /// connection of its own when it comes alone or among the first [`OWN_IN_BURST`] of
+    /// a burst (tunnels opened within [`BURST_WINDOW`] of each other); the rest of a burst
+    /// gets a session on a connection the burst shares — a warm one becomes shared when
+    /// none is — so that a burst's tunnels all start at once. Records the demand either
+    /// way.
     pub fn take_or_share(
         &self,
         shares: bool,
@@ -211,12 +214,13 @@ impl Pool {
             .last_take
             .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
         st.last_take = Some(now);
+        st.burst_len = if burst { st.burst_len + 1 } else { 1 };
         st.opened.push_back(now);
         st.ready.retain(|w| w.expires > now);
         // A tunnel that comes alone gets a warm connection of its own. A burst's
         // tunnels share one: a shared connection with room takes them, or a warm one
         // becomes shared — so every tunnel of a burst starts at once, however many.
-        if !burst {
+        if st.burst_len <= OWN_IN_BURST {
             let own = pop_alive(&mut st, now);
             drop(st);
             self.wake.notify_one();
@@ -391,6 +395,10 @@ pub enum Taken {
 /// Tunnels opened this close together are a burst (a browser opens a page's within a
 /// few milliseconds; tunnels one after another over any real link are further apart).
 const BURST_WINDOW: Duration = Duration::from_millis(10);
+
+/// The first tunnels of a burst still get warm connections of their own (a few downloads
+/// started together keep their own connections); the rest of the burst shares.
+const OWN_IN_BURST: usize = 4;
 
 /// Tunnels one shared connection carries at once.
 const BURST_SESSIONS: usize = 64;

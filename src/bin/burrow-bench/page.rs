@@ -162,6 +162,47 @@ async fn v2ray(rtt: Duration) -> anyhow::Result<(Vec<Proc>, Link, SocketAddr)> {
     }
 }
 
+/// One bulk download (200 MB) through `socks` while 20 small requests start: the small
+/// ones' first bytes, median and worst, in RTT.
+async fn beside_bulk(label: &str, socks: SocketAddr, rtt_ms: u64) {
+    use tokio::io::AsyncReadExt;
+    let target = burrow::kit::http_target().await;
+    let bulk = tokio::spawn(async move {
+        let (mut s, _) = burrow::kit::socks5_connect(socks, "127.0.0.1", target.port()).await?;
+        s.write_all(b"GET /bytes/200000000 HTTP/1.0\r\nHost: t\r\n\r\n")
+            .await?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0usize;
+        loop {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<usize, std::io::Error>(got);
+            }
+            got += n;
+        }
+    });
+    // The download is under way (its first megabytes through) before the small ones start.
+    tokio::time::sleep(Duration::from_millis(3 * rtt_ms + 300)).await;
+    let smalls: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(super::first_byte(Some(socks), None, target)))
+        .collect();
+    let mut times = Vec::new();
+    for s in smalls {
+        if let Ok(Ok(d)) = s.await {
+            times.push(d.as_secs_f64() * 1e3 / rtt_ms as f64);
+        }
+    }
+    bulk.abort();
+    times.sort_by(|a, b| a.total_cmp(b));
+    match (times.get(times.len() / 2), times.last()) {
+        (Some(m), Some(w)) => println!(
+            "{label} beside a bulk download rtt={rtt_ms}ms : 20 small first bytes median {m:.2} RTT, worst {w:.2} RTT ({} answered)",
+            times.len()
+        ),
+        _ => println!("{label} beside a bulk download: no answer"),
+    }
+}
+
 /// Every proxy, every page; medians of `runs` loads, ratios to shadowsocks-rust and to
 /// v2ray with its mux.
 pub async fn run(runs: usize, rtt_ms: u64) -> anyhow::Result<()> {
@@ -298,6 +339,12 @@ pub async fn run(runs: usize, rtt_ms: u64) -> anyhow::Result<()> {
                 m / of("v2ray-vmess-mux").unwrap_or(f64::NAN)
             );
         }
+    }
+    for (label, at) in &proxies {
+        if std::env::var("BURROW_PAGE_ONLY").is_ok_and(|o| !label.starts_with(&o)) {
+            continue;
+        }
+        beside_bulk(label, *at, rtt_ms).await;
     }
     if std::env::var("BURROW_PAGE_DEBUG").is_ok() {
         println!("{}", _tcp_local.output());

@@ -249,7 +249,38 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
         "password = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
          warm_idle_after = \"1s\"\nwarm_max_age = \"1s\"\n"
     );
+    // ss-server dressed by v2ray-plugin in its default server mode (Mux.Cool), over a
+    // link of its own; burrow-local speaks the plugin itself.
+    let pport = free_port();
+    let plugin_server = Proc::spawn(
+        "ss-server",
+        &[
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &pport.to_string(),
+            "-k",
+            PW,
+            "-m",
+            "chacha20-ietf-poly1305",
+            "--plugin",
+            "ss-v2ray-plugin",
+            "--plugin-opts",
+            "server;path=/ws",
+        ],
+        &[],
+    );
+    burrow::kit::wait_for_port(format!("127.0.0.1:{pport}").parse()?);
+    let plugin_link =
+        Link::start("127.0.0.1:0", format!("127.0.0.1:{pport}").parse()?, rtt).await?;
     let hops = [
+        (
+            "burrow-v2ray-plugin",
+            format!(
+                "server = \"{}\"\n{base}plugin = \"v2ray-plugin\"\nplugin_opts = \"path=/ws\"\n",
+                plugin_link.addr
+            ),
+        ),
         (
             "burrow-tcp",
             format!("server = \"{}\"\n{base}", tcp_link.addr),
@@ -272,6 +303,9 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
         ),
     ];
     for (label, toml) in &hops {
+        if std::env::var("BURROW_FIRST_BYTE_ONLY").is_ok_and(|o| !label.starts_with(&o)) {
+            continue;
+        }
         for http in [false, true] {
             let (_l, addr) = local(toml, label);
             measure(label, addr, http, count, rtt_ms).await;
@@ -295,7 +329,7 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
         &burrow_local::tls::Trust::WithCa(ca_path.clone()),
     )
     .map_err(anyhow::Error::msg)?;
-    let (_l, addr) = local(&hops[0].1, "burrow-tcp-https");
+    let (_l, addr) = local(&hops[1].1, "burrow-tcp-https");
     https(addr, origin, &tls, count, rtt_ms).await;
     // shadowsocks-rust, direct over the same kind of link.
     let sport = free_port();
@@ -339,6 +373,6 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
         rtt_ms,
     )
     .await;
-    drop((server, nginx, squid, ss, sl));
+    drop((server, nginx, squid, ss, sl, plugin_server));
     Ok(())
 }
