@@ -273,8 +273,27 @@ async fn start(
     } else {
         full
     };
-    let answered = tokio::time::timeout(wait, tunnel.peer_answered()).await;
     let learned = &srv.learned;
+    // While learning, what the question asked at start finds out ends the wait too: a
+    // server known never to answer first is not waited for.
+    let word = async {
+        if !learning {
+            return tunnel.peer_answered().await.map(Some);
+        }
+        tokio::select! {
+            r = tunnel.peer_answered() => r.map(Some),
+            _ = learned.silent() => Ok(None),
+        }
+    };
+    let answered = match tokio::time::timeout(wait, word).await {
+        Ok(Ok(Some(w))) => Ok(Ok(w)),
+        Ok(Ok(None)) => {
+            tunnel.get_ref().unwatch();
+            return Ok(tunnel);
+        }
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
+    };
     // Whatever the answer, the watch ends here: a long tunnel must not keep it.
     tunnel.get_ref().unwatch();
     match answered {

@@ -34,6 +34,8 @@ pub struct Learned {
     server: AtomicU8,
     /// Targets the server reached lately, and when.
     reached: Mutex<HashMap<TargetAddr, Instant>>,
+    /// Woken when the server's kind becomes known.
+    learned: tokio::sync::Notify,
 }
 
 const UNKNOWN: u8 = 0;
@@ -43,15 +45,34 @@ const SILENT: u8 = 2;
 impl Learned {
     /// The server confirmed a connection; `true` if that is news.
     pub(crate) fn saw_confirmation(&self) -> bool {
-        self.server.swap(CONFIRMS, Relaxed) == UNKNOWN
+        let news = self.server.swap(CONFIRMS, Relaxed) == UNKNOWN;
+        self.learned.notify_waiters();
+        news
     }
 
     /// The server did not confirm the first connection: it never does. `true` if that
     /// is news (a server that confirmed once stays one that confirms).
     pub(crate) fn saw_silence(&self) -> bool {
-        self.server
+        let news = self
+            .server
             .compare_exchange(UNKNOWN, SILENT, Relaxed, Relaxed)
-            .is_ok()
+            .is_ok();
+        self.learned.notify_waiters();
+        news
+    }
+
+    /// Resolves once the server is known never to answer first (learned elsewhere, e.g.
+    /// by the question asked at start).
+    pub(crate) async fn silent(&self) {
+        loop {
+            let changed = self.learned.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.server.load(Relaxed) == SILENT {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Whether anything has been learned yet.

@@ -3,8 +3,10 @@
 //! `v1.mux.cool`), which burrow-server answers at once; other servers cannot reach
 //! that name and close, or stay silent. An answer teaches what the first tunnel would
 //! otherwise spend a round trip learning, and leaves a shared connection up for the
-//! first burst (a page load). No answer teaches nothing: the first tunnel learns as
-//! before.
+//! first burst (a page load). A close without a byte is the answer of a Shadowsocks
+//! server that cannot reach the name (shadowsocks-rust, -libev, v2ray-plugin's): it never
+//! answers first, and the first tunnel goes at once instead of spending a second to learn
+//! it. Silence teaches nothing: the first tunnel learns as before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,17 +20,27 @@ use crate::outbound::servers::Server;
 
 /// Asks `srv` (see the module doc); `share` keeps the shared connection for bursts.
 pub async fn learn_at_start(srv: Arc<Server>, connect_timeout: Duration, share: bool) {
-    // A hop that multiplexes itself (v2ray-plugin's mux) carries no such request; with
-    // `warm_connections = 0` nothing is opened ahead of use, this question included.
-    if srv.learned.known() || srv.pool.muxes().is_some() || !srv.pool.keeps_warm() {
+    // With `warm_connections = 0` nothing is opened ahead of use, this question included.
+    if srv.learned.known() || !srv.pool.keeps_warm() {
         return;
     }
     let started = Instant::now();
-    let Ok(io) = srv.pool.dial().connect().await else {
-        return;
+    // A hop that multiplexes itself (v2ray-plugin's mux) asks in a session of its own;
+    // its WebSocket then stays up for the first tunnels.
+    let (io, made_in) = match srv.pool.muxes() {
+        Some(m) => match m.open(&srv.pool).await {
+            Ok(found) => found,
+            Err(_) => return,
+        },
+        None => match srv.pool.dial().connect().await {
+            Ok(io) => {
+                io.watch_sent(DEAD_AFTER);
+                (io, started.elapsed())
+            }
+            Err(_) => return,
+        },
     };
-    let made_in = started.elapsed();
-    io.watch_sent(DEAD_AFTER);
+    let own_connection = srv.pool.muxes().is_none();
     let mut t = EncryptedStream::new(io, &srv.key);
     t.ask_confirmation();
     if let Some(f) = &srv.response_salts {
@@ -42,12 +54,25 @@ pub async fn learn_at_start(srv: Arc<Server>, connect_timeout: Duration, share: 
         tokio::io::AsyncWriteExt::flush(&mut t).await?;
         t.peer_answered().await
     };
-    if let Ok(Ok(true)) = tokio::time::timeout(wait, asked).await {
-        if srv.learned.saw_confirmation() {
-            tracing::debug!("{} is burrow-server: it confirms connections", srv.name());
+    match tokio::time::timeout(wait, asked).await {
+        Ok(Ok(true)) => {
+            if srv.learned.saw_confirmation() {
+                tracing::debug!("{} is burrow-server: it confirms connections", srv.name());
+            }
+            if share && own_connection {
+                srv.pool.adopt_shared(t, made_in);
+            }
         }
-        if share {
-            srv.pool.adopt_shared(t, made_in);
+        // Closed without a byte: a Shadowsocks server that cannot reach the name (burrow-
+        // server would have answered): one that never answers first. The first tunnel
+        // then goes at once instead of waiting to learn it.
+        Ok(Ok(false)) if srv.learned.saw_silence() => {
+            tracing::info!(
+                "{} is not burrow-server (it closed the question asked at start): taking it \
+                 for a server that never answers first; tunnels go at once",
+                srv.name()
+            );
         }
+        _ => {}
     }
 }
