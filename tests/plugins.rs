@@ -41,13 +41,9 @@ async fn downloads(local: SocketAddr, target: SocketAddr) {
     }
 }
 
-/// ss-server with ss-v2ray-plugin in its default server mode (Mux.Cool expected), on
-/// `port`; `tls` adds the plugin's own TLS with `cert`/`key`.
-fn ss_server_v2ray(port: u16, tls: Option<(&str, &str)>) -> Proc {
-    let opts = match tls {
-        None => "server;path=/ws".to_owned(),
-        Some((cert, key)) => format!("server;path=/ws;tls;host=localhost;cert={cert};key={key}"),
-    };
+/// ss-server with ss-v2ray-plugin on `port`, the plugin's server options `opts`
+/// (`server;path=/ws` is its default mode: Mux.Cool expected).
+fn ss_server_v2ray(port: u16, opts: &str) -> Proc {
     let p = Proc::spawn(
         "ss-server",
         &[
@@ -62,7 +58,7 @@ fn ss_server_v2ray(port: u16, tls: Option<(&str, &str)>) -> Proc {
             "--plugin",
             "ss-v2ray-plugin",
             "--plugin-opts",
-            &opts,
+            opts,
             "-v",
         ],
         &[],
@@ -79,10 +75,15 @@ async fn config_json_with_v2ray_plugin_against_ss_server_ws_and_wss() {
     let (cert, key, ca) = burrow::origins::write_pki(&dir, &["localhost"]);
     for tls in [false, true] {
         let port = free_port();
-        let _ss = ss_server_v2ray(
-            port,
-            tls.then(|| (cert.to_str().expect("utf8"), key.to_str().expect("utf8"))),
-        );
+        let opts = match tls {
+            false => "server;path=/ws".to_owned(),
+            true => format!(
+                "server;path=/ws;tls;host=localhost;cert={};key={}",
+                cert.display(),
+                key.display()
+            ),
+        };
+        let _ss = ss_server_v2ray(port, &opts);
         // The plugin's client options, as a shadowsocks config.json carries them.
         let opts = if tls {
             format!("path=/ws;tls;host=localhost;cert={}", ca.display())
@@ -115,26 +116,7 @@ async fn an_ss_url_with_v2ray_plugin_and_no_mux() {
     let target = kit::http_target().await;
     let port = free_port();
     // The plugin's server with mux=0 takes one tunnel per WebSocket.
-    let ss = Proc::spawn(
-        "ss-server",
-        &[
-            "-s",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-k",
-            "plugin-pw",
-            "-m",
-            "aes-256-gcm",
-            "--plugin",
-            "ss-v2ray-plugin",
-            "--plugin-opts",
-            "server;path=/ws;mux=0",
-        ],
-        &[],
-    );
-    ss.wait_for("listening at");
-    kit::wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"));
+    let _ss = ss_server_v2ray(port, "server;path=/ws;mux=0");
     let url = burrow_common::config::SsUrl {
         method: "aes-256-gcm".parse().expect("method"),
         password: burrow_common::config::Secret::new("plugin-pw"),
@@ -279,23 +261,6 @@ async fn simple_obfs_as_a_plugin_process_on_each_side_restarted_and_stopped() {
     }
 }
 
-/// GET /bytes/n through SOCKS5 on a connection of its own; the body.
-async fn get_body(local: SocketAddr, target: SocketAddr, n: usize) -> std::io::Result<Vec<u8>> {
-    let (mut s, reply) = kit::socks5_connect(local, "127.0.0.1", target.port()).await?;
-    if reply != 0 {
-        return Err(std::io::Error::other(format!("SOCKS5 reply {reply}")));
-    }
-    s.write_all(format!("GET /bytes/{n} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
-        .await?;
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).await?;
-    let at = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no head"))?;
-    Ok(all.split_off(at + 4))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_50_shares_websockets_through_squid_and_a_reset_leaves_the_rest_whole() {
     let target = kit::http_target().await;
@@ -342,7 +307,7 @@ async fn a_burst_of_50_shares_websockets_through_squid_and_a_reset_leaves_the_re
     let burst: Vec<_> = (0..50)
         .map(|i| {
             let n = 20_000 + i * 7919;
-            tokio::spawn(async move { (n, get_body(local_addr, target, n).await) })
+            tokio::spawn(async move { (n, kit::socks5_get_body(local_addr, target, n).await) })
         })
         .collect();
     doomed.await.expect("reset");

@@ -259,30 +259,15 @@ async fn a_stopping_server_does_not_wait_for_warm_connections() {
     );
 }
 
-/// GET /bytes/n through SOCKS5 at `local`; the body.
-async fn body_of(local: SocketAddr, target: SocketAddr, n: usize) -> std::io::Result<Vec<u8>> {
-    let (mut s, reply) = kit::socks5_connect(local, "127.0.0.1", target.port()).await?;
-    if reply != 0 {
-        return Err(std::io::Error::other(format!("SOCKS5 reply {reply}")));
-    }
-    s.write_all(format!("GET /bytes/{n} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
-        .await?;
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).await?;
-    let at = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no head"))?;
-    Ok(all.split_off(at + 4))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_outrunning_the_pool_shares_a_connection_byte_exact_with_a_reset_among_them() {
     let target = kit::http_target().await;
     let (server, server_addr, metrics) = server_on(0, "");
     let (local, local_addr) = local_with(server_addr, "warm_connections = 2\n");
     // The first tunnel learns that the server is burrow-server (it confirms).
-    let first = body_of(local_addr, target, 1000).await.expect("first");
+    let first = kit::socks5_get_body(local_addr, target, 1000)
+        .await
+        .expect("first");
     assert_eq!(first, kit::pattern(1000, 1000));
     assert_eq!(metric(metrics, "burrow_shared_sessions_total").await, 0);
     // The pool refilled to its two (the server accepted them: the first tunnel's, two).
@@ -304,7 +289,7 @@ async fn a_burst_outrunning_the_pool_shares_a_connection_byte_exact_with_a_reset
     let burst: Vec<_> = (0..40)
         .map(|i| {
             let n = 10_000 + i * 30_011;
-            tokio::spawn(async move { (n, body_of(local_addr, target, n).await) })
+            tokio::spawn(async move { (n, kit::socks5_get_body(local_addr, target, n).await) })
         })
         .collect();
     doomed.await.expect("reset");
@@ -340,6 +325,8 @@ async fn the_server_is_known_before_the_first_app_and_a_dead_target_is_still_an_
         .expect("socks");
     assert_ne!(reply, 0, "a dead target must not look connected");
     // And a live one works.
-    let body = body_of(local_addr, target, 5000).await.expect("live");
+    let body = kit::socks5_get_body(local_addr, target, 5000)
+        .await
+        .expect("live");
     assert_eq!(body, kit::pattern(5000, 5000));
 }

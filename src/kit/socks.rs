@@ -8,6 +8,28 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// `GET /bytes/n` (kit::http_target) through the SOCKS5 proxy at `proxy` on a tunnel of
+/// its own; the answer's body.
+pub async fn socks5_get_body(
+    proxy: SocketAddr,
+    target: SocketAddr,
+    n: usize,
+) -> std::io::Result<Vec<u8>> {
+    let (mut s, reply) = socks5_connect(proxy, "127.0.0.1", target.port()).await?;
+    if reply != 0 {
+        return Err(std::io::Error::other(format!("SOCKS5 reply {reply}")));
+    }
+    s.write_all(format!("GET /bytes/{n} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .await?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await?;
+    let at = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no head"))?;
+    Ok(all.split_off(at + 4))
+}
+
 /// Connects through a SOCKS5 proxy (no auth) to `target`; returns the stream and the
 /// reply code (0 = success).
 pub async fn socks5_connect(

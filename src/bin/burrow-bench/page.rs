@@ -238,61 +238,10 @@ pub async fn run(runs: usize, rtt_ms: u64) -> anyhow::Result<()> {
         ),
         "page-wss",
     );
-    // shadowsocks-rust over the same kind of link.
-    let sport = free_port();
-    let ss = Proc::spawn(
-        "ssserver",
-        &[
-            "-s",
-            &format!("127.0.0.1:{sport}"),
-            "-m",
-            "chacha20-ietf-poly1305",
-            "-k",
-            PW,
-        ],
-        &[],
-    );
-    ss.wait_for("listening on");
-    let ss_link = Link::start("127.0.0.1:0", format!("127.0.0.1:{sport}").parse()?, rtt).await?;
-    let lport = free_port();
-    let sl = Proc::spawn(
-        "sslocal",
-        &[
-            "-b",
-            &format!("127.0.0.1:{lport}"),
-            "-s",
-            &ss_link.addr.to_string(),
-            "-m",
-            "chacha20-ietf-poly1305",
-            "-k",
-            PW,
-        ],
-        &[],
-    );
-    sl.wait_for("listening on");
-    // ss-server dressed by v2ray-plugin (its defaults), burrow-local speaking it.
-    let pport = free_port();
-    let plugin_server = Proc::spawn(
-        "ss-server",
-        &[
-            "-s",
-            "127.0.0.1",
-            "-p",
-            &pport.to_string(),
-            "-k",
-            PW,
-            "-m",
-            "chacha20-ietf-poly1305",
-            "--plugin",
-            "ss-v2ray-plugin",
-            "--plugin-opts",
-            "server;path=/ws",
-        ],
-        &[],
-    );
-    burrow::kit::wait_for_port(format!("127.0.0.1:{pport}").parse()?);
-    let plugin_link =
-        Link::start("127.0.0.1:0", format!("127.0.0.1:{pport}").parse()?, rtt).await?;
+    // shadowsocks-rust, and ss-server dressed by v2ray-plugin (its defaults, burrow-local
+    // speaking it), each over the same kind of link.
+    let (ss, sl, _ss_link, ss_at) = super::suite::ssrust_over(rtt, PW).await?;
+    let (plugin_server, plugin_link) = super::suite::v2ray_plugin_over(rtt, PW).await?;
     let (_plugin_local, plugin_at) = local(
         &format!(
             "server = \"{}\"\n{base}plugin = \"v2ray-plugin\"\nplugin_opts = \"path=/ws\"\n",
@@ -306,7 +255,7 @@ pub async fn run(runs: usize, rtt_ms: u64) -> anyhow::Result<()> {
             ("burrow-tcp", tcp_at),
             ("burrow-wss-squid-nginx", wss_at),
             ("burrow-v2ray-plugin", plugin_at),
-            ("ssrust-tcp", format!("127.0.0.1:{lport}").parse()?),
+            ("ssrust-tcp", ss_at),
         ];
         match &v2 {
             Ok((_, _, at)) => p.push(("v2ray-vmess-mux", *at)),

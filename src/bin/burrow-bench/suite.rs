@@ -226,6 +226,67 @@ pub async fn ntlm_against_cntlm(
     Ok(())
 }
 
+/// shadowsocks-rust (ssserver, sslocal; chacha20-ietf-poly1305 with `pw`) with a link of
+/// `rtt` between them; both processes, the link and sslocal's SOCKS5 address.
+pub(crate) async fn ssrust_over(
+    rtt: Duration,
+    pw: &str,
+) -> anyhow::Result<(Proc, Proc, Link, SocketAddr)> {
+    let sport = free_port();
+    let server = format!("127.0.0.1:{sport}");
+    let ss = Proc::spawn(
+        "ssserver",
+        &["-s", &server, "-m", "chacha20-ietf-poly1305", "-k", pw],
+        &[],
+    );
+    ss.wait_for("listening on");
+    let link = Link::start("127.0.0.1:0", server.parse()?, rtt).await?;
+    let at: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let sl = Proc::spawn(
+        "sslocal",
+        &[
+            "-b",
+            &at.to_string(),
+            "-s",
+            &link.addr.to_string(),
+            "-m",
+            "chacha20-ietf-poly1305",
+            "-k",
+            pw,
+        ],
+        &[],
+    );
+    sl.wait_for("listening on");
+    Ok((ss, sl, link, at))
+}
+
+/// ss-server with ss-v2ray-plugin in its default server mode (path /ws, Mux.Cool) for
+/// `pw`, behind a link of `rtt`.
+pub(crate) async fn v2ray_plugin_over(rtt: Duration, pw: &str) -> anyhow::Result<(Proc, Link)> {
+    let port = free_port();
+    let p = Proc::spawn(
+        "ss-server",
+        &[
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-k",
+            pw,
+            "-m",
+            "chacha20-ietf-poly1305",
+            "--plugin",
+            "ss-v2ray-plugin",
+            "--plugin-opts",
+            "server;path=/ws",
+        ],
+        &[],
+    );
+    let at: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    burrow::kit::wait_for_port(at);
+    Ok((p, Link::start("127.0.0.1:0", at, rtt).await?))
+}
+
 pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
     let rtt = Duration::from_millis(rtt_ms);
     let quiet = [("RUST_LOG", "warn")];
@@ -251,28 +312,7 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
     );
     // ss-server dressed by v2ray-plugin in its default server mode (Mux.Cool), over a
     // link of its own; burrow-local speaks the plugin itself.
-    let pport = free_port();
-    let plugin_server = Proc::spawn(
-        "ss-server",
-        &[
-            "-s",
-            "127.0.0.1",
-            "-p",
-            &pport.to_string(),
-            "-k",
-            PW,
-            "-m",
-            "chacha20-ietf-poly1305",
-            "--plugin",
-            "ss-v2ray-plugin",
-            "--plugin-opts",
-            "server;path=/ws",
-        ],
-        &[],
-    );
-    burrow::kit::wait_for_port(format!("127.0.0.1:{pport}").parse()?);
-    let plugin_link =
-        Link::start("127.0.0.1:0", format!("127.0.0.1:{pport}").parse()?, rtt).await?;
+    let (plugin_server, plugin_link) = v2ray_plugin_over(rtt, PW).await?;
     let hops = [
         (
             "burrow-v2ray-plugin",
@@ -332,47 +372,10 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
     let (_l, addr) = local(&hops[1].1, "burrow-tcp-https");
     https(addr, origin, &tls, count, rtt_ms).await;
     // shadowsocks-rust, direct over the same kind of link.
-    let sport = free_port();
-    let ss = Proc::spawn(
-        "ssserver",
-        &[
-            "-s",
-            &format!("127.0.0.1:{sport}"),
-            "-m",
-            "chacha20-ietf-poly1305",
-            "-k",
-            PW,
-        ],
-        &[],
-    );
-    ss.wait_for("listening on");
-    let ss_link = Link::start("127.0.0.1:0", format!("127.0.0.1:{sport}").parse()?, rtt).await?;
-    let lport = free_port();
-    let sl = Proc::spawn(
-        "sslocal",
-        &[
-            "-b",
-            &format!("127.0.0.1:{lport}"),
-            "-s",
-            &ss_link.addr.to_string(),
-            "-m",
-            "chacha20-ietf-poly1305",
-            "-k",
-            PW,
-        ],
-        &[],
-    );
-    sl.wait_for("listening on");
+    let (ss, sl, _ss_link, ss_at) = ssrust_over(rtt, PW).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    first_after_a_second("ssrust-tcp", format!("127.0.0.1:{lport}").parse()?, rtt_ms).await;
-    measure(
-        "ssrust-tcp",
-        format!("127.0.0.1:{lport}").parse()?,
-        false,
-        count,
-        rtt_ms,
-    )
-    .await;
+    first_after_a_second("ssrust-tcp", ss_at, rtt_ms).await;
+    measure("ssrust-tcp", ss_at, false, count, rtt_ms).await;
     drop((server, nginx, squid, ss, sl, plugin_server));
     Ok(())
 }
