@@ -43,6 +43,9 @@ const WRITE_QUEUE: usize = 64;
 /// queue, so another session's frame waits behind a few of its frames, not dozens.
 const SESSION_IN_FLIGHT: usize = 4;
 
+/// A write to the connection that makes no progress for this long ends it.
+const WRITE_STALL: Duration = Duration::from_secs(60);
+
 /// A frame for the writer, with the session's share it holds until written.
 type Out = (Bytes, Option<OwnedSemaphorePermit>);
 
@@ -232,18 +235,26 @@ async fn write_loop<W: AsyncWrite>(
                     continue;
                 }
             };
-            w.write_all(&first).await?;
-            // What else is queued leaves with it, then one flush.
-            loop {
-                if let Ok((f, _share)) = out.try_recv() {
-                    w.write_all(&f).await?;
-                } else if let Ok(f) = resets.try_recv() {
-                    w.write_all(&f).await?;
-                } else {
-                    break;
+            // A peer that stops reading holds this write: it is given up on (the
+            // connection and its sessions end) after WRITE_STALL, or when closed.
+            let batch = async {
+                w.write_all(&first).await?;
+                // What else is queued leaves with it, then one flush.
+                loop {
+                    if let Ok((f, _share)) = out.try_recv() {
+                        w.write_all(&f).await?;
+                    } else if let Ok(f) = resets.try_recv() {
+                        w.write_all(&f).await?;
+                    } else {
+                        break;
+                    }
                 }
+                w.flush().await
+            };
+            tokio::select! {
+                r = crate::timeout::with_timeout("mux write", WRITE_STALL, batch) => r?,
+                _ = shared.closed.cancelled() => return Ok(()),
             }
-            w.flush().await?;
         }
     }
     .await;

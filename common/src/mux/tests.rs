@@ -253,3 +253,19 @@ async fn a_bulk_session_does_not_queue_far_ahead_of_a_small_one() {
         "{ahead} bulk bytes went ahead of the small session"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_ends_the_connection() {
+    let (a, _never_read) = tokio::io::duplex(1024);
+    let client = Mux::client(a, Duration::from_secs(600));
+    let mut s = client.open().unwrap();
+    tokio::spawn(async move {
+        let chunk = vec![1u8; 16 * 1024];
+        while s.write_all(&chunk).await.is_ok() {}
+    });
+    // Paused time runs on while everything waits: the stalled write is given up.
+    tokio::time::timeout(Duration::from_secs(120), client.closed())
+        .await
+        .expect("the connection ended");
+    assert!(client.open().is_err());
+}
