@@ -11,6 +11,9 @@
 # default) for every hop: tcp, tcp via squid, wss via squid and nginx, shadowsocks-rust.
 # Then an NTLM-only proxy PROXY_RTT_MS (10) away answered by burrow-local itself, against
 # cntlm in front of it.
+# ONLY=udp (or a list: bulk,rr,udp,idle) runs those parts alone. UOT=1 carries burrow's UDP
+# over a TCP tunnel (udp_transport = "tunnel") instead of the server's UDP port. A 2022
+# METHOD uses a fixed base64 key.
 # Needs shadowsocks-rust: cargo install shadowsocks-rust --locked (and squid, nginx,
 # htpasswd for the long-link figures; cntlm and PyPI pyspnego for the NTLM figures)
 set -euo pipefail
@@ -24,6 +27,9 @@ ROUNDS=${ROUNDS:-3}
 RR=${RR:-20000}
 IDLE=${IDLE:-9000}
 PW=bench-password
+case $METHOD in 2022-*aes-128*) PW=AAECAwQFBgcICQoLDA0ODw== ;; 2022-*) PW=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= ;; esac
+ONLY=${ONLY:-bulk,rr,udp,idle}
+part() { [[ ",$ONLY," == *",$1,"* ]]; }
 # The idle run holds IDLE tunnels: two descriptors each in every process, the bench's too.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * IDLE + 64)) ]; then
@@ -46,6 +52,11 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
+LOCAL_CONF=()
+if [ "${UOT:-0}" = 1 ]; then
+  echo 'udp_transport = "tunnel"' >"$tmp/uot.toml"
+  LOCAL_CONF=(-c "$tmp/uot.toml")
+fi
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_line() { # file pattern
@@ -57,7 +68,7 @@ addr_of() { grep -o 'listening on [0-9.:]*' "$1" | head -1 | awk '{print $3}'; }
 # burrow
 RUST_LOG=warn $B/burrow-server -s 127.0.0.1:0 -m "$METHOD" -k $PW --allow-private 2>"$tmp/bs.log" & bs=$!; pids+=($bs)
 wait_line "$tmp/bs.log" "listening on"
-RUST_LOG=warn $B/burrow-local -b 127.0.0.1:0 -s "$(addr_of "$tmp/bs.log")" -m "$METHOD" -k $PW 2>"$tmp/bl.log" & bl=$!; pids+=($bl)
+RUST_LOG=warn $B/burrow-local "${LOCAL_CONF[@]}" -b 127.0.0.1:0 -s "$(addr_of "$tmp/bs.log")" -m "$METHOD" -k $PW 2>"$tmp/bl.log" & bl=$!; pids+=($bl)
 wait_line "$tmp/bl.log" "listening on"
 burrow_socks=$(addr_of "$tmp/bl.log")
 contenders=(burrow ssrust direct)
@@ -72,14 +83,20 @@ fi
 
 if [ -n "${BASE:-}" ]; then
   base_src="$tmp/base-src"
-  git worktree add --detach --quiet "$base_src" "$BASE"
-  echo "building $BASE into target/base"
-  CARGO_TARGET_DIR="$PWD/target/base" cargo build --release --quiet --bins --manifest-path "$base_src/Cargo.toml"
-  git worktree remove --force "$base_src"
+  base_rev=$(git rev-parse "$BASE")
+  if [ -x target/base/release/burrow-local ] && [ "$(cat target/base/REV 2>/dev/null)" = "$base_rev" ]; then
+    echo "reusing target/base ($BASE)"
+  else
+    git worktree add --detach --quiet "$base_src" "$BASE"
+    echo "building $BASE into target/base"
+    CARGO_TARGET_DIR="$PWD/target/base" cargo build --release --quiet --bins --manifest-path "$base_src/Cargo.toml"
+    git worktree remove --force "$base_src"
+    echo "$base_rev" >target/base/REV
+  fi
   BB=target/base/release
   RUST_LOG=warn $BB/burrow-server -s 127.0.0.1:0 -m "$METHOD" -k $PW --allow-private 2>"$tmp/Bs.log" & Bs=$!; pids+=($Bs)
   wait_line "$tmp/Bs.log" "listening on"
-  RUST_LOG=warn $BB/burrow-local -b 127.0.0.1:0 -s "$(addr_of "$tmp/Bs.log")" -m "$METHOD" -k $PW 2>"$tmp/Bl.log" & Bl=$!; pids+=($Bl)
+  RUST_LOG=warn $BB/burrow-local "${LOCAL_CONF[@]}" -b 127.0.0.1:0 -s "$(addr_of "$tmp/Bs.log")" -m "$METHOD" -k $PW 2>"$tmp/Bl.log" & Bl=$!; pids+=($Bl)
   wait_line "$tmp/Bl.log" "listening on"
   base_socks=$(addr_of "$tmp/Bl.log")
   contenders+=(base)
@@ -127,19 +144,19 @@ one() { # who mode args...
   esac | tee -a "$out"
 }
 for r in $(seq "$ROUNDS"); do
-  for dir in down up; do
+  part bulk && for dir in down up; do
     for streams in 1 4; do
       for who in $(order "$r"); do one $who bulk --mb "$MB" --dir $dir --streams $streams; done
     done
   done
-  for who in $(order "$r"); do
+  part rr && for who in $(order "$r"); do
     one $who rr --count "$RR"
     one $who connect --count "$COUNT"
   done
-  for size in 64 1200; do
+  part udp && for size in 64 1200; do
     for who in $(order "$r"); do one $who udp --count "${UDP:-50000}" --size $size; done
   done
-  for who in $(order "$r"); do one $who idle --count "$IDLE"; done
+  part idle && for who in $(order "$r"); do one $who idle --count "$IDLE"; done
 done
 echo "after load RSS (KB): burrow local+server $(( $(rss $bl) + $(rss $bs) )), shadowsocks-rust $(( $(rss $sl) + $(rss $ss) ))"
 

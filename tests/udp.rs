@@ -131,7 +131,8 @@ async fn udp_interop_with_shadowsocks_rust_and_libev() {
     for method in ["chacha20-ietf-poly1305", "2022-blake3-chacha20-poly1305"] {
         let secret = secret_for(method);
         // sslocal -U → burrow-server.
-        let (_server, server_addr, _) = server_keyed(method, secret, "allow_private = true\n");
+        let (_server, server_addr, metrics) =
+            server_keyed(method, secret, "allow_private = true\n");
         let lport = free_port();
         let sslocal = Proc::spawn(
             "sslocal",
@@ -484,4 +485,84 @@ async fn udp_over_tcp_after_a_tcp_tunnel_answers_at_once() {
         .await
         .unwrap_or_else(|| panic!("no answer within 5 s\n{}", local.output()));
     assert_eq!((from, back.as_slice()), (echo, &b"right after"[..]));
+}
+
+/// Datagram `i` of app `who`: its tag and number first, then a size from 1 to 1 400 bytes
+/// of a pattern of its own.
+fn tagged(who: u8, i: u32) -> Vec<u8> {
+    let len = 5 + (i as usize * 97 + who as usize * 31) % 1396;
+    let mut d = vec![who];
+    d.extend_from_slice(&i.to_be_bytes());
+    d.extend((5..len).map(|j| (j as u32 ^ i ^ who as u32) as u8));
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apps_interleaved_mixed_sizes_each_gets_only_its_own_byte_exact() {
+    // Two associations through one burrow-local are two client addresses at the server:
+    // two sessions, whose datagrams go out and come back while the other's are in flight
+    // (16 each at once), with sizes from 1 to 1 400 bytes.
+    const N: u32 = 1000;
+    let (echo, seen) = kit::udp_echo().await;
+    for method in [METHOD, "2022-blake3-chacha20-poly1305"] {
+        let secret = secret_for(method);
+        let (_server, server_addr, metrics) =
+            server_keyed(method, secret, "allow_private = true\n");
+        let (_local, local_addr) = local(server_addr, method, secret, &[]);
+        let apps = [
+            Socks5Udp::associate(local_addr).await.expect("associate"),
+            Socks5Udp::associate(local_addr).await.expect("associate"),
+        ];
+        let before = seen.load(SeqCst);
+        let mut sent = [0u32; 2];
+        let mut got = [vec![false; N as usize], vec![false; N as usize]];
+        let mut done = [0u32; 2];
+        while done != [N, N] {
+            for who in 0..2 {
+                while sent[who] < N && sent[who] - done[who] < 16 {
+                    apps[who].send(echo, &tagged(who as u8, sent[who])).await;
+                    sent[who] += 1;
+                }
+            }
+            for who in 0..2 {
+                if done[who] == N {
+                    continue;
+                }
+                let Some((from, back)) = apps[who].recv(WAIT).await else {
+                    let mut drops = String::new();
+                    for why in ["probe", "policy", "sessions", "busy", "replay"] {
+                        let name = format!("burrow_udp_dropped_total{{reason=\"{why}\"}}");
+                        drops += &format!(" {why}={:?}", metric(metrics, &name).await);
+                    }
+                    let up = metric(metrics, "burrow_udp_datagrams_total{direction=\"up\"}").await;
+                    let down =
+                        metric(metrics, "burrow_udp_datagrams_total{direction=\"down\"}").await;
+                    panic!(
+                        "{method}: app {who}: {} of {N} back, then nothing; the server: up {up:?} down {down:?}, dropped{drops}; the echo saw {}",
+                        done[who],
+                        seen.load(SeqCst) - before
+                    )
+                };
+                assert_eq!(from, echo, "{method}");
+                assert_eq!(
+                    back.first(),
+                    Some(&(who as u8)),
+                    "{method}: another app's datagram"
+                );
+                let i = u32::from_be_bytes(back[1..5].try_into().expect("4 bytes"));
+                assert_eq!(
+                    back,
+                    tagged(who as u8, i),
+                    "{method}: app {who} datagram {i}"
+                );
+                assert!(
+                    !got[who][i as usize],
+                    "{method}: app {who} datagram {i} twice"
+                );
+                got[who][i as usize] = true;
+                done[who] += 1;
+            }
+        }
+        assert_eq!(seen.load(SeqCst) - before, 2 * N as usize, "{method}");
+    }
 }

@@ -217,10 +217,10 @@ pub fn seal(key: &MasterKey, addr: &TargetAddr, data: &[u8]) -> Result<BytesMut,
     let mut out = BytesMut::with_capacity(salt_len + addr.encoded_len() + data.len() + TAG_LEN);
     out.resize(salt_len, 0);
     rand::Rng::fill(&mut rand::thread_rng(), &mut out[..]);
-    let salt: Vec<u8> = out.to_vec();
+    let mut cipher = Cipher::new(key, &out[..salt_len]);
     addr.encode(&mut out);
     out.put_slice(data);
-    let tag = Cipher::new(key, &salt).seal(&mut out[salt_len..]);
+    let tag = cipher.seal(&mut out[salt_len..]);
     out.put_slice(&tag);
     Ok(out)
 }

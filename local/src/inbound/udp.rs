@@ -14,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use burrow_common::timeout::Idle;
 use burrow_common::udp::{self, MAX_DATAGRAM, UOT_MAGIC};
 use burrow_common::TargetAddr;
 use bytes::{Bytes, BytesMut};
@@ -173,12 +174,16 @@ pub async fn associate<T>(
         Default::default();
     let mut gone = [0u8; 64];
     let (mut up, mut down, mut dropped) = (0u64, 0u64, 0u64);
+    let idle = Idle::new(s.idle_timeout);
+    let expired = idle.expired();
+    tokio::pin!(expired);
     loop {
         tokio::select! {
             // The association lives as long as the control connection.
             r = control.read(&mut gone) => if matches!(r, Ok(0) | Err(_)) { break },
             r = sock.recv_from(&mut up_buf) => {
                 let Ok((n, from)) = r else { continue };
+                idle.touch();
                 let ours = from.ip() == peer.ip() && client.is_none_or(|c| c == from);
                 let parsed = udp::socks5_open(&up_buf[..n]);
                 match parsed {
@@ -239,6 +244,7 @@ pub async fn associate<T>(
             },
             r = hop.recv(&mut down_buf) => match r {
                 Ok((from, data)) => {
+                    idle.touch();
                     let Some(app) = client else { continue };
                     if sock.send_to(&udp::socks5_seal(&from, &data), app).await.is_ok() {
                         down += 1;
@@ -257,13 +263,14 @@ pub async fn associate<T>(
                 }
             },
             r = recv_direct(direct.as_ref(), &mut direct_buf) => if let Ok((n, from)) = r {
+                idle.touch();
                 let Some(app) = client else { continue };
                 let from = TargetAddr::Ip(from);
                 if sock.send_to(&udp::socks5_seal(&from, &direct_buf[..n]), app).await.is_ok() {
                     down += 1;
                 }
             },
-            _ = tokio::time::sleep(s.idle_timeout) => break,
+            _ = &mut expired => break,
         }
     }
     info!("UDP association closed: {up} datagrams up, {down} down, {dropped} dropped");
