@@ -131,8 +131,7 @@ async fn udp_interop_with_shadowsocks_rust_and_libev() {
     for method in ["chacha20-ietf-poly1305", "2022-blake3-chacha20-poly1305"] {
         let secret = secret_for(method);
         // sslocal -U → burrow-server.
-        let (_server, server_addr, metrics) =
-            server_keyed(method, secret, "allow_private = true\n");
+        let (_server, server_addr, _) = server_keyed(method, secret, "allow_private = true\n");
         let lport = free_port();
         let sslocal = Proc::spawn(
             "sslocal",
