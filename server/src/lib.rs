@@ -252,7 +252,7 @@ pub async fn run(
             match socket {
                 Ok((a, s)) => {
                     tracing::info!("UDP relay on {a}");
-                    udp::relay(shared, s).await;
+                    udp::relay_on_own_thread(shared, s).await;
                 }
                 Err(e) => tracing::warn!("no UDP relay (udp = false to say so): {e}"),
             }

@@ -61,6 +61,42 @@ fn open_any(
     Err(last)
 }
 
+/// [`relay`] on a thread of its own, with a single-threaded runtime: a datagram's way
+/// through the server (received, opened, sent on; answered, sealed, sent back) then wakes
+/// no other worker — the multi-threaded scheduler's hand-offs cost a tenth of the relay's
+/// rate and more of its round trip. TCP tunnels stay on the workers.
+pub async fn relay_on_own_thread(shared: Arc<Shared>, socket: UdpSocket) {
+    let socket = match socket.into_std() {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!("no UDP relay: {e}"),
+    };
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("burrow-udp".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let run = |rt: tokio::runtime::Runtime| {
+                rt.block_on(async move {
+                    match UdpSocket::from_std(socket) {
+                        Ok(s) => relay(shared, s).await,
+                        Err(e) => tracing::warn!("no UDP relay: {e}"),
+                    }
+                })
+            };
+            match rt {
+                Ok(rt) => run(rt),
+                Err(e) => tracing::warn!("no UDP relay: its runtime: {e}"),
+            }
+            drop(done);
+        });
+    if let Err(e) = spawned {
+        return tracing::warn!("no UDP relay: its thread: {e}");
+    }
+    let _ = finished.await;
+}
+
 /// The Shadowsocks UDP relay on `socket` until the server stops.
 pub async fn relay(shared: Arc<Shared>, socket: UdpSocket) {
     let socket = Arc::new(socket);
