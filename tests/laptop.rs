@@ -175,17 +175,57 @@ async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
 }
 
 /// Another network: when the machine's addresses change, the warm connections made on
-/// the old one are dropped before the next tunnel finds them, and tunnels go on.
+/// the old one are dropped before the next tunnel finds them, the PAC file is fetched
+/// again and the servers are checked again (not only every `server_check` while in
+/// use), and tunnels go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_of_addresses_empties_the_pool() {
     let ns = NetNs::new("netchange");
     let dir = temp_dir("laptop-net");
-    let (_o, port) = origin(&ns, &dir);
-    let (_server, server_addr, local, local_addr) = pair_in(&ns);
+    let (origin, port) = origin(&ns, &dir);
+    std::fs::write(
+        dir.join("proxy.pac"),
+        "function FindProxyForURL(url, host) { return \"DIRECT\"; }\n",
+    )
+    .expect("pac");
+    let server_args = [
+        "-s",
+        "127.0.0.1:0",
+        "-m",
+        METHOD,
+        "-k",
+        PW,
+        "--allow-private",
+    ];
+    let server = ns.spawn(SERVER, &server_args, &[]);
+    let server_addr = server.listening();
+    // A second server, checked only every hour: a check it sees comes from the change.
+    let second = ns.spawn(SERVER, &server_args, &[]);
+    let second_addr = second.listening();
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "local_address = \"127.0.0.1\"\nlocal_port = 0\nserver_check = \"1h\"\n\
+             outbound_proxy = \"pac+http://127.0.0.1:{port}/proxy.pac\"\npac_refresh = \"1h\"\n\
+             [[server]]\nserver = \"{server_addr}\"\nmethod = \"{METHOD}\"\npassword = \"{PW}\"\n\
+             [[server]]\nserver = \"{second_addr}\"\nmethod = \"{METHOD}\"\npassword = \"{PW}\"\n"
+        ),
+    )
+    .expect("config");
+    let local = ns.spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let local_addr = local.listening().to_string();
     let get = || get_in(&ns, &local_addr, port);
     let (ok, out) = get();
     assert!(ok, "{out}");
     warm_connections(&ns, server_addr.port());
+    let fetched = |o: &Proc| o.output().matches("GET /proxy.pac").count();
+    assert_eq!(fetched(&origin), 1, "{}", origin.output());
+    assert!(
+        !second.output().contains("dial failed"),
+        "{}",
+        second.output()
+    );
     let (ok, out) = ns.run("ip", &["addr", "add", "10.200.0.1/32", "dev", "lo"]);
     assert!(ok, "{out}");
     let said = local.wait_for("addresses changed");
@@ -196,6 +236,12 @@ async fn a_change_of_addresses_empties_the_pool() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(dropped >= 1, "{said}");
+    local.wait_for("the network changed, fetching it again");
+    // The first fetch, at start, then the one the change made.
+    origin.wait_for("GET /proxy.pac");
+    origin.wait_for("GET /proxy.pac");
+    // The check's request (a target the server refuses) reached the idle second server.
+    second.wait_for("dial failed");
     let (ok, out) = get();
     assert!(ok && out.contains("hello from the origin"), "{out}");
 }

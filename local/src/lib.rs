@@ -52,6 +52,7 @@ async fn start(
 ) -> (Arc<Settings>, Vec<tokio::task::JoinHandle<()>>) {
     let gen = shutdown.child_token();
     tracing::info!("{}", settings.rules.summary());
+    let network = outbound::network::changes();
     #[cfg(feature = "pac")]
     if let Some(pac) = settings.pac.clone() {
         // The first answer before the first tunnel; then kept current in the background.
@@ -67,7 +68,7 @@ async fn start(
             }
         };
         let ways = settings.servers.current().outbound.ways.clone();
-        tokio::spawn(pac.keep(ways, gen.clone(), in_use));
+        tokio::spawn(pac.keep(ways, network.subscribe(), gen.clone(), in_use));
     }
     let settings = Arc::new(Settings {
         generation: gen.clone(),
@@ -107,13 +108,11 @@ async fn start(
             .clone()
             .watch(settings.connect_timeout, gen.clone()),
     );
-    let pools = settings
-        .servers
-        .list
-        .iter()
-        .map(|s| s.pool.clone())
-        .collect();
-    tokio::spawn(outbound::network::drop_on_network_change(pools, gen));
+    tokio::spawn(outbound::network::watch_network(
+        settings.servers.clone(),
+        network,
+        gen,
+    ));
     (settings, warm)
 }
 

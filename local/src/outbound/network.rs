@@ -1,12 +1,23 @@
 //! The laptop's day: after a sleep or a change of network, warm connections are likely
-//! dead; they are dropped before a tunnel finds them.
+//! dead; they are dropped before a tunnel finds them, the servers are checked again (one
+//! unreachable from the new network is passed over), and those who follow the network —
+//! the PAC file — are told at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbound::pool::Pool;
+use crate::outbound::servers::Servers;
+
+/// Counts the network changes seen; a receiver wakes on each.
+pub type Changes = watch::Sender<u64>;
+
+/// A new count of changes, at zero.
+pub fn changes() -> Changes {
+    watch::channel(0).0
+}
 
 /// How often the machine's addresses and clocks are looked at.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
@@ -18,8 +29,8 @@ const SLEPT: Duration = Duration::from_secs(5);
 /// Until `shutdown`: when this machine's addresses change (another Wi-Fi, a VPN up or
 /// down) or it wakes from sleep, every pool's warm connections are dropped — made on the
 /// old network or before the night, they are likely dead — before the next tunnel finds
-/// them.
-pub async fn drop_on_network_change(pools: Vec<Arc<Pool>>, shutdown: CancellationToken) {
+/// them; the servers are checked again, and `changes` counts one more.
+pub async fn watch_network(servers: Arc<Servers>, changes: Changes, shutdown: CancellationToken) {
     let mut addrs = local_addrs();
     let (mut wall, mut mono) = (std::time::SystemTime::now(), std::time::Instant::now());
     loop {
@@ -40,8 +51,13 @@ pub async fn drop_on_network_change(pools: Vec<Arc<Pool>>, shutdown: Cancellatio
         };
         (addrs, wall, mono) = (now_addrs, now_wall, now_mono);
         if let Some(why) = why {
-            let dropped: usize = pools.iter().map(|p| p.clear()).sum();
-            tracing::info!("{why}: {dropped} warm connections dropped, new ones made on demand");
+            let dropped: usize = servers.list.iter().map(|s| s.pool.clear()).sum();
+            tracing::info!(
+                "{why}: {dropped} warm connections dropped, new ones made on demand; \
+                 the servers checked again"
+            );
+            servers.recheck();
+            changes.send_modify(|n| *n += 1);
         }
     }
 }

@@ -123,6 +123,8 @@ pub struct Servers {
     epoch: Instant,
     /// How often the servers are timed while in use.
     pub check_every: Duration,
+    /// Wakes the checks at once (the network changed).
+    recheck: tokio::sync::Notify,
 }
 
 /// With no tunnel for this long, the servers are not checked.
@@ -141,7 +143,14 @@ impl Servers {
             active: AtomicU64::new(0),
             epoch: Instant::now(),
             check_every,
+            recheck: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Checks every server now (the network changed: one may be unreachable from the new
+    /// network, another reachable again), whether or not tunnels are being opened.
+    pub fn recheck(&self) {
+        self.recheck.notify_one();
     }
 
     /// The server in use.
@@ -205,12 +214,13 @@ impl Servers {
             return;
         }
         loop {
-            tokio::select! {
+            let asked = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.check_every) => {}
-            }
+                _ = tokio::time::sleep(self.check_every) => false,
+                _ = self.recheck.notified() => true,
+            };
             let idle = self.epoch.elapsed().as_millis() as u64 - self.active.load(Relaxed);
-            if idle > ACTIVE_FOR.as_millis() as u64 {
+            if !asked && idle > ACTIVE_FOR.as_millis() as u64 {
                 continue;
             }
             for s in &self.list {

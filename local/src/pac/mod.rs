@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::outbound::hop::Ways;
 use crate::outbound::proxy::{self, ProxyUrl};
@@ -24,7 +24,6 @@ mod eval;
 pub mod targets;
 
 pub use eval::find_proxy;
-use eval::local_addrs;
 
 /// The helper functions PAC files call (isInNet, shExpMatch, weekdayRange…).
 pub const HELPERS: &str = include_str!("helpers.js");
@@ -145,37 +144,33 @@ impl Pac {
         Ok((text, list))
     }
 
-    /// Keeps `ways` set from the PAC, fetched again on the timer or when this machine's
-    /// addresses change, until `shutdown`. `in_use`: the answer `ways` holds now.
+    /// Keeps `ways` set from the PAC, fetched again on the timer or when the network
+    /// changes (another Wi-Fi, a VPN, a wake from sleep: `network` counts them), until
+    /// `shutdown`. `in_use`: the answer `ways` holds now.
     pub async fn keep(
         self,
         ways: Arc<Ways>,
+        mut network: tokio::sync::watch::Receiver<u64>,
         shutdown: CancellationToken,
         mut in_use: Option<String>,
     ) {
-        let mut addrs = local_addrs();
-        let mut last = Instant::now();
+        let mut following = true;
         loop {
-            // Wait for the refresh time, or less when the addresses change.
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                }
-                let now = local_addrs();
-                if now != addrs {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.refresh) => {}
+                changed = network.changed(), if following => {
+                    if changed.is_err() {
+                        // No one watches the network any more: the timer alone.
+                        following = false;
+                        continue;
+                    }
                     tracing::info!(
-                        "PAC {}: this machine's addresses changed, fetching it again",
+                        "PAC {}: the network changed, fetching it again",
                         self.source
                     );
-                    addrs = now;
-                    break;
-                }
-                if last.elapsed() >= self.refresh {
-                    break;
                 }
             }
-            last = Instant::now();
             match self.answer().await {
                 Ok((text, list)) if in_use.as_deref() != Some(text.as_str()) => {
                     tracing::info!(
