@@ -330,3 +330,36 @@ async fn the_server_is_known_before_the_first_app_and_a_dead_target_is_still_an_
         .expect("live");
     assert_eq!(body, kit::pattern(5000, 5000));
 }
+
+/// A corporate proxy that closes idle tunnels after 3 s (squid's `read_timeout`): the
+/// pool learns it from two such closes and retires warm connections well before it, and
+/// tunnels go on through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cut_off_on_the_way_is_learned_and_warm_connections_retire_before_it() {
+    let target = kit::http_target().await;
+    let (_server, server_addr, _metrics) = server_on(0, "");
+    // squid takes any directive here; this one closes a tunnel idle for 3 s.
+    let squid = Squid::start_with(
+        temp_dir("squid-cut"),
+        &[server_addr.port()],
+        "read_timeout 3 seconds\n",
+    );
+    let toml = format!(
+        "outbound_proxy = \"http://alice:s3cret@{}\"\nwarm_connections = 2\n",
+        squid.addr
+    );
+    let (local, l) = local_with(server_addr, &toml);
+    assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
+    let said = local.wait_for("closes idle connections after about");
+    let secs = |after: &str| -> f64 {
+        said.split(after)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no figure after {after:?} in {said:?}"))
+    };
+    let cut = secs("after about ");
+    assert!((2.0..=4.0).contains(&cut), "{said}");
+    assert!(secs("retire before ") < cut, "{said}");
+    assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
+}

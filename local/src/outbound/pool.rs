@@ -82,6 +82,7 @@ const BACKOFF: Duration = Duration::from_secs(5);
 
 struct Warm {
     io: ServerIo,
+    born: Instant,
     expires: Instant,
     /// How long it took to make (its round trips through every hop).
     made_in: Duration,
@@ -102,6 +103,12 @@ struct State {
     last_take: Option<Instant>,
     /// Tunnels in the burst under way so far.
     burst_len: usize,
+    /// The age at which the way last closed an unused warm connection (a proxy's or a
+    /// NAT's idle cut-off)…
+    closed_at: Option<Duration>,
+    /// …and, once two such closes agreed, the shortest idle life learned on this network:
+    /// warm connections are retired well before it.
+    cut_off: Option<Duration>,
 }
 
 /// The warm connections of one server.
@@ -258,6 +265,8 @@ impl Pool {
         let mut st = self.lock();
         let n = st.ready.len();
         st.ready.clear();
+        // Another network: what its middleboxes do is not known yet.
+        (st.closed_at, st.cut_off) = (None, None);
         n + retired
     }
 
@@ -340,9 +349,44 @@ impl Pool {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = sleep => {}
+                _ = self.closed_by_the_way() => {}
             }
         }
         self.lock().ready.clear();
+    }
+
+    /// Resolves when the way (the server, a proxy, a NAT) closed a warm connection, or sent
+    /// on one, which is dropped. Two closes at about the same age are an idle cut-off on the
+    /// way: later warm connections retire well before it. One close alone (a server
+    /// restart, a lost network) teaches nothing.
+    fn closed_by_the_way(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            let now = Instant::now();
+            let mut st = self.lock();
+            let before = st.ready.len();
+            let mut ages = Vec::new();
+            st.ready.retain_mut(|w| {
+                let mut one = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut one);
+                match Pin::new(&mut w.io).poll_read(cx, &mut buf) {
+                    Poll::Pending => true,
+                    _ => {
+                        ages.push(now - w.born);
+                        false
+                    }
+                }
+            });
+            // All at once is a restart or a lost network, not an idle cut-off.
+            if ages.len() == 1 || (ages.len() < before && !ages.is_empty()) {
+                let age = ages.iter().copied().min().unwrap_or_default();
+                learn_cut_off(&mut st, age);
+            }
+            if ages.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
     }
 
     async fn fill_one(self: Arc<Self>) {
@@ -355,9 +399,13 @@ impl Pool {
             match made {
                 Ok(io) => {
                     st.made += 1;
-                    let age = self.config.max_age.mul_f64(jitter());
+                    let mut age = self.config.max_age.mul_f64(jitter());
+                    if let Some(cut) = st.cut_off {
+                        age = age.min(cut.mul_f64(0.7 * jitter()).max(MIN_LIFE));
+                    }
                     st.ready.push_back(Warm {
                         io,
+                        born: now,
                         expires: now + age,
                         made_in: now - started,
                     });
@@ -402,6 +450,28 @@ const OWN_IN_BURST: usize = 4;
 
 /// Tunnels one shared connection carries at once.
 const BURST_SESSIONS: usize = 64;
+
+/// A learned cut-off never makes warm connections live shorter than this.
+const MIN_LIFE: Duration = Duration::from_secs(1);
+
+/// Records that the way closed an unused warm connection at `age`; a second close within
+/// a quarter of the first's age sets (or lowers) the cut-off.
+fn learn_cut_off(st: &mut State, age: Duration) {
+    let agrees = st.closed_at.is_some_and(|prev| {
+        let (lo, hi) = (prev.min(age), prev.max(age));
+        hi - lo <= hi / 4
+    });
+    st.closed_at = Some(age);
+    if agrees && st.cut_off.is_none_or(|c| age < c) {
+        st.cut_off = Some(age);
+        tracing::info!(
+            "the way to the server closes idle connections after about {} s: warm ones \
+             retire before {} s from now on",
+            age.as_secs_f64().round(),
+            age.mul_f64(0.7).as_secs_f64().round()
+        );
+    }
+}
 
 /// 0.6 to 1.0: warm connections do not all expire, or get replaced, in step.
 fn jitter() -> f64 {
