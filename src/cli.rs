@@ -73,6 +73,41 @@ pub fn init_tracing(verbose: u8, format: &str) {
     }
 }
 
+/// Sends everything written to stderr from now on — the log, the `listening on` lines,
+/// one-line errors — to `path` (appended; its folder made if need be).
+pub fn log_to_file(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: both descriptors are open (the file's until this returns, 2 the
+        // process's own); dup2 replaces 2 with a copy of the file's.
+        if unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(windows)]
+    #[allow(unsafe_code)]
+    {
+        use std::os::windows::io::IntoRawHandle;
+        use windows_sys::Win32::System::Console::{SetStdHandle, STD_ERROR_HANDLE};
+        // The handle stays open for the life of the process, as stderr's does.
+        let handle = file.into_raw_handle();
+        // SAFETY: `handle` is an open file handle this process owns from now on.
+        if unsafe { SetStdHandle(STD_ERROR_HANDLE, handle as _) } == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Chooses the AEAD implementation for each method in use (a short measurement, once)
 /// and says which at `-v`.
 pub fn choose_aead(methods: impl IntoIterator<Item = burrow_common::Method>) {
@@ -112,15 +147,20 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 pub fn serve<F, Fut>(
     name: &str,
     listen: &[std::net::SocketAddr],
-    verbose: u8,
-    log_format: &str,
+    log: &burrow_common::config::SharedArgs,
     run: F,
 ) -> ExitCode
 where
     F: FnOnce(Vec<tokio::net::TcpListener>, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    init_tracing(verbose, log_format);
+    if let Some(path) = &log.log_file {
+        if let Err(e) = log_to_file(path) {
+            eprintln!("{name}: cannot log to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    init_tracing(log.verbose, &log.log_format);
     // Also when max_connections is set by hand: it may count on more than the soft limit.
     #[cfg(unix)]
     burrow_common::net::raise_descriptor_limit();

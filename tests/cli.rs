@@ -246,3 +246,65 @@ fn weak_settings_are_warned_about_at_start() {
         assert!(!quiet.output().contains("WARN"), "{}", quiet.output());
     }
 }
+
+#[test]
+fn background_and_log_file_put_the_log_in_a_file_and_nothing_on_stderr() {
+    let dir = temp_dir("log-file");
+    let server_log = dir.join("server.log");
+    let server = burrow::kit::Proc::spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-k",
+            "log-file-pw",
+            "--log-file",
+            server_log.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let server_addr = burrow::kit::listening_in_file(&server_log).to_string();
+    // --background with no --log-file: the log goes where the user looks for it.
+    let home = dir.join("home");
+    let local = burrow::kit::Proc::spawn(
+        LOCAL,
+        &[
+            "--background",
+            "-b",
+            "127.0.0.1:0",
+            "-s",
+            &server_addr,
+            "-k",
+            "log-file-pw",
+        ],
+        &[
+            ("HOME", home.to_str().expect("utf8")),
+            ("XDG_STATE_HOME", ""),
+        ],
+    );
+    let local_log = home.join(".local/state/burrow/burrow-local.log");
+    let local_addr = burrow::kit::listening_in_file(&local_log);
+    std::net::TcpStream::connect(local_addr).expect("burrow-local accepts");
+    std::net::TcpStream::connect(server_addr.as_str()).expect("burrow-server accepts");
+    assert_eq!(server.output(), "", "burrow-server wrote on stderr");
+    assert_eq!(local.output(), "", "burrow-local wrote on stderr");
+    let text = std::fs::read_to_string(&local_log).expect("log");
+    assert!(text.contains("INFO"), "{text}");
+    // A log file that cannot be made is one line on stderr and a failed start.
+    let blocked = dir.join("a-file");
+    std::fs::write(&blocked, "").expect("file");
+    let bad = blocked.join("sub/burrow.log");
+    let (code, err) = run(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-k",
+            "pw",
+            "--log-file",
+            bad.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot log to"), "{err}");
+}

@@ -442,7 +442,7 @@ async fn burrow_local_exe_at_home_in_windows_settings() {
     assert_eq!(install.wait_exit(), Some(0), "{}", install.output());
     let line = reg_value(RUN_KEY, "burrow-local").expect("the Run entry");
     assert!(
-        line.contains("burrow-local.exe") && line.contains(&cfg),
+        line.contains("burrow-local.exe\" --background") && line.contains(&cfg),
         "{line}"
     );
     let mut uninstall = exe("burrow-local", &["uninstall"]);
@@ -453,4 +453,54 @@ async fn burrow_local_exe_at_home_in_windows_settings() {
         Some("C:\\other.exe")
     );
     reg_delete(RUN_KEY, "SomethingElse");
+}
+
+/// Started as `install --autostart` starts it (`--background`): no console, nothing on
+/// stderr, the log in %LOCALAPPDATA%\\burrow\\burrow-local.log, and it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burrow_local_exe_in_the_background_logs_to_localappdata() {
+    let target = kit::http_target().await;
+    let (_server, server_addr) = server(METHOD, PW, &["--allow-private"]);
+    let dir = temp_dir("win-background");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "local_address = \"127.0.0.1\"\nlocal_port = 0\nserver = \"{server_addr}\"\n\
+             password = \"{PW}\"\nmethod = \"{METHOD}\"\n"
+        ),
+    )
+    .expect("config");
+    // Wine's %LOCALAPPDATA% for this user, as a Linux path.
+    let prefix = std::env::var("WINEPREFIX").expect("WINEPREFIX");
+    let users = Path::new(&prefix).join("drive_c/users");
+    let logs: Vec<_> = std::fs::read_dir(&users)
+        .expect("Wine's users")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("AppData/Local/burrow/burrow-local.log"))
+        .collect();
+    for l in &logs {
+        let _ = std::fs::remove_file(l);
+    }
+    let local = exe("burrow-local", &["--background", "-c", &windows_path(&cfg)]);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let log = loop {
+        if let Some(l) = logs.iter().find(|l| l.is_file()) {
+            break l.clone();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no log under {users:?}: {}",
+            local.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let addr = kit::listening_in_file(&log);
+    let got = socks_fetch(addr, target, 100_000).await;
+    assert_exact(&got, 100_000, &local);
+    assert!(
+        !local.output().contains("listening on"),
+        "stderr: {}",
+        local.output()
+    );
 }

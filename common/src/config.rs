@@ -76,6 +76,10 @@ pub struct SharedArgs {
     /// Log format: text or json.
     #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Write the log (and every line the program prints on stderr) to this file,
+    /// appended, instead of stderr.
+    #[arg(long = "log-file", value_name = "PATH", global = true)]
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 /// Parses `"10s"`, `"500ms"`, `"5m"`, `"1h 30m"`.

@@ -91,13 +91,28 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (verbose, log_format) = (args.shared.verbose, args.shared.log_format.clone());
+    let mut log = args.shared.clone();
+    if args.background {
+        // No console to write to: a log file, where the user looks for it.
+        if log.log_file.is_none() {
+            log.log_file = burrow_local::system::default_log_file();
+        }
+        if log.log_file.is_none() {
+            return cli::usage_error(
+                "burrow-local",
+                "--background: no place for the log (LOCALAPPDATA or HOME unset): give --log-file",
+            );
+        }
+    }
+    let background = args.background;
     cli::serve(
         "burrow-local",
         &loaded.listen,
-        verbose,
-        &log_format,
-        |listener, shutdown| {
+        &log,
+        move |listener, shutdown| {
+            if background {
+                burrow_local::system::detach_console();
+            }
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     listen.extend(loaded.ws_listen);
     listen.extend(loaded.metrics);
     let (has_ws, has_metrics) = (loaded.ws_listen.is_some(), loaded.metrics.is_some());
-    let (verbose, log_format) = (args.shared.verbose, args.shared.log_format.clone());
+    let log = args.shared.clone();
     let run = move |listeners: Vec<tokio::net::TcpListener>,
                     shutdown: tokio_util::sync::CancellationToken| async move {
         for w in &loaded.warnings {
@@ -90,5 +90,5 @@ fn main() -> ExitCode {
         )
         .await
     };
-    cli::serve("burrow-server", &listen, verbose, &log_format, run)
+    cli::serve("burrow-server", &listen, &log, run)
 }

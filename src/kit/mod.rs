@@ -192,6 +192,28 @@ pub fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// The address of the first `listening on ADDR` line written to the log file `path` (a
+/// program started with --log-file or --background), waited for.
+pub fn listening_in_file(path: &std::path::Path) -> SocketAddr {
+    let end = Instant::now() + READY_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found = text.lines().find_map(|l| {
+            let rest = &l[l.find("listening on ")? + "listening on ".len()..];
+            rest.split_whitespace().next()?.parse().ok()
+        });
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            Instant::now() < end,
+            "no `listening on` line in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Readiness for peers that print nothing when ready: the first successful connect.
 pub fn wait_for_port(addr: SocketAddr) {
     let end = Instant::now() + READY_TIMEOUT;

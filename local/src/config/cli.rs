@@ -62,6 +62,12 @@ pub struct Cli {
     /// browsers at once); they are given back as they were when burrow-local stops.
     #[arg(long = "system-proxy")]
     pub system_proxy: bool,
+    /// Run with no console: on Windows the console window is let go (how
+    /// `install --autostart` starts it); the log goes to --log-file, by default
+    /// %LOCALAPPDATA%\burrow\burrow-local.log (elsewhere
+    /// ~/.local/state/burrow/burrow-local.log).
+    #[arg(long = "background")]
+    pub background: bool,
 }
 
 /// burrow-local's commands besides serving.

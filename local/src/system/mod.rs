@@ -178,3 +178,25 @@ pub fn uninstall_autostart() -> Result<String, String> {
         Err("nothing to uninstall here (start at logon is burrow-local's on Windows only)".into())
     }
 }
+
+/// Where `--background` logs when no --log-file is given: %LOCALAPPDATA%\burrow on
+/// Windows, `$XDG_STATE_HOME/burrow` (or ~/.local/state/burrow) elsewhere.
+pub fn default_log_file() -> Option<std::path::PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let dir = if cfg!(windows) {
+        std::path::PathBuf::from(env("LOCALAPPDATA")?)
+    } else {
+        match env("XDG_STATE_HOME") {
+            Some(d) => d.into(),
+            None => std::path::PathBuf::from(env("HOME")?).join(".local/state"),
+        }
+    };
+    Some(dir.join("burrow").join("burrow-local.log"))
+}
+
+/// `--background`: lets go of the console window this program was started with (on
+/// Windows; nothing elsewhere), so that a start at logon leaves no window open.
+pub fn detach_console() {
+    #[cfg(windows)]
+    wininet::detach_console();
+}

@@ -192,7 +192,8 @@ pub fn write_backup(path: &Path, s: &Settings) -> io::Result<()> {
 /// Writes burrow-local's own value under the per-user Run key.
 pub fn install_autostart(config: Option<&Path>) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
-    let mut line = format!("\"{}\"", exe.display());
+    // No console window at logon: --background lets it go and logs to a file.
+    let mut line = format!("\"{}\" --background", exe.display());
     if let Some(c) = config {
         let c = std::path::absolute(c).unwrap_or_else(|_| c.to_owned());
         line.push_str(&format!(" -c \"{}\"", c.display()));
@@ -218,5 +219,16 @@ pub fn uninstall_autostart() -> Result<String, String> {
             Ok("burrow-local was not set to start at logon".into())
         }
         Err(e) => Err(format!("the Run key: {e}")),
+    }
+}
+
+/// Lets go of the console (FreeConsole): its window closes when no other program holds it.
+#[allow(unsafe_code)]
+pub fn detach_console() {
+    // SAFETY: FreeConsole takes no arguments; afterwards writes to the old console
+    // handles fail, and stderr is already redirected to the log file.
+    let ok = unsafe { windows_sys::Win32::System::Console::FreeConsole() };
+    if ok == 0 {
+        tracing::debug!("FreeConsole: {}", std::io::Error::last_os_error());
     }
 }
