@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the peers the tests drive when they are missing (curl,
 # shadowsocks-libev, shadowsocks-v2ray-plugin, simple-obfs, Chromium, iproute2, squid,
-# apache2-utils, microsocks, nginx-light, an
+# apache2-utils, microsocks, nginx-light, gsettings with GNOME's schemas, an
 # MIT Kerberos KDC and client from Debian, with libkrb5-dev and libclang-dev to
 # build the negotiate feature, libssl-dev and pkg-config for the OpenSSL AEAD; ws and playwright-core from npm into tests/browser;
 # pyspnego and mitmproxy from PyPI; mingw-w64, nasm and Wine for the Windows programs, through
@@ -26,6 +26,9 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 # SIP003 plugins (tests/plugins.rs): v2ray-plugin's server and client, simple-obfs.
 command -v ss-v2ray-plugin >/dev/null 2>&1 || need+=(shadowsocks-v2ray-plugin)
 command -v obfs-local >/dev/null 2>&1 || need+=(simple-obfs)
+# GNOME's proxy settings (tests/cli.rs: --system-proxy on a Linux desktop, on a keyfile).
+command -v gsettings >/dev/null 2>&1 || need+=(libglib2.0-bin)
+[ -f /usr/share/glib-2.0/schemas/org.gnome.system.proxy.gschema.xml ] || need+=(gsettings-desktop-schemas)
 command -v krb5kdc >/dev/null 2>&1 || need+=(krb5-kdc)
 command -v kadmin.local >/dev/null 2>&1 || need+=(krb5-admin-server)
 command -v kinit >/dev/null 2>&1 || need+=(krb5-user)

@@ -308,3 +308,91 @@ fn background_and_log_file_put_the_log_in_a_file_and_nothing_on_stderr() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot log to"), "{err}");
 }
+
+/// gsettings with GNOME's proxy schema, on a keyfile under `dir` (no desktop session).
+fn gsettings(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("gsettings")
+        .args(args)
+        .env("GSETTINGS_BACKEND", "keyfile")
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .output()
+        .expect("gsettings (libglib2.0-bin, gsettings-desktop-schemas)");
+    assert!(out.status.success(), "gsettings {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn system_proxy_sets_gnomes_settings_and_gives_them_back_after_a_stop_and_a_crash() {
+    const P: &str = "org.gnome.system.proxy";
+    let dir = temp_dir("gnome-proxy");
+    let env = [
+        ("GSETTINGS_BACKEND", "keyfile"),
+        (
+            "XDG_CONFIG_HOME",
+            &*dir.join("config").to_string_lossy().into_owned(),
+        ),
+        (
+            "XDG_STATE_HOME",
+            &*dir.join("state").to_string_lossy().into_owned(),
+        ),
+    ]
+    .map(|(k, v)| (k, v.to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The corporate laptop's own setting: a PAC file.
+    gsettings(&dir, &["set", P, "mode", "auto"]);
+    gsettings(
+        &dir,
+        &[
+            "set",
+            P,
+            "autoconfig-url",
+            "http://wpad.corp.example/proxy.pac",
+        ],
+    );
+    let corporate = || {
+        assert_eq!(gsettings(&dir, &["get", P, "mode"]), "'auto'");
+        assert_eq!(
+            gsettings(&dir, &["get", P, "autoconfig-url"]),
+            "'http://wpad.corp.example/proxy.pac'"
+        );
+    };
+    let args = [
+        "--system-proxy",
+        "-b",
+        "127.0.0.1:0",
+        "-s",
+        "127.0.0.1:9",
+        "-k",
+        "gnome-pw",
+    ];
+    for crash in [false, true] {
+        let mut local = burrow::kit::Proc::spawn(LOCAL, &args, &env);
+        let addr = local.listening();
+        local.wait_for("system proxy set to burrow-local");
+        assert_eq!(gsettings(&dir, &["get", P, "mode"]), "'manual'");
+        assert_eq!(
+            gsettings(&dir, &["get", &format!("{P}.http"), "host"]),
+            "'127.0.0.1'"
+        );
+        assert_eq!(
+            gsettings(&dir, &["get", &format!("{P}.https"), "port"]),
+            addr.port().to_string()
+        );
+        let signal = if crash { "-KILL" } else { "-TERM" };
+        let pid = local.pid().to_string();
+        let killed = Command::new("kill").args([signal, &pid]).status();
+        assert!(killed.is_ok_and(|s| s.success()));
+        let code = local.wait_exit();
+        if !crash {
+            assert_eq!(code, Some(0), "{}", local.output());
+            corporate();
+        }
+    }
+    // After the kill the settings still point at the dead burrow-local; the next start
+    // gives the corporate ones back (and sets nothing, without --system-proxy).
+    assert_eq!(gsettings(&dir, &["get", P, "mode"]), "'manual'");
+    let local = burrow::kit::Proc::spawn(LOCAL, &args[1..], &env);
+    local.listening();
+    local.wait_for("given back");
+    corporate();
+}

@@ -4,6 +4,8 @@
 //! to the corporate proxy. Windows: WinINet's per-user settings (`wininet.rs`); Linux:
 //! GNOME's (gsettings) when present; elsewhere: nothing to set, said once.
 
+#[cfg(unix)]
+mod gnome;
 #[cfg(windows)]
 mod wininet;
 
@@ -14,6 +16,8 @@ use std::path::PathBuf;
 pub struct SystemProxy {
     #[cfg(windows)]
     before: wininet::Settings,
+    #[cfg(unix)]
+    before: gnome::Settings,
     backup: PathBuf,
 }
 
@@ -35,25 +39,41 @@ fn backup_path() -> PathBuf {
     state_dir().join("system-proxy-before.json")
 }
 
+#[cfg(windows)]
+use wininet as os;
+
+#[cfg(unix)]
+use gnome as os;
+
+/// Where apps on this machine reach a listener on `local` (every address: loopback).
+fn on_loopback(local: SocketAddr) -> SocketAddr {
+    match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], local.port()))
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()))
+        }
+        _ => local,
+    }
+}
+
 /// At every start: a run that set the system's proxy and did not stop cleanly (a crash,
 /// a kill) left the settings from before in the state folder; they are given back now,
 /// whether or not this run sets them again.
 pub fn recover() {
-    #[cfg(windows)]
-    {
-        let backup = backup_path();
-        if let Some(left) = wininet::read_backup(&backup) {
-            match wininet::write(&left) {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(&backup);
-                    tracing::warn!(
-                        "the system proxy settings a previous run changed were given back \
-                         (it did not stop cleanly)"
-                    )
-                }
-                Err(e) => {
-                    tracing::warn!("giving back the system proxy settings a previous run left: {e}")
-                }
+    let backup = backup_path();
+    if let Some(left) = os::read_backup(&backup) {
+        match os::write(&left) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&backup);
+                tracing::warn!(
+                    "the system proxy settings a previous run changed were given back \
+                     (it did not stop cleanly)"
+                )
+            }
+            Err(e) => {
+                tracing::warn!("giving back the system proxy settings a previous run left: {e}")
             }
         }
     }
@@ -64,44 +84,42 @@ impl SystemProxy {
     /// `None` (said in the log) where there is nothing to set.
     pub fn set(local: SocketAddr, pac: bool) -> Option<SystemProxy> {
         let backup = backup_path();
-        #[cfg(windows)]
-        {
-            let before = match wininet::read() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("system_proxy: reading WinINet's settings: {e}; left alone");
-                    return None;
-                }
-            };
-            if let Err(e) = wininet::write_backup(&backup, &before) {
+        #[cfg(unix)]
+        if !gnome::present() {
+            tracing::warn!(
+                "system_proxy: no system proxy settings to set here (Windows' WinINet, or \
+                 GNOME's through gsettings); point apps at burrow-local by hand"
+            );
+            return None;
+        }
+        let before = match os::read() {
+            Ok(s) => s,
+            Err(e) => {
                 tracing::warn!(
-                    "system_proxy: cannot keep the settings from before in {}: {e}; left alone",
-                    backup.display()
+                    "system_proxy: reading the system's proxy settings: {e}; left alone"
                 );
                 return None;
             }
-            let ours = wininet::pointing_at(local, pac);
-            if let Err(e) = wininet::write(&ours) {
-                tracing::warn!("system_proxy: setting WinINet: {e}");
-                let _ = wininet::write(&before);
-                let _ = std::fs::remove_file(&backup);
-                return None;
-            }
-            tracing::info!(
-                "system proxy set to burrow-local ({}); given back when it stops",
-                ours.describe()
-            );
-            Some(SystemProxy { before, backup })
-        }
-        #[cfg(not(windows))]
-        {
-            let _ = (local, pac, backup);
+        };
+        if let Err(e) = os::write_backup(&backup, &before) {
             tracing::warn!(
-                "system_proxy: this system's proxy settings are not set by burrow-local here \
-                 (Windows' WinINet only); point apps at it by hand"
+                "system_proxy: cannot keep the settings from before in {}: {e}; left alone",
+                backup.display()
             );
-            None
+            return None;
         }
+        let ours = before.pointing_at(on_loopback(local), pac);
+        if let Err(e) = os::write(&ours) {
+            tracing::warn!("system_proxy: setting the system's proxy: {e}");
+            let _ = os::write(&before);
+            let _ = std::fs::remove_file(&backup);
+            return None;
+        }
+        tracing::info!(
+            "system proxy set to burrow-local ({}); given back when it stops",
+            ours.describe()
+        );
+        Some(SystemProxy { before, backup })
     }
 
     /// Gives the settings back now.
@@ -112,8 +130,7 @@ impl SystemProxy {
 
 impl Drop for SystemProxy {
     fn drop(&mut self) {
-        #[cfg(windows)]
-        match wininet::write(&self.before) {
+        match os::write(&self.before) {
             Ok(()) => {
                 let _ = std::fs::remove_file(&self.backup);
                 tracing::info!("system proxy settings given back as they were");
@@ -123,15 +140,14 @@ impl Drop for SystemProxy {
                 self.backup.display()
             ),
         }
-        #[cfg(not(windows))]
-        let _ = &self.backup;
     }
 }
 
 /// `outbound_proxy = "system"`: the corporate proxy as this machine's settings name it, as
-/// an `outbound_proxy` value (`pac+http://…`, a proxy list, or `direct`). Windows: WinINet
-/// (the settings from before burrow-local's own `system_proxy`, when it set them).
-/// `None` elsewhere: the `*_PROXY` variables decide, as when nothing is written.
+/// an `outbound_proxy` value (`pac+http://…`, a proxy list, or `direct`) — the settings
+/// from before burrow-local's own `system_proxy`, when it set them. Windows: WinINet;
+/// elsewhere GNOME's when present and not "none". `None`: the `*_PROXY` variables decide,
+/// as when nothing is written.
 pub fn outbound_proxy(server_host: &str) -> Result<Option<String>, String> {
     #[cfg(windows)]
     {
@@ -143,10 +159,17 @@ pub fn outbound_proxy(server_host: &str) -> Result<Option<String>, String> {
         };
         Ok(Some(s.outbound_proxy(server_host)))
     }
-    #[cfg(not(windows))]
+    #[cfg(unix)]
     {
         let _ = server_host;
-        Ok(None)
+        let s = match gnome::read_backup(&backup_path()) {
+            Some(before) => before,
+            None if gnome::present() => gnome::read().map_err(|e| {
+                format!("outbound_proxy = \"system\": reading GNOME's settings: {e}")
+            })?,
+            None => return Ok(None),
+        };
+        Ok(s.outbound_proxy())
     }
 }
 

@@ -93,18 +93,8 @@ fn announce() {
 }
 
 /// The settings that point at burrow-local on `local`: its PAC when `pac`, else the proxy
-/// itself with plain names bypassed.
-pub fn pointing_at(local: SocketAddr, pac: bool) -> Settings {
-    // Listening on every address: apps on this machine reach it on loopback.
-    let local = match local.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => {
-            SocketAddr::from(([127, 0, 0, 1], local.port()))
-        }
-        ip if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()))
-        }
-        _ => local,
-    };
+/// itself with plain names bypassed (WinINet's settings are replaced whole).
+fn pointing_at(local: SocketAddr, pac: bool) -> Settings {
     if pac {
         Settings {
             proxy_enable: Some(0),
@@ -123,6 +113,11 @@ pub fn pointing_at(local: SocketAddr, pac: bool) -> Settings {
 }
 
 impl Settings {
+    /// These settings pointing at burrow-local (see [`pointing_at`]).
+    pub fn pointing_at(&self, local: SocketAddr, pac: bool) -> Settings {
+        pointing_at(local, pac)
+    }
+
     /// For the log.
     pub fn describe(&self) -> String {
         match (&self.auto_config_url, self.proxy_enable, &self.proxy_server) {
