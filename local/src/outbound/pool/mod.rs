@@ -4,24 +4,28 @@
 //!
 //! Sized by demand: as many as tunnels were opened in the last few seconds (at most
 //! `max`; one from the start), none once no tunnel has been opened for `idle_after` (an
-//! idle laptop sends nothing). Each is used once, is never older than its jittered `max_age` (kept well
-//! below the server's handshake deadline and a proxy's idle cut-off), and is checked
-//! before use: one the server or proxy has closed is dropped, never handed to an app.
-//! One task keeps the pool: it closes what expires and refills after each use, backing
-//! off after a failed connect. Pooled connections send nothing until used.
+//! idle laptop sends nothing). Each is used once, is never older than its jittered
+//! `max_age` (kept well below the server's handshake deadline, and below an idle cut-off
+//! learned on the way: `watch.rs`), and is checked before use: one the server or proxy
+//! has closed is dropped, never handed to an app. One task keeps the pool: it closes what
+//! expires or what the way closed, and refills after each use, backing off after a failed
+//! connect. Pooled connections send nothing until used. A burst's tunnels beyond the first
+//! few share a connection (`burst.rs`).
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
+
+mod burst;
+mod watch;
+
+pub use burst::Taken;
+use burst::BURST_SESSIONS;
+use watch::{pop_alive, still_open, MIN_LIFE};
 
 use crate::outbound::hop::{self, Outbound, ServerIo};
 use crate::outbound::mux::Muxes;
 use burrow_common::net::SocketOpts;
-use burrow_common::replay::ReplayFilter;
-use burrow_common::MasterKey;
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -197,67 +201,6 @@ impl Pool {
         found
     }
 
-    /// For a tunnel to burrow-server (`shares`: it carries shared connections): a warm
-    /// connection of its own when it comes alone or among the first [`OWN_IN_BURST`] of
-    /// a burst (tunnels opened within [`BURST_WINDOW`] of each other); the rest of a burst
-    /// gets a session on a connection the burst shares — a warm one becomes shared when
-    /// none is — so that a burst's tunnels all start at once. Records the demand either
-    /// way.
-    pub fn take_or_share(
-        &self,
-        shares: bool,
-        key: &MasterKey,
-        salts: Option<&Arc<ReplayFilter>>,
-    ) -> Taken {
-        if !shares {
-            return self.take().map_or(Taken::None, |(io, t)| Taken::Own(io, t));
-        }
-        if self.config.max == 0 {
-            return Taken::None;
-        }
-        let now = Instant::now();
-        let mut st = self.lock();
-        let burst = st
-            .last_take
-            .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
-        st.last_take = Some(now);
-        st.burst_len = if burst { st.burst_len + 1 } else { 1 };
-        st.opened.push_back(now);
-        st.ready.retain(|w| w.expires > now);
-        // A tunnel that comes alone gets a warm connection of its own. A burst's
-        // tunnels share one: a shared connection with room takes them, or a warm one
-        // becomes shared — so every tunnel of a burst starts at once, however many.
-        if st.burst_len <= OWN_IN_BURST {
-            let own = pop_alive(&mut st, now);
-            drop(st);
-            self.wake.notify_one();
-            return own.map_or(Taken::None, |(io, t)| Taken::Own(io, t));
-        }
-        if let Some((io, t)) = self.bursts.shared() {
-            drop(st);
-            self.wake.notify_one();
-            return Taken::Shared(io, t);
-        }
-        let warm = pop_alive(&mut st, now);
-        drop(st);
-        self.wake.notify_one();
-        match warm {
-            Some((io, t)) => match self.bursts.carry(io, t, key, salts.cloned()) {
-                Ok((io, t)) => Taken::Shared(io, t),
-                Err(_) => Taken::None,
-            },
-            None => Taken::None,
-        }
-    }
-
-    /// Keeps `io`, a shared connection the server has accepted, for the next burst.
-    pub fn adopt_shared<S>(&self, io: S, made_in: Duration)
-    where
-        S: AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-    {
-        self.bursts.push(io, made_in);
-    }
-
     /// Drops every warm connection held (the machine slept, or its network changed:
     /// they are likely dead); the pool refills on demand.
     pub fn clear(&self) -> usize {
@@ -355,40 +298,6 @@ impl Pool {
         self.lock().ready.clear();
     }
 
-    /// Resolves when the way (the server, a proxy, a NAT) closed a warm connection, or sent
-    /// on one, which is dropped. Two closes at about the same age are an idle cut-off on the
-    /// way: later warm connections retire well before it. One close alone (a server
-    /// restart, a lost network) teaches nothing.
-    fn closed_by_the_way(&self) -> impl std::future::Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            let now = Instant::now();
-            let mut st = self.lock();
-            let before = st.ready.len();
-            let mut ages = Vec::new();
-            st.ready.retain_mut(|w| {
-                let mut one = [0u8; 1];
-                let mut buf = ReadBuf::new(&mut one);
-                match Pin::new(&mut w.io).poll_read(cx, &mut buf) {
-                    Poll::Pending => true,
-                    _ => {
-                        ages.push(now - w.born);
-                        false
-                    }
-                }
-            });
-            // All at once is a restart or a lost network, not an idle cut-off.
-            if ages.len() == 1 || (ages.len() < before && !ages.is_empty()) {
-                let age = ages.iter().copied().min().unwrap_or_default();
-                learn_cut_off(&mut st, age);
-            }
-            if ages.is_empty() {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-    }
-
     async fn fill_one(self: Arc<Self>) {
         let started = Instant::now();
         let made = self.dial.connect().await;
@@ -420,70 +329,7 @@ impl Pool {
     }
 }
 
-/// A live warm connection from the front of `st.ready`, if any.
-fn pop_alive(st: &mut State, now: Instant) -> Option<(ServerIo, Duration)> {
-    while let Some(mut w) = st.ready.pop_front() {
-        if w.expires > now && still_open(&mut w.io) {
-            return Some((w.io, w.made_in));
-        }
-    }
-    None
-}
-
-/// What [`Pool::take_or_share`] found.
-pub enum Taken {
-    /// A warm connection for this tunnel alone.
-    Own(ServerIo, Duration),
-    /// A session on a shared connection (and that connection's setup time).
-    Shared(ServerIo, Duration),
-    /// Nothing ready: a fresh connection is needed.
-    None,
-}
-
-/// Tunnels opened this close together are a burst (a browser opens a page's within a
-/// few milliseconds; tunnels one after another over any real link are further apart).
-const BURST_WINDOW: Duration = Duration::from_millis(10);
-
-/// The first tunnels of a burst still get warm connections of their own (a few downloads
-/// started together keep their own connections); the rest of the burst shares.
-const OWN_IN_BURST: usize = 4;
-
-/// Tunnels one shared connection carries at once.
-const BURST_SESSIONS: usize = 64;
-
-/// A learned cut-off never makes warm connections live shorter than this.
-const MIN_LIFE: Duration = Duration::from_secs(1);
-
-/// Records that the way closed an unused warm connection at `age`; a second close within
-/// a quarter of the first's age sets (or lowers) the cut-off.
-fn learn_cut_off(st: &mut State, age: Duration) {
-    let agrees = st.closed_at.is_some_and(|prev| {
-        let (lo, hi) = (prev.min(age), prev.max(age));
-        hi - lo <= hi / 4
-    });
-    st.closed_at = Some(age);
-    if agrees && st.cut_off.is_none_or(|c| age < c) {
-        st.cut_off = Some(age);
-        tracing::info!(
-            "the way to the server closes idle connections after about {} s: warm ones \
-             retire before {} s from now on",
-            age.as_secs_f64().round(),
-            age.mul_f64(0.7).as_secs_f64().round()
-        );
-    }
-}
-
 /// 0.6 to 1.0: warm connections do not all expire, or get replaced, in step.
 fn jitter() -> f64 {
     rand::Rng::gen_range(&mut rand::thread_rng(), 0.6..1.0)
-}
-
-/// True if nothing has arrived on `io` and it has not closed: a server or proxy that
-/// hung up on a pooled connection shows as readable.
-fn still_open(io: &mut ServerIo) -> bool {
-    let waker = futures_util::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut one = [0u8; 1];
-    let mut buf = ReadBuf::new(&mut one);
-    matches!(Pin::new(io).poll_read(&mut cx, &mut buf), Poll::Pending)
 }
