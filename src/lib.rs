@@ -7,4 +7,5 @@ pub mod link;
 pub mod origins;
 pub mod peers;
 pub mod quickstart;
+pub mod soak;
 pub mod status;

@@ -17,15 +17,7 @@ pub struct Squid {
 
 impl Drop for Squid {
     fn drop(&mut self) {
-        // A killed squid leaves its shared-memory segments behind: remove them.
-        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
-            let prefix = format!("{}-", self.service);
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        self.remove_shm();
     }
 }
 
@@ -73,13 +65,24 @@ impl Squid {
         // A service name of its own: squid names its shared-memory segments after it, and
         // two squids of the same name (tests run in parallel) collide.
         let service = format!("burrow{port}");
+        let proc = Squid::spawn(&dir, &service);
+        Squid {
+            _proc: proc,
+            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            dir,
+            service,
+        }
+    }
+
+    /// squid with the config in `dir`, once it accepts connections.
+    fn spawn(dir: &std::path::Path, service: &str) -> Proc {
         let conf_path = dir.join("squid.conf");
         let proc = Proc::spawn(
             "squid",
             &[
                 "-N",
                 "-n",
-                &service,
+                service,
                 "-d",
                 "1",
                 "-f",
@@ -87,13 +90,27 @@ impl Squid {
             ],
             &[],
         );
-
         proc.wait_for("Accepting HTTP Socket connections");
-        Squid {
-            _proc: proc,
-            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
-            dir,
-            service,
+        proc
+    }
+
+    /// Kills squid (every tunnel through it dies) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        let old = std::mem::replace(&mut self._proc, Proc::spawn("true", &[], &[]));
+        drop(old);
+        self.remove_shm();
+        self._proc = Squid::spawn(&self.dir, &self.service);
+    }
+
+    fn remove_shm(&self) {
+        // A killed squid leaves its shared-memory segments behind: remove them.
+        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+            let prefix = format!("{}-", self.service);
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
         }
     }
 

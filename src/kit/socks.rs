@@ -117,13 +117,28 @@ pub struct Socks5Udp {
 impl Socks5Udp {
     /// UDP ASSOCIATE through `proxy`; `Err` with the reply code if refused.
     pub async fn associate(proxy: SocketAddr) -> Result<Socks5Udp, u8> {
+        Socks5Udp::associate_as(proxy, false).await
+    }
+
+    /// [`Socks5Udp::associate`], the request naming the port the app sends from (so that
+    /// the proxy takes datagrams from that port alone) when `named`.
+    pub async fn associate_as(proxy: SocketAddr, named: bool) -> Result<Socks5Udp, u8> {
         let io = |_| 255u8;
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(io)?;
+        let port = match named {
+            true => socket.local_addr().map_err(io)?.port(),
+            false => 0,
+        };
         let mut control = TcpStream::connect(proxy).await.map_err(io)?;
         control.write_all(&[5, 1, 0]).await.map_err(io)?;
         let mut m = [0u8; 2];
         control.read_exact(&mut m).await.map_err(io)?;
+        let [hi, lo] = port.to_be_bytes();
+        let ip = if named { [127, 0, 0, 1] } else { [0; 4] };
         control
-            .write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+            .write_all(&[5, 3, 0, 1, ip[0], ip[1], ip[2], ip[3], hi, lo])
             .await
             .map_err(io)?;
         let mut head = [0u8; 4];
@@ -139,9 +154,6 @@ impl Socks5Udp {
             }
             _ => return Err(254),
         };
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .map_err(io)?;
         Ok(Socks5Udp {
             control,
             socket,

@@ -108,6 +108,20 @@ pub(crate) enum Mode {
         #[arg(long, default_value_t = 80)]
         rtt_ms: u64,
     },
+    /// Many mixed tunnels (bulk, request/response, UDP) through burrow-local → squid →
+    /// burrow-server while faults are injected in turn (server and proxy restarts,
+    /// silent deaths, 1-byte slicing, resets); prints what came of it (burrow::soak).
+    Soak {
+        /// Seconds to run.
+        #[arg(long, default_value_t = 180)]
+        secs: u64,
+        /// Concurrent tunnels.
+        #[arg(long, default_value_t = 200)]
+        tunnels: usize,
+        /// Seconds between faults.
+        #[arg(long, default_value_t = 10)]
+        fault_every: u64,
+    },
     /// An NTLM-only proxy (verifying NTLMv2) answered by burrow-local itself, against
     /// cntlm in front of it, over the same long link: first byte and a 64 MiB download.
     NtlmAnchor {

@@ -34,6 +34,24 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     if let Mode::PageSuite { runs, rtt_ms } = cli.mode {
         return page::run(runs, rtt_ms).await;
     }
+    if let Mode::Soak {
+        secs,
+        tunnels,
+        fault_every,
+    } = cli.mode
+    {
+        let report = burrow::soak::run(burrow::soak::Options {
+            duration: Duration::from_secs(secs),
+            tunnels,
+            fault_every: Duration::from_secs(fault_every),
+            local: suite::beside("burrow-local"),
+            server: suite::beside("burrow-server"),
+            dir: suite::temp("soak"),
+        })
+        .await;
+        println!("{report}");
+        return Ok(());
+    }
     if let Mode::NtlmAnchor {
         count,
         rtt_ms,
@@ -75,6 +93,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         Mode::Link { .. }
         | Mode::FirstByteSuite { .. }
         | Mode::PageSuite { .. }
+        | Mode::Soak { .. }
         | Mode::NtlmAnchor { .. } => {}
         Mode::FirstByte {
             count,
