@@ -120,6 +120,19 @@ impl Egress {
         }
     }
 
+    /// A socket with a datagram from a target waiting (never, before one is made); read it
+    /// with `try_recv_from` (it may turn out empty: `WouldBlock`).
+    pub(super) async fn readable(&self) -> io::Result<&UdpSocket> {
+        match (self.v4.get(), self.v6.get()) {
+            (None, None) => std::future::pending().await,
+            (Some(a), None) | (None, Some(a)) => a.readable().await.map(|_| a),
+            (Some(a), Some(b)) => tokio::select! {
+                r = a.readable() => r.map(|_| a),
+                r = b.readable() => r.map(|_| b),
+            },
+        }
+    }
+
     /// The next datagram from a target on either socket (never, before one is made).
     pub(super) async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         match (self.v4.get(), self.v6.get()) {

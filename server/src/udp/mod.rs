@@ -222,6 +222,21 @@ impl Session {
     }
 }
 
+thread_local! {
+    /// Answers are read here, one at a time on the relay's thread: a session holds no
+    /// buffer of its own (64 KiB each, before).
+    static ANSWER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; MAX_DATAGRAM]);
+}
+
+/// The answer waiting on `sock`, sealed for the client, and its payload's length.
+fn answer(sock: &UdpSocket, session: &Session) -> io::Result<(bytes::BytesMut, usize)> {
+    ANSWER.with_borrow_mut(|buf| {
+        let (n, from) = sock.try_recv_from(buf)?;
+        let packet = lock(&session.codec).seal(&TargetAddr::Ip(from), &buf[..n]);
+        Ok((packet, n))
+    })
+}
+
 /// A session's task: answers back to the client, the slow path, until it idles.
 async fn run(
     shared: &Shared,
@@ -233,7 +248,6 @@ async fn run(
     let m = &shared.metrics.udp;
     m.sessions.fetch_add(1, Relaxed);
     debug!(%client, "UDP session opened");
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     let expired = session.idle.expired();
     tokio::pin!(expired);
     loop {
@@ -246,10 +260,9 @@ async fn run(
                 }
                 None => break,
             },
-            r = session.egress.recv(&mut buf) => match r {
-                Ok((n, from)) => {
+            r = session.egress.readable() => match r.and_then(|sock| answer(sock, session)) {
+                Ok((packet, n)) => {
                     session.idle.touch();
-                    let packet = lock(&session.codec).seal(&TargetAddr::Ip(from), &buf[..n]);
                     let sent = match socket.try_send_to(&packet, client) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             socket.send_to(&packet, client).await
@@ -264,6 +277,7 @@ async fn run(
                         m.dropped(UdpDrop::Busy);
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => debug!(%client, "UDP session: {e}"),
             },
             _ = &mut expired => break,
