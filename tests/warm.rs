@@ -40,12 +40,10 @@ fn local_with(server: SocketAddr, toml: &str) -> (Proc, SocketAddr) {
     local(server, METHOD, PW, &["-c", cfg.to_str().expect("utf8")])
 }
 
+/// One sample of `name` at `metrics`; there must be one.
 async fn metric(metrics: SocketAddr, name: &str) -> u64 {
-    let (code, out, err) = curl(&[&format!("http://{metrics}/metrics")]).await;
-    assert_eq!(code, 0, "{err}");
-    String::from_utf8_lossy(&out)
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+    kit::metric(metrics, name)
+        .await
         .unwrap_or_else(|| panic!("no {name}"))
 }
 
@@ -61,30 +59,6 @@ async fn get(local: SocketAddr, target: SocketAddr) -> Vec<u8> {
     let mut got = Vec::new();
     c.read_to_end(&mut got).await.expect("answer");
     got
-}
-
-/// Waits (up to a minute) until `metric` reads at least `want`; returns the last reading.
-async fn until_at_least(metrics: SocketAddr, name: &str, want: u64) -> u64 {
-    let end = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = metric(metrics, name).await;
-        if v >= want || std::time::Instant::now() > end {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits (up to a minute) until `metric` reads `want`; returns the last reading.
-async fn until(metrics: SocketAddr, name: &str, want: u64) -> u64 {
-    let end = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = metric(metrics, name).await;
-        if v == want || std::time::Instant::now() > end {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,11 +82,11 @@ async fn a_burst_through_squid_costs_at_most_the_burst_plus_the_pool_then_nothin
         );
     }
     // Right after the burst, connections wait warm at the server with no tunnel open.
-    let warm = until_at_least(metrics, "burrow_open_connections ", 1).await;
+    let warm = kit::metric_until(metrics, "burrow_open_connections ", |v| v >= 1).await;
     assert!(warm >= 1, "no warm connection after a burst");
     // The laptop idles: every warm connection is closed, and none is made again.
     assert_eq!(
-        until(metrics, "burrow_open_connections ", 0).await,
+        kit::metric_until(metrics, "burrow_open_connections ", |v| v == 0).await,
         0,
         "pool emptied"
     );
@@ -173,7 +147,7 @@ async fn a_server_restart_and_warm_connections_past_their_age_never_reach_an_app
         "after restart"
     );
     // The pool refills from the new server; the next tunnels start on warm connections.
-    assert!(until_at_least(metrics, "burrow_open_connections ", 1).await >= 1);
+    assert!(kit::metric_until(metrics, "burrow_open_connections ", |v| v >= 1).await >= 1);
     for _ in 0..3 {
         assert!(
             get(l, target).await.ends_with(b"hello from burrow\n"),
@@ -244,7 +218,7 @@ async fn a_stopping_server_does_not_wait_for_warm_connections() {
     let (_local, l) = local_with(server_addr, "");
     assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
     // Warm connections wait at the server, having sent nothing.
-    assert!(until_at_least(metrics, "burrow_open_connections ", 1).await >= 1);
+    assert!(kit::metric_until(metrics, "burrow_open_connections ", |v| v >= 1).await >= 1);
     let pid = server.pid().to_string();
     let stop = std::time::Instant::now();
     let killed = std::process::Command::new("kill")
