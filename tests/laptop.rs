@@ -164,8 +164,6 @@ async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
         "{out}\n{}",
         local.output()
     );
-    let (_, rules) = ns.run("nft", &["list", "ruleset"]);
-    eprintln!("DEBUG warm={warm:?}\n{rules}\n{}", local.output());
     assert!(
         local.output().contains("had died silently")
             || local.output().contains("trying a fresh one"),
@@ -244,4 +242,99 @@ async fn a_change_of_addresses_empties_the_pool() {
     second.wait_for("dial failed");
     let (ok, out) = get();
     assert!(ok && out.contains("hello from the origin"), "{out}");
+}
+
+/// A long tunnel whose hop to the server dies silently while it idles: TCP keepalive
+/// (here `keepalive = "2s"`: probes 1 s apart, 4 unanswered) closes it within seconds —
+/// the app sees its connection end, burrow-local says why — instead of holding it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_tunnel_on_a_dead_hop_is_closed_with_its_reason() {
+    let ns = NetNs::new("deadhop");
+    let echo = ns.spawn(
+        "python3",
+        &[
+            "-c",
+            "import socket,time\ns=socket.socket();s.bind(('127.0.0.1',0));s.listen()\n\
+             print('port',s.getsockname()[1],flush=True)\nc,_=s.accept();c.sendall(c.recv(5))\n\
+             time.sleep(600)",
+        ],
+        &[],
+    );
+    let echo_port: u16 = echo
+        .wait_for("port ")
+        .split_whitespace()
+        .last()
+        .and_then(|p| p.parse().ok())
+        .expect("the echo's port");
+    let server = ns.spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-m",
+            METHOD,
+            "-k",
+            PW,
+            "--allow-private",
+        ],
+        &[],
+    );
+    let server_addr = server.listening();
+    let dir = temp_dir("laptop-deadhop");
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"{server_addr}\"\nmethod = \"{METHOD}\"\npassword = \"{PW}\"\n\
+             local_address = \"127.0.0.1\"\nlocal_port = 0\nkeepalive = \"2s\"\n"
+        ),
+    )
+    .expect("config");
+    let local = ns.spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
+    let local_port = local.listening().port();
+    // The app: SOCKS5 to the echo, one exchange, then it waits for the end.
+    let app = ns.spawn(
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import socket,time\nc=socket.create_connection(('127.0.0.1',{local_port}))\n\
+                 c.sendall(b'\\x05\\x01\\x00');c.recv(2)\n\
+                 c.sendall(b'\\x05\\x01\\x00\\x01\\x7f\\x00\\x00\\x01'+({echo_port}).to_bytes(2,'big'))\n\
+                 c.recv(10);c.sendall(b'hello');print('echoed',c.recv(5),flush=True)\n\
+                 t=time.time()\ntry:\n d=c.recv(100)\nexcept Exception as e:\n d=repr(e)\n\
+                 print('ended after %.1f s: %r' % (time.time()-t,d),flush=True)"
+            ),
+        ],
+        &[],
+    );
+    app.wait_for("echoed b'hello'");
+    // Every connection to the server open now goes silent.
+    let open = connections_to(&ns, server_addr.port())
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(!open.is_empty());
+    for cmd in [
+        "add table inet burrow".to_owned(),
+        "add chain inet burrow in { type filter hook input priority 0; }".to_owned(),
+        format!(
+            "add rule inet burrow in tcp dport {} tcp sport {{ {open} }} drop",
+            server_addr.port()
+        ),
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        let (ok, out) = ns.run("nft", &args);
+        assert!(ok, "nft {cmd}: {out}");
+    }
+    let ended = app.wait_for("ended after");
+    let secs: f64 = ended
+        .split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(secs < 30.0, "{ended}\n{}", local.output());
+    let said = local.wait_for("closed:");
+    assert!(said.contains("timed out"), "{said}");
 }

@@ -120,6 +120,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         .keepalive
         .map(|idle| Keepalive {
             idle,
+            // A short idle time asks for a quick verdict: probes a quarter of it apart.
+            interval: (idle / 4).clamp(
+                std::time::Duration::from_secs(1),
+                Keepalive::default().interval,
+            ),
             ..Keepalive::default()
         })
         .unwrap_or_default();
