@@ -56,6 +56,8 @@ fn srv(method: &str, secret: &str, extra: &str) -> Srv {
     );
     let addr = proc.listening();
     let metrics = proc.listening();
+    // The UDP relay's thread and runtime are up: what the server holds at rest.
+    proc.wait_seen("UDP relay on");
     Srv {
         proc,
         addr,

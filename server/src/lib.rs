@@ -250,10 +250,8 @@ pub async fn run(
                 Err(e) => Err(e),
             };
             match socket {
-                Ok((a, s)) => {
-                    tracing::info!("UDP relay on {a}");
-                    udp::relay_on_own_thread(shared, s).await;
-                }
+                // Said by the relay's thread once it runs there.
+                Ok((_, s)) => udp::relay_on_own_thread(shared, s).await,
                 Err(e) => tracing::warn!("no UDP relay (udp = false to say so): {e}"),
             }
         }

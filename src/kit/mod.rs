@@ -106,6 +106,22 @@ impl Proc {
         }
     }
 
+    /// Waits until a line containing `needle` has been printed, whether or not a
+    /// [`Proc::wait_for`] has gone past it already; panics with everything printed if
+    /// none comes.
+    pub fn wait_seen(&self, needle: &str) {
+        let end = Instant::now() + READY_TIMEOUT;
+        while !self.output().contains(needle) {
+            assert!(
+                Instant::now() < end,
+                "{}: no line with {needle:?}; output:\n{}",
+                self.name,
+                self.output()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Waits for `listening on ADDR` and returns ADDR.
     pub fn listening(&self) -> SocketAddr {
         let line = self.wait_for("listening on ");

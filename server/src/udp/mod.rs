@@ -83,7 +83,12 @@ pub async fn relay_on_own_thread(shared: Arc<Shared>, socket: UdpSocket) {
             let run = |rt: tokio::runtime::Runtime| {
                 rt.block_on(async move {
                     match UdpSocket::from_std(socket) {
-                        Ok(s) => relay(shared, s).await,
+                        Ok(s) => {
+                            if let Ok(a) = s.local_addr() {
+                                tracing::info!("UDP relay on {a}");
+                            }
+                            relay(shared, s).await
+                        }
                         Err(e) => tracing::warn!("no UDP relay: {e}"),
                     }
                 })
