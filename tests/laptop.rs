@@ -44,20 +44,7 @@ fn origin(ns: &NetNs, dir: &std::path::Path) -> (Proc, u16) {
 /// burrow-server (loopback targets allowed) and burrow-local towards it, inside `ns`:
 /// the server, its address, the local and its address.
 fn pair_in(ns: &NetNs) -> (Proc, std::net::SocketAddr, Proc, String) {
-    let server = ns.spawn(
-        SERVER,
-        &[
-            "-s",
-            "127.0.0.1:0",
-            "-m",
-            METHOD,
-            "-k",
-            PW,
-            "--allow-private",
-        ],
-        &[],
-    );
-    let server_addr = server.listening();
+    let (server, server_addr) = server_in(ns);
     let local = ns.spawn(
         LOCAL,
         &[
@@ -74,6 +61,45 @@ fn pair_in(ns: &NetNs) -> (Proc, std::net::SocketAddr, Proc, String) {
     );
     let local_addr = local.listening().to_string();
     (server, server_addr, local, local_addr)
+}
+
+/// burrow-server (loopback targets allowed) inside `ns`, and its address.
+fn server_in(ns: &NetNs) -> (Proc, std::net::SocketAddr) {
+    let server = ns.spawn(
+        SERVER,
+        &[
+            "-s",
+            "127.0.0.1:0",
+            "-m",
+            METHOD,
+            "-k",
+            PW,
+            "--allow-private",
+        ],
+        &[],
+    );
+    let addr = server.listening();
+    (server, addr)
+}
+
+/// From now on, every packet of the connections from the local `ports` to the server's
+/// `port` inside `ns` is dropped on arrival — no FIN, no RST — while new ones pass.
+fn silence(ns: &NetNs, port: u16, ports: &[u16]) {
+    assert!(!ports.is_empty(), "no connection to silence");
+    let ports = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    for cmd in [
+        "add table inet burrow".to_owned(),
+        "add chain inet burrow in { type filter hook input priority 0; }".to_owned(),
+        format!("add rule inet burrow in tcp dport {port} tcp sport {{ {ports} }} counter drop"),
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        let (ok, out) = ns.run("nft", &args);
+        assert!(ok, "nft {cmd}: {out}");
+    }
 }
 
 /// `GET /hello.txt` from the origin on `port`, through burrow-local at `local` inside
@@ -133,23 +159,7 @@ async fn a_warm_connection_that_died_silently_costs_a_second_not_a_hang() {
     assert!(ok && out.contains("hello from the origin"), "{out}");
     let warm = warm_connections(&ns, server_addr.port());
     // Every warm connection now goes silent; new connections still pass.
-    let ports = warm
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    for cmd in [
-        "add table inet burrow".to_owned(),
-        "add chain inet burrow in { type filter hook input priority 0; }".to_owned(),
-        format!(
-            "add rule inet burrow in tcp dport {} tcp sport {{ {ports} }} counter drop",
-            server_addr.port()
-        ),
-    ] {
-        let args: Vec<&str> = cmd.split(' ').collect();
-        let (ok, out) = ns.run("nft", &args);
-        assert!(ok, "nft {cmd}: {out}");
-    }
+    silence(&ns, server_addr.port(), &warm);
     // A target reached lately (the tunnel goes at once), then one never reached (the
     // tunnel waits for the server's word): both are moved to a fresh connection.
     let (ok, out) = get(port1);
@@ -186,20 +196,9 @@ async fn a_change_of_addresses_empties_the_pool() {
         "function FindProxyForURL(url, host) { return \"DIRECT\"; }\n",
     )
     .expect("pac");
-    let server_args = [
-        "-s",
-        "127.0.0.1:0",
-        "-m",
-        METHOD,
-        "-k",
-        PW,
-        "--allow-private",
-    ];
-    let server = ns.spawn(SERVER, &server_args, &[]);
-    let server_addr = server.listening();
+    let (_server, server_addr) = server_in(&ns);
     // A second server, checked only every hour: a check it sees comes from the change.
-    let second = ns.spawn(SERVER, &server_args, &[]);
-    let second_addr = second.listening();
+    let (second, second_addr) = server_in(&ns);
     let cfg = dir.join("local.toml");
     std::fs::write(
         &cfg,
@@ -266,20 +265,7 @@ async fn a_long_tunnel_on_a_dead_hop_is_closed_with_its_reason() {
         .last()
         .and_then(|p| p.parse().ok())
         .expect("the echo's port");
-    let server = ns.spawn(
-        SERVER,
-        &[
-            "-s",
-            "127.0.0.1:0",
-            "-m",
-            METHOD,
-            "-k",
-            PW,
-            "--allow-private",
-        ],
-        &[],
-    );
-    let server_addr = server.listening();
+    let (_server, server_addr) = server_in(&ns);
     let dir = temp_dir("laptop-deadhop");
     let cfg = dir.join("local.toml");
     std::fs::write(
@@ -310,24 +296,8 @@ async fn a_long_tunnel_on_a_dead_hop_is_closed_with_its_reason() {
     );
     app.wait_for("echoed b'hello'");
     // Every connection to the server open now goes silent.
-    let open = connections_to(&ns, server_addr.port())
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    assert!(!open.is_empty());
-    for cmd in [
-        "add table inet burrow".to_owned(),
-        "add chain inet burrow in { type filter hook input priority 0; }".to_owned(),
-        format!(
-            "add rule inet burrow in tcp dport {} tcp sport {{ {open} }} drop",
-            server_addr.port()
-        ),
-    ] {
-        let args: Vec<&str> = cmd.split(' ').collect();
-        let (ok, out) = ns.run("nft", &args);
-        assert!(ok, "nft {cmd}: {out}");
-    }
+    let open = connections_to(&ns, server_addr.port());
+    silence(&ns, server_addr.port(), &open);
     let ended = app.wait_for("ended after");
     let secs: f64 = ended
         .split_whitespace()

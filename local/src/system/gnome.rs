@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 
 const SCHEMA: &str = "org.gnome.system.proxy";
@@ -153,22 +152,6 @@ impl Settings {
             _ => None,
         }
     }
-}
-
-/// The settings from before, kept in `path` while burrow-local runs.
-pub fn read_backup(path: &Path) -> Option<Settings> {
-    let text = std::fs::read(path).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-/// Keeps `s` in `path` (written whole, then renamed into place).
-pub fn write_backup(path: &Path, s: &Settings) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(s).map_err(io::Error::other)?)?;
-    std::fs::rename(tmp, path)
 }
 
 #[cfg(test)]

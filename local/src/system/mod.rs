@@ -39,6 +39,23 @@ fn backup_path() -> PathBuf {
     state_dir().join("system-proxy-before.json")
 }
 
+/// The settings from before kept in `path`, if a run left them there.
+fn read_backup<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Keeps `s` in `path` (written whole, then renamed into place: a crash leaves the old
+/// file or the new one, never half of one).
+fn write_backup<T: serde::Serialize>(path: &std::path::Path, s: &T) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(s).map_err(std::io::Error::other)?)?;
+    std::fs::rename(tmp, path)
+}
+
 #[cfg(windows)]
 use wininet as os;
 
@@ -63,7 +80,7 @@ fn on_loopback(local: SocketAddr) -> SocketAddr {
 /// whether or not this run sets them again.
 pub fn recover() {
     let backup = backup_path();
-    if let Some(left) = os::read_backup(&backup) {
+    if let Some(left) = read_backup::<os::Settings>(&backup) {
         match os::write(&left) {
             Ok(()) => {
                 let _ = std::fs::remove_file(&backup);
@@ -101,7 +118,7 @@ impl SystemProxy {
                 return None;
             }
         };
-        if let Err(e) = os::write_backup(&backup, &before) {
+        if let Err(e) = write_backup(&backup, &before) {
             tracing::warn!(
                 "system_proxy: cannot keep the settings from before in {}: {e}; left alone",
                 backup.display()
@@ -151,7 +168,7 @@ impl Drop for SystemProxy {
 pub fn outbound_proxy(server_host: &str) -> Result<Option<String>, String> {
     #[cfg(windows)]
     {
-        let s = match wininet::read_backup(&backup_path()) {
+        let s = match read_backup::<wininet::Settings>(&backup_path()) {
             Some(before) => before,
             None => wininet::read().map_err(|e| {
                 format!("outbound_proxy = \"system\": reading WinINet's settings: {e}")
@@ -162,7 +179,7 @@ pub fn outbound_proxy(server_host: &str) -> Result<Option<String>, String> {
     #[cfg(unix)]
     {
         let _ = server_host;
-        let s = match gnome::read_backup(&backup_path()) {
+        let s = match read_backup::<gnome::Settings>(&backup_path()) {
             Some(before) => before,
             None if gnome::present() => gnome::read().map_err(|e| {
                 format!("outbound_proxy = \"system\": reading GNOME's settings: {e}")

@@ -168,22 +168,6 @@ impl Settings {
     }
 }
 
-/// The settings from before kept in `path`, if a run left them there.
-pub fn read_backup(path: &Path) -> Option<Settings> {
-    let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Keeps `s` in `path` (written whole before it counts).
-pub fn write_backup(path: &Path, s: &Settings) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(s).map_err(io::Error::other)?)?;
-    std::fs::rename(tmp, path)
-}
-
 /// Writes burrow-local's own value under the per-user Run key.
 pub fn install_autostart(config: Option<&Path>) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
