@@ -308,3 +308,22 @@ async fn a_long_tunnel_on_a_dead_hop_is_closed_with_its_reason() {
     let said = local.wait_for("closed:");
     assert!(said.contains("timed out"), "{said}");
 }
+
+/// A VPN that takes the default route over (no address of this machine changes): the
+/// warm connections made before it are dropped as after any change of network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_default_route_empties_the_pool() {
+    let ns = NetNs::new("newroute");
+    let dir = temp_dir("laptop-route");
+    let (_o, port) = origin(&ns, &dir);
+    let (_server, server_addr, local, local_addr) = pair_in(&ns);
+    let (ok, out) = get_in(&ns, &local_addr, port);
+    assert!(ok, "{out}");
+    warm_connections(&ns, server_addr.port());
+    let (ok, out) = ns.run("ip", &["route", "add", "default", "dev", "lo"]);
+    assert!(ok, "{out}");
+    let said = local.wait_for("default route changed");
+    assert!(said.contains("warm connections dropped"), "{said}");
+    let (ok, out) = get_in(&ns, &local_addr, port);
+    assert!(ok && out.contains("hello from the origin"), "{out}");
+}
