@@ -18,97 +18,20 @@ use crate::outbound::hop::ServerIo;
 use crate::outbound::pool::Taken;
 use burrow_common::timeout::with_timeout;
 use burrow_common::{EncryptedStream, TargetAddr};
-use bytes::{Bytes, BytesMut};
-use fast_socks5::ReplyError;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+mod error;
+mod first;
 
 pub use crate::outbound::plan::{Confirm, Learned, Plan};
 use crate::outbound::servers::Server;
 use crate::settings::Settings;
+pub use error::{report, DialError};
+pub use first::{add_first_bytes, settle, watch_for};
 
 /// Extra time the server gets, on top of its own connect timeout, to answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
-
-/// Why no tunnel could be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    /// burrow-server itself could not be reached.
-    #[error("cannot reach the server {server}: {source}")]
-    Server {
-        /// host:port of the server.
-        server: String,
-        /// What went wrong.
-        source: io::Error,
-    },
-    /// The server closed without a byte: its egress policy refused the target, or the
-    /// target did not answer it.
-    #[error(
-        "the server could not open {0} (refused by its egress policy, or unreachable from it)"
-    )]
-    Target(TargetAddr),
-    /// A target routed around the tunnel (`direct`, or `proxy`: the corporate proxy
-    /// alone) could not be reached.
-    #[error("cannot reach {target} {via}: {source}")]
-    Around {
-        /// The app's target.
-        target: TargetAddr,
-        /// `directly` or `through the corporate proxy`.
-        via: &'static str,
-        /// What went wrong.
-        source: io::Error,
-    },
-    /// A rule blocks the target.
-    #[error("{target} is blocked by {rule}")]
-    Blocked {
-        /// The app's target.
-        target: TargetAddr,
-        /// Which rule.
-        rule: String,
-    },
-    /// The server did not answer in time.
-    #[error(
-        "the server did not answer within {0:?} (a wrong password or method gets silence; \
-             a server other than burrow-server needs confirm_connect = \"auto\" or false)"
-    )]
-    NoAnswer(Duration),
-}
-
-impl DialError {
-    /// The HTTP status for this failure: 504 for timeouts, else 502.
-    pub fn http_status(&self) -> http::StatusCode {
-        match self {
-            DialError::Server { source, .. } | DialError::Around { source, .. }
-                if source.kind() == io::ErrorKind::TimedOut =>
-            {
-                http::StatusCode::GATEWAY_TIMEOUT
-            }
-            DialError::Blocked { .. } => http::StatusCode::FORBIDDEN,
-            DialError::NoAnswer(_) => http::StatusCode::GATEWAY_TIMEOUT,
-            _ => http::StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    /// The SOCKS5 reply for this failure.
-    pub fn socks_reply(&self) -> ReplyError {
-        match self {
-            DialError::Blocked { .. } => ReplyError::ConnectionNotAllowed,
-            DialError::Server { source, .. } | DialError::Around { source, .. } => {
-                match source.kind() {
-                    io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
-                    io::ErrorKind::PermissionDenied => ReplyError::ConnectionNotAllowed,
-                    io::ErrorKind::TimedOut => ReplyError::TtlExpired,
-                    io::ErrorKind::NetworkUnreachable => ReplyError::NetworkUnreachable,
-                    io::ErrorKind::HostUnreachable | io::ErrorKind::NotFound => {
-                        ReplyError::HostUnreachable
-                    }
-                    _ => ReplyError::GeneralFailure,
-                }
-            }
-            DialError::Target(_) => ReplyError::HostUnreachable,
-            DialError::NoAnswer(_) => ReplyError::TtlExpired,
-        }
-    }
-}
 
 /// Opens an encrypted tunnel to `target` through the server as `plan` says. After a
 /// `Wait` the request is out and the server has answered (the target is connected), or
@@ -328,114 +251,5 @@ async fn start(
             Ok(tunnel)
         }
         Err(_) => Err(DialError::NoAnswer(wait)),
-    }
-}
-
-/// How long what is sent on a warm connection may stay unacknowledged before the
-/// connection counts as dead: four times the time it took to make (a round trip per hop,
-/// so several round trips), at least a second (a retransmission or two on a lossy Wi-Fi)
-/// and at most the connect timeout.
-pub fn watch_for(made_in: Duration, connect_timeout: Duration) -> Duration {
-    (made_in * 4).clamp(
-        Duration::from_secs(1),
-        connect_timeout.max(Duration::from_secs(1)),
-    )
-}
-
-/// How long a tunnel that does not wait gives the app to send its first bytes, so that
-/// they leave in one write with the request header. Apps on this machine send theirs
-/// within microseconds of the reply; a protocol where the server speaks first pays this
-/// once.
-const FIRST_BYTES_WAIT: Duration = Duration::from_millis(20);
-
-/// For a tunnel opened with [`Plan::Go`]: seals `early` (bytes the app sent with its
-/// request) or else the app's first bytes, if they come within a moment, behind the
-/// request header, so that both leave in one write.
-pub async fn add_first_bytes<R: AsyncRead + Unpin>(
-    tunnel: &mut Tunnel,
-    early: Bytes,
-    app: &mut R,
-) -> io::Result<Bytes> {
-    if !early.is_empty() {
-        tunnel.buffer(&early);
-        return Ok(early);
-    }
-    let mut first = vec![0u8; FIRST_BYTES_MAX];
-    if let Ok(read) = tokio::time::timeout(FIRST_BYTES_WAIT, app.read(&mut first)).await {
-        let n = read?;
-        first.truncate(n);
-        tunnel.buffer(&first);
-        return Ok(first.into());
-    }
-    Ok(Bytes::new())
-}
-
-/// For a tunnel that went at once on a watched warm connection (see `open_on`): sends
-/// the request and first bytes now and waits for the server's word. `Ok` once it came
-/// (the watch ends) or did not come in time with nothing known to be wrong. A tunnel
-/// whose flight — small enough to be one segment, so acknowledged whole or not at all —
-/// the server's TCP never acknowledged (the warm connection had died silently) is moved
-/// to a fresh connection with the same request and first bytes; a larger flight is not
-/// sent again (part of it may have arrived): the tunnel fails cleanly instead.
-pub async fn settle(
-    tunnel: &mut Tunnel,
-    target: &TargetAddr,
-    first: &[u8],
-    s: &Settings,
-) -> Result<(), DialError> {
-    if !tunnel.get_ref().watched() {
-        return Ok(());
-    }
-    let limit = s.connect_timeout + ANSWER_MARGIN;
-    let answered = async {
-        tunnel.flush().await?;
-        tunnel.peer_answered().await
-    };
-    match tokio::time::timeout(limit, answered).await {
-        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut && first.len() <= ONE_SEGMENT => {}
-        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
-            return Err(server_err(s.servers.current(), e));
-        }
-        _ => {
-            tunnel.get_ref().unwatch();
-            return Ok(());
-        }
-    }
-    let srv = s.servers.current();
-    tracing::info!(
-        "a warm connection to {} had died silently (nothing acknowledged): {target} moves to a fresh one",
-        srv.name()
-    );
-    let conn = fresh(srv).await?;
-    let mut again = start(target, s, srv, Plan::Go, conn, Duration::ZERO).await?;
-    again.buffer(first);
-    **tunnel = again;
-    Ok(())
-}
-
-/// First bytes sent again on a fresh connection at most: with the request header and
-/// the AEAD overhead they fit one TCP segment on any path (IPv6's minimum MTU less
-/// headers), so the peer's TCP acknowledged all of them or none.
-const ONE_SEGMENT: usize = 1024;
-
-/// The most first bytes taken that way (the rest follow on the relay's path).
-const FIRST_BYTES_MAX: usize = 16 * 1024;
-
-/// Logs a failed tunnel. Trouble reaching the server (a proxy refusing, a timeout) is
-/// said once as a warning, not once per connection; repeats go to debug.
-pub fn report(e: &DialError) {
-    static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-    match e {
-        DialError::Server { .. } => {
-            let msg = e.to_string();
-            let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-            if *last == msg {
-                tracing::debug!("{msg}");
-            } else {
-                tracing::warn!("{msg}");
-                *last = msg;
-            }
-        }
-        _ => tracing::info!("{e}"),
     }
 }
