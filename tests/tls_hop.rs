@@ -30,6 +30,39 @@ fn resumed(nginx: &Nginx) -> (usize, usize) {
     (lines.len(), resumed)
 }
 
+/// burrow-local over wss to nginx at `localhost:port` (path /tunnel, trusting `ca`), with
+/// `password`; it and its SOCKS5 address.
+fn local_wss(
+    dir: &std::path::Path,
+    port: u16,
+    ca: &std::path::Path,
+    password: &str,
+) -> (Proc, std::net::SocketAddr) {
+    let lcfg = dir.join("local.toml");
+    std::fs::write(
+        &lcfg,
+        format!(
+            "server = \"localhost:{port}\"\npassword = \"{password}\"\n\
+             method = \"chacha20-ietf-poly1305\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+             share_bursts = false\ntransport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
+            ca.display()
+        ),
+    )
+    .expect("local.toml");
+    let local = Proc::spawn(LOCAL, &["-c", lcfg.to_str().expect("utf8")], &[]);
+    let addr = local.listening();
+    (local, addr)
+}
+
+/// Upgrades nginx logged as come in 0-RTT early data on a resumed session.
+fn early_upgrades(nginx: &Nginx) -> usize {
+    nginx
+        .access_log()
+        .lines()
+        .filter(|l| l.starts_with("r 1 ") && l.contains("GET /tunnel"))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_sessions_resume_across_connections_and_survive_a_server_restart() {
     let target = kit::http_target().await;
@@ -44,19 +77,7 @@ async fn tls_sessions_resume_across_connections_and_survive_a_server_restart() {
     let port = kit::free_port();
     let ndir = dir.join("nginx");
     let nginx = Nginx::start_on(port, &ndir, &cert, &key, ws, 30);
-    let lcfg = dir.join("local.toml");
-    std::fs::write(
-        &lcfg,
-        format!(
-            "server = \"localhost:{port}\"\npassword = \"tls-hop-password\"\n\
-             method = \"chacha20-ietf-poly1305\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
-             share_bursts = false\ntransport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
-            ca.display()
-        ),
-    )
-    .expect("local.toml");
-    let local = Proc::spawn(LOCAL, &["-c", lcfg.to_str().expect("utf8")], &[]);
-    let l = local.listening();
+    let (local, l) = local_wss(&dir, port, &ca, "tls-hop-password");
     for i in 0..5 {
         fetch(l, target, 10_000 + i).await;
     }
@@ -72,11 +93,7 @@ async fn tls_sessions_resume_across_connections_and_survive_a_server_restart() {
         nginx.access_log()
     );
     // On a resumed session the WebSocket upgrade left with the ClientHello (0-RTT).
-    let early = nginx
-        .access_log()
-        .lines()
-        .filter(|l| l.starts_with("r 1 ") && l.contains("GET /tunnel"))
-        .count();
+    let early = early_upgrades(&nginx);
     assert!(
         early >= 1,
         "no upgrade came as early data:\n{}\n{}",
@@ -196,31 +213,12 @@ async fn a_replayed_0rtt_first_flight_opens_no_tunnel() {
     let port = kit::free_port();
     let nginx = Nginx::start_on(port, &dir.join("nginx"), &cert, &key, ws, 30);
     let (front, flights) = recorder(([127, 0, 0, 1], port).into()).await;
-    let lcfg = dir.join("local.toml");
-    std::fs::write(
-        &lcfg,
-        format!(
-            "server = \"localhost:{}\"\npassword = \"tls-replay-password\"\n\
-             method = \"chacha20-ietf-poly1305\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
-             share_bursts = false\ntransport = \"wss\"\n[websocket]\npath = \"/tunnel\"\nca_file = \"{}\"\n",
-            front.port(),
-            ca.display()
-        ),
-    )
-    .expect("local.toml");
-    let local = Proc::spawn(LOCAL, &["-c", lcfg.to_str().expect("utf8")], &[]);
-    let l = local.listening();
+    let (local, l) = local_wss(&dir, front.port(), &ca, "tls-replay-password");
     for i in 0..5 {
         fetch(l, target, 10_000 + i).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let early = || {
-        nginx
-            .access_log()
-            .lines()
-            .filter(|l| l.starts_with("r 1 ") && l.contains("GET /tunnel"))
-            .count()
-    };
+    let early = || early_upgrades(&nginx);
     while early() < 1 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

@@ -139,17 +139,21 @@ async fn reload_on_request(
         .unwrap_or_else(|p| p.into_inner())
         .follows_system
         .clone();
-    let mut said = follows
-        .as_deref()
-        .and_then(|h| system::outbound_proxy(h).ok().flatten());
+    // The settings are read off the runtime (a registry read, or a gsettings run).
+    let look = |host: Option<String>| async move {
+        let host = host?;
+        tokio::task::spawn_blocking(move || system::outbound_proxy(&host).ok().flatten())
+            .await
+            .ok()
+            .flatten()
+    };
+    let mut said = look(follows.clone()).await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             got = asked.next() => if got.is_none() { return },
             _ = tokio::time::sleep(SYSTEM_LOOK), if follows.is_some() => {
-                let now = follows
-                    .as_deref()
-                    .and_then(|h| system::outbound_proxy(h).ok().flatten());
+                let now = look(follows.clone()).await;
                 if now == said {
                     continue;
                 }

@@ -25,8 +25,33 @@ pub struct Settings {
     values: Vec<(String, String, String)>,
 }
 
+/// How long one `gsettings` may take (a stuck session bus): then it is killed.
+const GSETTINGS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn gsettings(args: &[&str]) -> io::Result<String> {
-    let out = Command::new("gsettings").args(args).output()?;
+    use std::process::Stdio;
+    let mut child = Command::new("gsettings")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let end = std::time::Instant::now() + GSETTINGS_WAIT;
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "gsettings {}: no answer in {GSETTINGS_WAIT:?}",
+                    args.join(" ")
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output()?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(io::Error::other(format!(
@@ -38,17 +63,21 @@ fn gsettings(args: &[&str]) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Whether this machine has GNOME's proxy settings (the program and the schema).
-pub fn present() -> bool {
-    gsettings(&["get", SCHEMA, "mode"]).is_ok()
-}
-
-/// The settings now.
+/// The settings now, in one `gsettings` run; an error where there are none (no program,
+/// no schema).
 pub fn read() -> io::Result<Settings> {
+    let all = gsettings(&["list-recursively", SCHEMA])?;
     let mut values = Vec::new();
     for (sub, key) in KEYS {
         let schema = format!("{SCHEMA}{sub}");
-        let v = gsettings(&["get", &schema, key])?;
+        let v = all
+            .lines()
+            .find_map(|l| {
+                let (s, rest) = l.split_once(' ')?;
+                let (k, v) = rest.split_once(' ')?;
+                (s == schema && k == key).then(|| v.to_owned())
+            })
+            .ok_or_else(|| io::Error::other(format!("gsettings: no {schema} {key}")))?;
         values.push((schema, key.to_owned(), v));
     }
     Ok(Settings { values })

@@ -101,16 +101,16 @@ impl SystemProxy {
     /// `None` (said in the log) where there is nothing to set.
     pub fn set(local: SocketAddr, pac: bool) -> Option<SystemProxy> {
         let backup = backup_path();
-        #[cfg(unix)]
-        if !gnome::present() {
-            tracing::warn!(
-                "system_proxy: no system proxy settings to set here (Windows' WinINet, or \
-                 GNOME's through gsettings); point apps at burrow-local by hand"
-            );
-            return None;
-        }
         let before = match os::read() {
             Ok(s) => s,
+            #[cfg(unix)]
+            Err(e) if e.kind() != std::io::ErrorKind::TimedOut => {
+                tracing::warn!(
+                    "system_proxy: no system proxy settings to set here ({e}; Windows' \
+                     WinINet, or GNOME's through gsettings); point apps at burrow-local by hand"
+                );
+                return None;
+            }
             Err(e) => {
                 tracing::warn!(
                     "system_proxy: reading the system's proxy settings: {e}; left alone"
@@ -181,10 +181,16 @@ pub fn outbound_proxy(server_host: &str) -> Result<Option<String>, String> {
         let _ = server_host;
         let s = match read_backup::<gnome::Settings>(&backup_path()) {
             Some(before) => before,
-            None if gnome::present() => gnome::read().map_err(|e| {
-                format!("outbound_proxy = \"system\": reading GNOME's settings: {e}")
-            })?,
-            None => return Ok(None),
+            None => match gnome::read() {
+                Ok(now) => now,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(format!(
+                        "outbound_proxy = \"system\": reading GNOME's settings: {e}"
+                    ))
+                }
+                // No GNOME settings here: the variables decide.
+                Err(_) => return Ok(None),
+            },
         };
         Ok(s.outbound_proxy())
     }
