@@ -9,8 +9,8 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use burrow_common::aead::{Decoder, Encoder};
 use burrow_common::backend::{Implementation, Key};
+use burrow_common::frame::{Decoder, Encoder};
 use burrow_common::{MasterKey, Method};
 
 const SIZES: [usize; 4] = [64, 1024, 16_383, 65_532];

@@ -284,7 +284,7 @@ async fn a_flipped_tag_mid_stream_ends_the_tunnel_and_nothing_after_it_passes() 
     let mut plain = bytes::BytesMut::new();
     TargetAddr::Ip(target.addr).encode(&mut plain);
     plain.extend_from_slice(b"good part|");
-    let mut enc = burrow_common::aead::Encoder::new(&key());
+    let mut enc = burrow_common::frame::Encoder::new(&key());
     let mut wire = bytes::BytesMut::new();
     enc.encode(&plain, &mut wire);
     let first_len = wire.len();
@@ -329,7 +329,7 @@ async fn sip022_probes_replays_and_skewed_clocks() {
     assert!(served.is_ok(), "served: {served:?}\n{}", s.proc.output());
     assert!(in_deadline(assert_silent_fin(s.addr, &f).await), "replay");
     // A clock 45 s off: refused, and the log says by how much.
-    let mut enc = burrow_common::aead::Encoder::with_salt(
+    let mut enc = burrow_common::frame::Encoder::with_salt(
         &key,
         &[3u8; 32],
         burrow_common::frame::unix_now() - 45,

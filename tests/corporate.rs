@@ -11,15 +11,6 @@ use burrow::origins;
 use burrow::peers::{Kdc, Nginx, Squid};
 use common::*;
 
-async fn fetch(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>, String) {
-    curl(&[
-        "--socks5-hostname",
-        &local.to_string(),
-        &format!("http://{target}/bytes/{n}"),
-    ])
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_squid_with_basic_auth_and_clear_refusals() {
     let target = kit::http_target().await;
@@ -34,7 +25,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
         "pw",
         &["--outbound-proxy", &proxy],
     );
-    let (code, out, err) = fetch(local_addr, target, 1_000_000).await;
+    let (code, out, err) = socks_get(local_addr, target, 1_000_000).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(sha256_hex(&out), sha256_hex(&pattern(1_000_000, 1_000_000)));
     let connect = format!("CONNECT {server_addr} alice");
@@ -54,7 +45,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
         ],
         &[("HTTPS_PROXY", proxy.as_str())],
     );
-    let (code, _, err) = fetch(env_proxy.listening(), target, 1000).await;
+    let (code, _, err) = socks_get(env_proxy.listening(), target, 1000).await;
     assert_eq!(code, 0, "HTTPS_PROXY: {err}");
     let log = squid.access_log_with(&connect, 2).await;
     assert_eq!(log.matches(&connect).count(), 2, "{log}");
@@ -63,7 +54,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
     let wrong = format!("http://alice:nope@{}", squid.addr);
     let (l, local_addr) = local_via(server_addr, &wrong);
     for _ in 0..3 {
-        let (code, _, _) = fetch(local_addr, target, 1000).await;
+        let (code, _, _) = socks_get(local_addr, target, 1000).await;
         assert_eq!(code, 97, "SOCKS failure for the app");
     }
     let said = l.output();
@@ -81,7 +72,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
     // No credentials at all.
     let anon = format!("http://{}", squid.addr);
     let (l, local_addr) = local_via(server_addr, &anon);
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_eq!(code, 97);
     l.wait_for("wants credentials (407 Proxy Authentication Required; it offers: Basic)");
 
@@ -92,7 +83,7 @@ async fn through_squid_with_basic_auth_and_clear_refusals() {
         "pw",
         &["--outbound-proxy", &proxy],
     );
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_eq!(code, 97);
     l.wait_for(&format!("refused CONNECT to {other_addr} (403 Forbidden)"));
     drop(squid);
@@ -126,7 +117,7 @@ async fn through_microsocks_with_username_and_password() {
         "pw",
         &["--outbound-proxy", &url],
     );
-    let (code, out, err) = fetch(local_addr, target, 2_000_000).await;
+    let (code, out, err) = socks_get(local_addr, target, 2_000_000).await;
     assert_eq!(code, 0, "{err}\n{}", socks.output());
     assert_eq!(sha256_hex(&out), sha256_hex(&pattern(2_000_000, 2_000_000)));
 
@@ -137,7 +128,7 @@ async fn through_microsocks_with_username_and_password() {
         "pw",
         &["--outbound-proxy", &bad],
     );
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_eq!(code, 97);
     l.wait_for(&format!("proxy socks5://bob@{socks_addr}"));
 }
@@ -188,7 +179,7 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
     let local_addr = local.listening();
 
     let n = 20 * 1024 * 1024;
-    let (code, out, err) = fetch(local_addr, target, n).await;
+    let (code, out, err) = socks_get(local_addr, target, n).await;
     assert_eq!(
         code,
         0,
@@ -207,7 +198,7 @@ async fn wss_transport_through_squid_and_nginx_20_mb_and_pings_outlive_idle_cuto
     // The target is known now: the next tunnels go without waiting, their request header
     // held back to leave with the app's first bytes, and still answered.
     for _ in 0..2 {
-        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        let (code, out, err) = socks_get(local_addr, target, 1000).await;
         assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
     }
 
@@ -258,7 +249,7 @@ async fn through_an_ntlm_only_proxy_with_domain_credentials() {
     let url = format!("http://CORP%5Calice:s3cret@{proxy_addr}");
     let (l, local_addr) = local_via(server_addr, &url);
     for _ in 0..3 {
-        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        let (code, out, err) = socks_get(local_addr, target, 1000).await;
         assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
     }
     let line = proxy.wait_for("status=200");
@@ -267,7 +258,7 @@ async fn through_an_ntlm_only_proxy_with_domain_credentials() {
     // A wrong password: the app gets a failure, the log names the scheme and the answer.
     let wrong = format!("http://CORP%5Calice:nope@{proxy_addr}");
     let (l, local_addr) = local_via(server_addr, &wrong);
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_eq!(code, 97, "SOCKS failure for the app");
     let said = l.wait_for("refused the credentials");
     assert!(said.contains("407") && said.contains("NTLM"), "{said}");
@@ -275,7 +266,7 @@ async fn through_an_ntlm_only_proxy_with_domain_credentials() {
     // No credentials at all: one line naming what the proxy offers.
     let anon = format!("http://{proxy_addr}");
     let (l, local_addr) = local_via(server_addr, &anon);
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_eq!(code, 97, "SOCKS failure for the app");
     l.wait_for("it offers: NTLM");
 }
@@ -293,7 +284,7 @@ async fn a_proxy_list_fails_over_past_a_proxy_that_is_down() {
     );
     let (l, local_addr) = local_via(server_addr, &list);
     for _ in 0..2 {
-        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        let (code, out, err) = socks_get(local_addr, target, 1000).await;
         assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
     }
     let connect = format!("CONNECT {server_addr} alice");
@@ -302,29 +293,8 @@ async fn a_proxy_list_fails_over_past_a_proxy_that_is_down() {
     // Every proxy down: DIRECT, the last entry, still reaches the server.
     let list = format!("http://127.0.0.1:{down}, socks5://127.0.0.1:{down}, direct");
     let (l, local_addr) = local_via(server_addr, &list);
-    let (code, out, err) = fetch(local_addr, target, 1000).await;
+    let (code, out, err) = socks_get(local_addr, target, 1000).await;
     assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", l.output());
-}
-
-/// burrow-local with `config` (TOML, `server`/`password`/listen keys added).
-fn local_with(server: &str, config: &str) -> (Proc, SocketAddr) {
-    local_with_env(server, config, &[])
-}
-
-/// [`local_with`], with environment variables.
-fn local_with_env(server: &str, config: &str, env: &[(&str, &str)]) -> (Proc, SocketAddr) {
-    let dir = temp_dir("local");
-    let cfg = dir.join("local.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server = \"{server}\"\npassword = \"pw\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n{config}"
-        ),
-    )
-    .expect("local.toml");
-    let p = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], env);
-    let addr = p.listening();
-    (p, addr)
 }
 
 /// A corporate PAC served by an origin chooses the proxy: the dead proxy it names first is
@@ -363,7 +333,7 @@ async fn a_pac_file_chooses_the_proxy_passing_over_a_dead_one() {
         "{said}"
     );
     assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
-    let (code, out, err) = fetch(local_addr, target, 100_000).await;
+    let (code, out, err) = socks_get(local_addr, target, 100_000).await;
     assert_eq!((code, out.len()), (0, 100_000), "{err}\n{}", local.output());
     let connect = format!("CONNECT 127.0.0.1:{} alice", server_addr.port());
     let log = squid.access_log_with(&connect, 1).await;
@@ -400,7 +370,7 @@ async fn a_direct_pac_goes_direct_and_a_broken_one_is_said() {
         );
         let line = local.wait_for("PAC http://");
         assert!(line.contains(said), "{location}: {line}");
-        let (code, out, err) = fetch(local_addr, target, 1000).await;
+        let (code, out, err) = socks_get(local_addr, target, 1000).await;
         assert_eq!(
             (code, out.len()),
             (0, 1000),
@@ -468,7 +438,7 @@ async fn a_tls_inspecting_proxy_is_named_and_its_ca_lets_the_hop_through() {
     let server_at = format!("localhost:{}", nginx.addr.port());
 
     let (local, local_addr) = local_with(&server_at, &hop(&ca));
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_ne!(code, 0, "the inspected hop must not pass");
     let line = local.wait_for("certificate refused");
     assert!(
@@ -478,7 +448,7 @@ async fn a_tls_inspecting_proxy_is_named_and_its_ca_lets_the_hop_through() {
 
     let mitm_ca = confdir.join("mitmproxy-ca-cert.pem");
     let (local, local_addr) = local_with(&server_at, &hop(&mitm_ca));
-    let (code, out, err) = fetch(local_addr, target, 1_000_000).await;
+    let (code, out, err) = socks_get(local_addr, target, 1_000_000).await;
     assert_eq!(
         (code, out.len()),
         (0, 1_000_000),
@@ -519,7 +489,7 @@ async fn negotiate_kerberos_with_the_ticket_cache_over_basic() {
         &[("KRB5_CONFIG", krb5_conf), ("KRB5CCNAME", &cache)],
     );
     for _ in 0..2 {
-        let (code, out, err) = fetch(local_addr, target, 10_000).await;
+        let (code, out, err) = socks_get(local_addr, target, 10_000).await;
         assert_eq!((code, out.len()), (0, 10_000), "{err}\n{}", local.output());
     }
     let user = format!(
@@ -541,7 +511,7 @@ async fn negotiate_kerberos_with_the_ticket_cache_over_basic() {
         &config,
         &[("KRB5_CONFIG", krb5_conf), ("KRB5CCNAME", &none)],
     );
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_ne!(code, 0);
     let line = local.wait_for("Negotiate");
     assert!(
@@ -585,7 +555,7 @@ async fn wss_through_an_ntlm_only_proxy() {
         ),
     );
     for n in [1000, 2_000_000] {
-        let (code, out, err) = fetch(local_addr, target, n).await;
+        let (code, out, err) = socks_get(local_addr, target, n).await;
         assert_eq!((code, out.len()), (0, n), "{err}\n{}", local.output());
     }
     let line = proxy.wait_for("status=200");
@@ -610,7 +580,7 @@ async fn an_ntlmv1_only_proxy_is_refused_with_the_reason() {
         server_addr,
         &format!("http://CORP%5Calice:s3cret@{}", squid.addr),
     );
-    let (code, _, _) = fetch(local_addr, target, 1000).await;
+    let (code, _, _) = socks_get(local_addr, target, 1000).await;
     assert_eq!(code, 97, "SOCKS failure for the app");
     let line = local.wait_for("NTLMv1");
     assert!(
@@ -726,7 +696,7 @@ async fn a_proxy_named_only_by_the_pac_gets_no_credentials() {
         let (local, local_addr) = local_with(&server_addr.to_string(), &config);
         local.wait_for("PAC http://");
         for _ in 0..2 {
-            let (code, out, err) = fetch(local_addr, target, 1000).await;
+            let (code, out, err) = socks_get(local_addr, target, 1000).await;
             assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
         }
         assert!(evil.wait_count(1) >= 1, "the PAC's proxy was tried first");
@@ -785,7 +755,7 @@ async fn a_proxy_named_only_by_the_pac_gets_no_credentials() {
         ),
     );
     local.wait_for("PAC http://");
-    let (code, out, err) = fetch(local_addr, target, 1000).await;
+    let (code, out, err) = socks_get(local_addr, target, 1000).await;
     assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
     let line = ntlm.wait_for("status=200");
     assert!(line.contains("user=CORP\\alice"), "{line}");
@@ -813,6 +783,6 @@ async fn a_pac_redirect_is_refused() {
         line.contains("302") && line.contains("not followed") && line.contains("going DIRECT"),
         "{line}"
     );
-    let (code, out, err) = fetch(local_addr, target, 1000).await;
+    let (code, out, err) = socks_get(local_addr, target, 1000).await;
     assert_eq!((code, out.len()), (0, 1000), "{err}\n{}", local.output());
 }

@@ -34,7 +34,7 @@ fn stale_flight(key: &MasterKey, target: SocketAddr, age: u64, payload: &[u8]) -
     let mut salt = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut salt[..]);
     let stamp = burrow_common::frame::unix_now() - age;
-    let mut enc = burrow_common::aead::Encoder::with_salt(key, &salt, stamp);
+    let mut enc = burrow_common::frame::Encoder::with_salt(key, &salt, stamp);
     let mut plain = bytes::BytesMut::new();
     TargetAddr::Ip(target).encode(&mut plain);
     plain.extend_from_slice(payload);
@@ -457,7 +457,7 @@ async fn a_recorded_sip004_server_stream_played_back_to_local_is_refused() {
     let key = MasterKey::from_password(Method::ChaCha20IetfPoly1305, "pw");
     // One server stream, recorded: salt and a chunk saying "recorded answer".
     let mut answer = bytes::BytesMut::new();
-    burrow_common::aead::Encoder::new(&key).encode(b"recorded answer", &mut answer);
+    burrow_common::frame::Encoder::new(&key).encode(b"recorded answer", &mut answer);
     let answer = answer.to_vec();
     // A fake server that plays it back to every connection after the request arrives.
     let fake = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -14,27 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIG: usize = 4 * 1024 * 1024;
 
-/// One download of `n` bytes through the SOCKS5 proxy at `local`, checked byte-exact.
-async fn download(local: SocketAddr, target: SocketAddr, n: usize) {
-    let (code, out, err) = curl(&[
-        "--socks5-hostname",
-        &local.to_string(),
-        &format!("http://{target}/bytes/{n}"),
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        sha256_hex(&out),
-        sha256_hex(&pattern(n, n as u64)),
-        "{n} bytes byte-exact"
-    );
-}
-
 /// A 4 MB download, then 8 at once.
 async fn downloads(local: SocketAddr, target: SocketAddr) {
-    download(local, target, BIG).await;
+    socks_get_exact(local, target, BIG).await;
     let all: Vec<_> = (0..8)
-        .map(|i| tokio::spawn(download(local, target, BIG / 4 + i * 1000)))
+        .map(|i| tokio::spawn(socks_get_exact(local, target, BIG / 4 + i * 1000)))
         .collect();
     for t in all {
         t.await.expect("download");
@@ -126,7 +110,7 @@ async fn an_ss_url_with_v2ray_plugin_and_no_mux() {
     }
     .to_url();
     let local = Proc::spawn(LOCAL, &["-b", "127.0.0.1:0", "-s", &url], &[]);
-    download(local.listening(), target, BIG).await;
+    socks_get_exact(local.listening(), target, BIG).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +192,7 @@ async fn simple_obfs_as_a_plugin_process_on_each_side_restarted_and_stopped() {
     .expect("local.toml");
     let mut local = Proc::spawn(LOCAL, &["-c", lcfg.to_str().expect("utf8")], &[]);
     let local_addr = local.listening();
-    download(local_addr, target, BIG).await;
+    socks_get_exact(local_addr, target, BIG).await;
 
     // The plugin dies: burrow-local starts it again and tunnels work again.
     let first = children_named(local.pid(), "obfs-local");
@@ -329,5 +313,5 @@ async fn a_burst_of_50_shares_websockets_through_squid_and_a_reset_leaves_the_re
         "{made} connections for 51 tunnels"
     );
     // And tunnels go on after the reset.
-    download(local_addr, target, BIG).await;
+    socks_get_exact(local_addr, target, BIG).await;
 }

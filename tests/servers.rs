@@ -13,27 +13,10 @@ use common::*;
 const METHOD: &str = "chacha20-ietf-poly1305";
 const PW: &str = "two-servers-password";
 
-/// burrow-server on `port` with metrics; its metrics address.
-fn server_on(port: u16) -> (Proc, SocketAddr) {
-    let dir = temp_dir("srv");
-    let cfg = dir.join("server.toml");
-    std::fs::write(&cfg, "allow_private = true\nmetrics = \"127.0.0.1:0\"\n").expect("config");
-    let p = Proc::spawn(
-        SERVER,
-        &[
-            "-s",
-            &format!("127.0.0.1:{port}"),
-            "-m",
-            METHOD,
-            "-k",
-            PW,
-            "-c",
-            cfg.to_str().expect("utf8"),
-        ],
-        &[],
-    );
-    let (_, m) = (p.listening(), p.listening());
-    (p, m)
+/// burrow-server on `port` (0: any): the process and its metrics address.
+fn server_at(port: u16) -> (Proc, SocketAddr) {
+    let (p, _, metrics) = server_metered(&format!("127.0.0.1:{port}"), METHOD, PW, "");
+    (p, metrics)
 }
 
 const DOWN: &str = "burrow_bytes_total{direction=\"down\"}";
@@ -44,12 +27,7 @@ async fn down_bytes(metrics: SocketAddr, at_least: u64) -> u64 {
 }
 
 async fn fetch(local: SocketAddr, target: SocketAddr) -> i32 {
-    let (code, out, _) = curl(&[
-        "--socks5-hostname",
-        &local.to_string(),
-        &format!("http://{target}/bytes/5000"),
-    ])
-    .await;
+    let (code, out, _) = socks_get(local, target, 5000).await;
     assert!(code != 0 || out.len() == 5000);
     code
 }
@@ -58,8 +36,8 @@ async fn fetch(local: SocketAddr, target: SocketAddr) -> i32 {
 async fn the_second_server_takes_over_and_the_first_returns_after_the_hysteresis() {
     let target = kit::http_target().await;
     let port1 = free_port();
-    let (first, m1) = server_on(port1);
-    let (_second, m2) = server_on(0);
+    let (first, m1) = server_at(port1);
+    let (_second, m2) = server_at(0);
     let second_addr = {
         let out = _second.output();
         let line = out
@@ -103,7 +81,7 @@ async fn the_second_server_takes_over_and_the_first_returns_after_the_hysteresis
 
     // The first comes back (faster): tunnels keep going to the second until the first has
     // been clearly faster at two checks in a row, then return to it.
-    let (_first, m1) = server_on(port1);
+    let (_first, m1) = server_at(port1);
     let said = local.wait_for("now using the server");
     assert!(
         said.contains(&format!("127.0.0.1:{port1}")) && said.contains("reached in"),
@@ -118,8 +96,8 @@ async fn the_second_server_takes_over_and_the_first_returns_after_the_hysteresis
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_server_has_its_own_way_out() {
     let target = kit::http_target().await;
-    let (_s1, m1) = server_on(0);
-    let (_s2, m2) = server_on(0);
+    let (_s1, m1) = server_at(0);
+    let (_s2, m2) = server_at(0);
     let addr_of = |p: &Proc| {
         let out = p.output();
         let line = out
@@ -157,8 +135,8 @@ async fn each_server_has_its_own_way_out() {
 async fn sighup_moves_burrow_local_to_the_server_the_config_now_names() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = kit::http_target().await;
-    let (s1, m1) = server_on(0);
-    let (s2, m2) = server_on(0);
+    let (s1, m1) = server_at(0);
+    let (s2, m2) = server_at(0);
     let addr_of = |p: &Proc| {
         let out = p.output();
         let line = out
@@ -236,7 +214,7 @@ async fn sighup_moves_burrow_local_to_the_server_the_config_now_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fallback_server_of_another_kind_is_dialled_on_its_own_terms() {
     let (target, other_target) = (kit::http_target().await, kit::http_target().await);
-    let (first, _m1) = server_on(0);
+    let (first, _m1) = server_at(0);
     let a1 = first
         .output()
         .lines()

@@ -6,21 +6,10 @@
 
 mod common;
 
-use burrow::kit::{self, pattern, sha256_hex, Proc};
+use burrow::kit::{self, Proc};
 use burrow::origins;
 use burrow::peers::Nginx;
 use common::*;
-
-async fn fetch(local: std::net::SocketAddr, target: std::net::SocketAddr, n: usize) {
-    let (code, out, err) = curl(&[
-        "--socks5-hostname",
-        &local.to_string(),
-        &format!("http://{target}/bytes/{n}"),
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(sha256_hex(&out), sha256_hex(&pattern(n, n as u64)));
-}
 
 /// Lines of nginx's log for the tunnel's path, and how many resumed their TLS session.
 fn resumed(nginx: &Nginx) -> (usize, usize) {
@@ -79,7 +68,7 @@ async fn tls_sessions_resume_across_connections_and_survive_a_server_restart() {
     let nginx = Nginx::start_on(port, &ndir, &cert, &key, ws, 30);
     let (local, l) = local_wss(&dir, port, &ca, "tls-hop-password");
     for i in 0..5 {
-        fetch(l, target, 10_000 + i).await;
+        socks_get_exact(l, target, 10_000 + i).await;
     }
     // Each tunnel's WebSocket is logged when it closes; after the first, sessions resume.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -106,7 +95,7 @@ async fn tls_sessions_resume_across_connections_and_survive_a_server_restart() {
     drop(nginx);
     let nginx = Nginx::start_on(port, &dir.join("nginx2"), &cert, &key, ws, 30);
     for i in 0..5 {
-        fetch(l, target, 20_000 + i).await;
+        socks_get_exact(l, target, 20_000 + i).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while resumed(&nginx).0 < 3 && std::time::Instant::now() < deadline {
@@ -215,7 +204,7 @@ async fn a_replayed_0rtt_first_flight_opens_no_tunnel() {
     let (front, flights) = recorder(([127, 0, 0, 1], port).into()).await;
     let (local, l) = local_wss(&dir, front.port(), &ca, "tls-replay-password");
     for i in 0..5 {
-        fetch(l, target, 10_000 + i).await;
+        socks_get_exact(l, target, 10_000 + i).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let early = || early_upgrades(&nginx);

@@ -58,23 +58,6 @@ async fn queries(via: &Socks5Udp, echo: SocketAddr, n: u32, window: u32) {
     }
 }
 
-/// burrow-local towards `server` with `toml` as its config.
-fn local_with(server: &str, toml: &str) -> (Proc, SocketAddr) {
-    let dir = temp_dir("udp-local");
-    let cfg = dir.join("local.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server = \"{server}\"\npassword = \"pw\"\nmethod = \"{METHOD}\"\n\
-             local_address = \"127.0.0.1\"\nlocal_port = 0\n{toml}"
-        ),
-    )
-    .expect("config");
-    let p = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], &[]);
-    let a = p.listening();
-    (p, a)
-}
-
 /// burrow-server with metrics and `toml`; its address and metrics address.
 fn server_with(toml: &str) -> (Proc, SocketAddr, SocketAddr) {
     server_keyed(METHOD, "pw", toml)

@@ -35,16 +35,6 @@ fn server_from(cfg: &Path) -> (Proc, SocketAddr, SocketAddr) {
     (p, a, m)
 }
 
-async fn download(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>) {
-    let (code, out, _) = curl(&[
-        "--socks5-hostname",
-        &local.to_string(),
-        &format!("http://{target}/bytes/{n}"),
-    ])
-    .await;
-    (code, out)
-}
-
 fn bytes_of(user: &str, dir: &str) -> String {
     format!("burrow_user_bytes_total{{user=\"{user}\",direction=\"{dir}\"}}")
 }
@@ -70,7 +60,7 @@ async fn two_users_on_one_port_are_counted_apart_and_a_stranger_gets_silence() {
     ];
     for (_, pw, n) in sizes {
         let (_l, local_addr) = local(addr, METHOD, pw, &[]);
-        let (code, out) = download(local_addr, target, n).await;
+        let (code, out, _) = socks_get(local_addr, target, n).await;
         assert_eq!(code, 0);
         assert_eq!(sha256_hex(&out), sha256_hex(&pattern(n, n as u64)));
     }
@@ -93,7 +83,7 @@ async fn two_users_on_one_port_are_counted_apart_and_a_stranger_gets_silence() {
         .await
         .unwrap_or(0);
     let (_l, local_addr) = local(addr, METHOD, "carol-is-not-a-user", &["--no-confirm"]);
-    let (code, out) = download(local_addr, target, 1000).await;
+    let (code, out, _) = socks_get(local_addr, target, 1000).await;
     assert!(
         code != 0 && out.is_empty(),
         "a stranger got {code} / {} bytes",
@@ -157,9 +147,9 @@ async fn sighup_reloads_users_while_a_transfer_runs() {
     );
     // Carol works at once; bob's new tunnels are refused; bob's open one closes after
     // the grace (1 s).
-    let (code, out) = download(via_carol, target, 1000).await;
+    let (code, out, _) = socks_get(via_carol, target, 1000).await;
     assert_eq!((code, out.len()), (0, 1000));
-    let (code, _) = download(via_bob, target, 1000).await;
+    let (code, _, _) = socks_get(via_bob, target, 1000).await;
     assert_ne!(code, 0, "a removed user is refused");
     use tokio::io::AsyncReadExt;
     let mut rest = Vec::new();
@@ -174,7 +164,7 @@ async fn sighup_reloads_users_while_a_transfer_runs() {
     assert!(hup(&pid).is_ok_and(|s| s.success()));
     let said = server.wait_for("reload refused");
     assert!(said.contains("name"), "{said}");
-    let (code, out) = download(via_carol, target, 1000).await;
+    let (code, out, _) = socks_get(via_carol, target, 1000).await;
     assert_eq!((code, out.len()), (0, 1000), "the running users stay");
     // Alice's transfer lost nothing.
     let (code, out, err) = transfer.await.expect("join");
@@ -225,7 +215,7 @@ async fn a_users_url_opens_tunnels_and_comes_as_a_qr_code() {
         "{url}"
     );
     let l = Proc::spawn(LOCAL, &["-b", "127.0.0.1:0", "-s", &url], &[]);
-    let (code, out) = download(l.listening(), target, 10_000).await;
+    let (code, out, _) = socks_get(l.listening(), target, 10_000).await;
     assert_eq!((code, out.len()), (0, 10_000));
     let (code, qr, _) = url_of(&["alice", "--qr"]);
     assert_eq!(code, Some(0));
@@ -266,7 +256,7 @@ async fn status_reads_the_running_processes() {
     .expect("local config");
     let l = Proc::spawn(LOCAL, &["-c", lcfg.to_str().expect("utf8")], &[]);
     let local_addr = l.listening();
-    let (code, out) = download(local_addr, target, 2_000_000).await;
+    let (code, out, _) = socks_get(local_addr, target, 2_000_000).await;
     assert_eq!((code, out.len()), (0, 2_000_000));
     metric_until(
         format!("127.0.0.1:{smetrics}").parse().expect("addr"),

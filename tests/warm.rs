@@ -6,39 +6,13 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use burrow::kit::{self, free_port, Proc};
+use burrow::kit::{self, free_port};
 use burrow::peers::Squid;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const METHOD: &str = "chacha20-ietf-poly1305";
 const PW: &str = "warm-connections-pw";
-
-/// A server with metrics and `extra` config lines on `port` (0: any); its tunnel and
-/// metrics addresses.
-fn server_on(port: u16, extra: &str) -> (Proc, SocketAddr, SocketAddr) {
-    let dir = temp_dir("warm-srv");
-    let cfg = dir.join("server.toml");
-    let toml = format!("allow_private = true\nmetrics = \"127.0.0.1:0\"\n{extra}");
-    std::fs::write(&cfg, toml).expect("config");
-    let listen = format!("127.0.0.1:{port}");
-    let cfg = cfg.to_str().expect("utf8").to_owned();
-    let p = Proc::spawn(
-        SERVER,
-        &["-s", &listen, "-m", METHOD, "-k", PW, "-c", &cfg],
-        &[],
-    );
-    let (addr, metrics) = (p.listening(), p.listening());
-    (p, addr, metrics)
-}
-
-/// A local towards `server` with `toml` as its config.
-fn local_with(server: SocketAddr, toml: &str) -> (Proc, SocketAddr) {
-    let dir = temp_dir("warm-local");
-    let cfg = dir.join("local.toml");
-    std::fs::write(&cfg, toml).expect("config");
-    local(server, METHOD, PW, &["-c", cfg.to_str().expect("utf8")])
-}
 
 /// One sample of `name` at `metrics`; there must be one.
 async fn metric(metrics: SocketAddr, name: &str) -> u64 {
@@ -64,14 +38,14 @@ async fn get(local: SocketAddr, target: SocketAddr) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_through_squid_costs_at_most_the_burst_plus_the_pool_then_nothing() {
     let target = kit::http_target().await;
-    let (_server, server_addr, metrics) = server_on(0, "");
+    let (_server, server_addr, metrics) = server_metered("127.0.0.1:0", METHOD, "pw", "");
     let squid = Squid::start(temp_dir("squid"), &[server_addr.port()]);
     let toml = format!(
         "outbound_proxy = \"http://alice:s3cret@{}\"\nwarm_connections = 8\n\
          warm_idle_after = \"3s\"\n",
         squid.addr
     );
-    let (mut local, l) = local_with(server_addr, &toml);
+    let (mut local, l) = local_with(&server_addr.to_string(), &toml);
     const BURST: u64 = 50;
     let answers = futures_util::future::join_all((0..BURST).map(|_| get(l, target))).await;
     for a in &answers {
@@ -133,15 +107,25 @@ async fn a_server_restart_and_warm_connections_past_their_age_never_reach_an_app
     let target = kit::http_target().await;
     let port = free_port();
     // The server's handshake deadline is 3 s; warm connections live at most 1 s.
-    let (server, server_addr, _) = server_on(port, "handshake_timeout = \"3s\"\n");
-    let (_local, l) = local_with(server_addr, "warm_max_age = \"1s\"\n");
+    let (server, server_addr, _) = server_metered(
+        &format!("127.0.0.1:{port}"),
+        METHOD,
+        "pw",
+        "handshake_timeout = \"3s\"\n",
+    );
+    let (_local, l) = local_with(&server_addr.to_string(), "warm_max_age = \"1s\"\n");
     assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
     // Past the server's deadline: the first warm connections are long recycled.
     tokio::time::sleep(Duration::from_secs(4)).await; // time passing is the case under test
     assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
     // The server restarts on the same port: the warm connections it held are dead.
     drop(server);
-    let (_server, _, metrics) = server_on(port, "handshake_timeout = \"3s\"\n");
+    let (_server, _, metrics) = server_metered(
+        &format!("127.0.0.1:{port}"),
+        METHOD,
+        "pw",
+        "handshake_timeout = \"3s\"\n",
+    );
     assert!(
         get(l, target).await.ends_with(b"hello from burrow\n"),
         "after restart"
@@ -166,12 +150,12 @@ async fn a_server_restart_and_warm_connections_past_their_age_never_reach_an_app
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_header_and_the_apps_first_bytes_leave_in_one_write() {
     let target = kit::http_target().await;
-    let (_server, server_addr, _) = server_on(0, "");
+    let (_server, server_addr, _) = server_metered("127.0.0.1:0", METHOD, "pw", "");
     // A recording link between local and server (20 ms round trip).
     let link = burrow::link::Link::start("127.0.0.1:0", server_addr, Duration::from_millis(20))
         .await
         .expect("link");
-    let (_local, l) = local_with(link.addr, "");
+    let (_local, l) = local_with(&link.addr.to_string(), "");
     // The first tunnel teaches local that the target is reachable; the next ones go at
     // once, on warm connections, with the request header and the GET in one write.
     for _ in 0..4 {
@@ -214,8 +198,9 @@ async fn a_refused_target_is_an_error_on_its_first_use_through_every_inbound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_server_does_not_wait_for_warm_connections() {
     let target = kit::http_target().await;
-    let (mut server, server_addr, metrics) = server_on(0, "shutdown_grace = \"30s\"\n");
-    let (_local, l) = local_with(server_addr, "");
+    let (mut server, server_addr, metrics) =
+        server_metered("127.0.0.1:0", METHOD, "pw", "shutdown_grace = \"30s\"\n");
+    let (_local, l) = local_with(&server_addr.to_string(), "");
     assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
     // Warm connections wait at the server, having sent nothing.
     assert!(kit::metric_until(metrics, "burrow_open_connections ", |v| v >= 1).await >= 1);
@@ -236,8 +221,8 @@ async fn a_stopping_server_does_not_wait_for_warm_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_outrunning_the_pool_shares_a_connection_byte_exact_with_a_reset_among_them() {
     let target = kit::http_target().await;
-    let (server, server_addr, metrics) = server_on(0, "");
-    let (local, local_addr) = local_with(server_addr, "warm_connections = 2\n");
+    let (server, server_addr, metrics) = server_metered("127.0.0.1:0", METHOD, "pw", "");
+    let (local, local_addr) = local_with(&server_addr.to_string(), "warm_connections = 2\n");
     // The first tunnel learns that the server is burrow-server (it confirms).
     let first = kit::socks5_get_body(local_addr, target, 1000)
         .await
@@ -287,8 +272,8 @@ async fn a_burst_outrunning_the_pool_shares_a_connection_byte_exact_with_a_reset
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_is_known_before_the_first_app_and_a_dead_target_is_still_an_error() {
     let target = kit::http_target().await;
-    let (_server, server_addr, metrics) = server_on(0, "");
-    let (local, local_addr) = local_with(server_addr, "");
+    let (_server, server_addr, metrics) = server_metered("127.0.0.1:0", METHOD, "pw", "");
+    let (local, local_addr) = local_with(&server_addr.to_string(), "");
     // Before any app: burrow-local asked, and burrow-server keeps a shared connection.
     let shared = kit::metric_until(metrics, "burrow_shared_connections_total", |v| v >= 1).await;
     assert_eq!(shared, 1, "{}", local.output());
@@ -311,7 +296,7 @@ async fn the_server_is_known_before_the_first_app_and_a_dead_target_is_still_an_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_cut_off_on_the_way_is_learned_and_warm_connections_retire_before_it() {
     let target = kit::http_target().await;
-    let (_server, server_addr, _metrics) = server_on(0, "");
+    let (_server, server_addr, _metrics) = server_metered("127.0.0.1:0", METHOD, "pw", "");
     // squid takes any directive here; this one closes a tunnel idle for 3 s.
     let squid = Squid::start_with(
         temp_dir("squid-cut"),
@@ -322,7 +307,7 @@ async fn an_idle_cut_off_on_the_way_is_learned_and_warm_connections_retire_befor
         "outbound_proxy = \"http://alice:s3cret@{}\"\nwarm_connections = 2\n",
         squid.addr
     );
-    let (local, l) = local_with(server_addr, &toml);
+    let (local, l) = local_with(&server_addr.to_string(), &toml);
     assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
     let said = local.wait_for("closes idle connections after about");
     let secs = |after: &str| -> f64 {

@@ -72,9 +72,9 @@ pub async fn accept_loop<F, Fut>(
     drop(listener);
     tracker.close();
     info!(open = tracker.len(), "stopped accepting");
-    if tokio::time::timeout(opts.shutdown_grace, tracker.wait())
+    if crate::timeout::within(opts.shutdown_grace, tracker.wait())
         .await
-        .is_err()
+        .is_none()
     {
         warn!(
             cut = tracker.len(),

@@ -1,6 +1,8 @@
 //! Known-answer vectors (shared/VECTORS.md §A) and differential tests against RustCrypto.
 
 use super::*;
+use crate::frame::{Decoder, Encoder};
+use crate::key::{derive_subkey, KeyError};
 use ::hkdf::Hkdf;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use bytes::{BufMut, BytesMut};

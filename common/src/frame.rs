@@ -13,7 +13,8 @@
 
 use bytes::BytesMut;
 
-use crate::aead::{AeadError, MasterKey};
+use crate::aead::AeadError;
+use crate::key::MasterKey;
 use crate::TargetAddr;
 
 mod decode;

@@ -1,7 +1,8 @@
 //! SIP022 known-answer vectors (shared/VECTORS.md §B) and header rules.
 
 use super::*;
-use crate::aead::{derive_subkey, Method};
+use crate::aead::Method;
+use crate::key::derive_subkey;
 use bytes::BufMut;
 
 fn h(s: &str) -> Vec<u8> {
@@ -46,7 +47,7 @@ fn vector_b_subkeys_and_third_party_blake3() {
     )
     .expect("psk");
     let salt =
-        crate::aead::decode_base64("3oFO0VyLyGI4nFN0M9P+62vPND/L6v8IingaPJWTbJA=").expect("salt");
+        crate::key::decode_base64("3oFO0VyLyGI4nFN0M9P+62vPND/L6v8IingaPJWTbJA=").expect("salt");
     assert_eq!(
         derive_subkey(&other, &salt).to_vec(),
         h("11d344fb853c7559c74f4fa9a001432b66dd9707eb1d3eb5b1436bf5660f87e1")

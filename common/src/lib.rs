@@ -13,6 +13,7 @@ pub mod backend;
 pub mod config;
 pub mod frame;
 pub mod hostport;
+pub mod key;
 pub mod metrics;
 pub mod mux;
 pub mod net;
@@ -34,6 +35,7 @@ pub mod udp_error;
 pub mod ws;
 
 pub use addr::TargetAddr;
-pub use aead::{MasterKey, Method};
+pub use aead::Method;
 pub use hostport::HostPort;
+pub use key::MasterKey;
 pub use stream::EncryptedStream;

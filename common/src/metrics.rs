@@ -71,7 +71,7 @@ where
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(conn), svc);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), served).await;
+            let _ = crate::timeout::within(std::time::Duration::from_secs(30), served).await;
         });
     }
 }

@@ -81,7 +81,7 @@ impl Process {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
-        if tokio::time::timeout(within, ready).await.is_err() {
+        if crate::timeout::within(within, ready).await.is_none() {
             tracing::warn!(
                 "plugin {} does not accept on {} after {within:?}",
                 self.program,
@@ -105,7 +105,7 @@ impl Process {
                 }
                 _ = stop.cancelled() => {
                     let _ = child.start_kill();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                    let _ = crate::timeout::within(Duration::from_secs(5), child.wait()).await;
                     return;
                 }
             }

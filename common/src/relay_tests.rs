@@ -76,7 +76,8 @@ impl AsyncWrite for Vectored {
 
 #[tokio::test]
 async fn tunnel_relay_is_byte_exact_both_ways_sealed_in_place_or_copied() {
-    use crate::aead::{MasterKey, Method};
+    use crate::aead::Method;
+    use crate::key::MasterKey;
     for (method, max, vectored) in [
         (Method::ChaCha20IetfPoly1305, 7, true),
         (Method::Aes256Gcm, 1000, true),
@@ -99,8 +100,8 @@ async fn tunnel_relay_is_byte_exact_both_ways_sealed_in_place_or_copied() {
         tunnel.buffer(&[1, 127, 0, 0, 1, 0, 80]);
         let mut far = EncryptedStream::from_parts(
             far,
-            crate::aead::Encoder::response(&key, tunnel.salt()),
-            crate::aead::Decoder::new(&key),
+            crate::frame::Encoder::response(&key, tunnel.salt()),
+            crate::frame::Decoder::new(&key),
             bytes::BytesMut::new(),
         );
         let relay = tokio::spawn(async move {

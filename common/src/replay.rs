@@ -118,7 +118,7 @@ impl ReplayFilter {
     /// The one rule by which a peer's salt enters the filter, on both ends: once
     /// something keyed by it has authenticated (so junk never does). `None` before then;
     /// else `Some(false)` if it was already there (a replay), `Some(true)` if now recorded.
-    pub fn record_peer_salt(&self, dec: &crate::aead::Decoder) -> Option<bool> {
+    pub fn record_peer_salt(&self, dec: &crate::frame::Decoder) -> Option<bool> {
         let salt = dec.salt().filter(|_| dec.authenticated())?;
         Some(self.check_and_insert(salt))
     }

@@ -3,8 +3,9 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::aead::{decode_base64, Method};
+use crate::aead::Method;
 use crate::config::Secret;
+use crate::key::decode_base64;
 
 /// A server named by a SIP002 `ss://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::aead::{AeadError, Decoder, Encoder, MasterKey, MAX_CHUNK};
+use crate::aead::{AeadError, MAX_CHUNK};
+use crate::frame::{Decoder, Encoder};
+use crate::key::MasterKey;
 use crate::readsize::ReadSize;
 use crate::replay::ReplayFilter;
 

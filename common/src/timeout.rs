@@ -18,6 +18,17 @@ where
     }
 }
 
+/// Runs `fut` for at most `d`: `None` when the time ran out first. For the waits whose
+/// expiry is not an error to report (a best-effort close, a wait that has a fallback).
+pub async fn within<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
+    tokio::time::timeout(d, fut).await.ok()
+}
+
+/// [`within`], up to a deadline rather than for a duration.
+pub async fn before<F: Future>(deadline: tokio::time::Instant, fut: F) -> Option<F::Output> {
+    tokio::time::timeout_at(deadline, fut).await.ok()
+}
+
 /// An idle deadline that activity pushes out. A touch is one clock read and a store; the
 /// timer is set again only when it fires before the deadline, not on every packet.
 pub struct Idle {

@@ -12,7 +12,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::addr::TargetAddr;
-use crate::aead::{Cipher, MasterKey, TAG_LEN};
+use crate::aead::{Cipher, TAG_LEN};
+use crate::key::MasterKey;
 use crate::udp2022;
 
 /// The tunnel target that means "UDP over this stream" (sing-box UoT v2).

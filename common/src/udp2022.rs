@@ -10,7 +10,8 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
 use crate::addr::TargetAddr;
-use crate::aead::{MasterKey, TAG_LEN};
+use crate::aead::TAG_LEN;
+use crate::key::MasterKey;
 use crate::udp_error::UdpError;
 
 const NONCE_LEN: usize = 24;

@@ -1,7 +1,7 @@
 //! The SIP004 chunk decoder on arbitrary bytes, whole and split at every step: no panic,
 //! and a valid stream (sealed from the input) always opens back to the input.
 #![no_main]
-use burrow_common::aead::{Decoder, Encoder};
+use burrow_common::frame::{Decoder, Encoder};
 use burrow_common::{MasterKey, Method};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;

@@ -6,7 +6,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use burrow_common::aead::{Decoder, Encoder};
+use burrow_common::frame::{Decoder, Encoder};
 use burrow_common::{EncryptedStream, MasterKey, Method};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;

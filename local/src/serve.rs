@@ -11,6 +11,7 @@
 //!   exchanges with an origin through the tunnel (`forward.rs`, `reverse.rs`, `origin.rs`),
 //!   whose upgraded WebSockets close through the same report as every tunnel.
 
+use burrow_common::timeout::within;
 use std::sync::Arc;
 
 use tokio::io::BufReader;
@@ -53,10 +54,10 @@ async fn serve_socks5(settings: Arc<Settings>, conn: TcpStream) {
     // each read would be a system call.
     let conn = BufReader::with_capacity(HANDSHAKE_BUF, conn);
     let greeting = Box::pin(socks5::handshake(conn, s.proxy_auth.as_ref()));
-    let (proto, command, target) = match tokio::time::timeout(s.handshake_timeout, greeting).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return debug!("SOCKS5 handshake: {e}"),
-        Err(_) => return debug!("SOCKS5 handshake timed out"),
+    let (proto, command, target) = match within(s.handshake_timeout, greeting).await {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => return debug!("SOCKS5 handshake: {e}"),
+        None => return debug!("SOCKS5 handshake timed out"),
     };
     match command {
         Command::Connect => {

@@ -6,12 +6,15 @@
 //! accept, then a FIN with an empty receive buffer. How many bytes arrived never changes
 //! when or how the connection closes.
 
+use burrow_common::timeout::within;
 use std::time::Duration;
 
 use burrow_common::addr::AddrError;
 use std::sync::Arc;
 
-use burrow_common::aead::{AeadError, Decoder, MasterKey, MAX_CHUNK, TAG_LEN};
+use burrow_common::aead::{AeadError, MAX_CHUNK, TAG_LEN};
+use burrow_common::frame::Decoder;
+use burrow_common::key::MasterKey;
 use burrow_common::replay::ReplayFilter;
 use burrow_common::TargetAddr;
 use bytes::BytesMut;
@@ -191,9 +194,9 @@ pub async fn drain_silently<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut S, dea
 /// Sends a FIN, then discards input for a short while so the final close finds an empty
 /// receive buffer (closing with unread data would send an RST).
 pub async fn close_quietly<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut S) {
-    let _ = tokio::time::timeout(LINGER, conn.shutdown()).await;
+    let _ = within(LINGER, conn.shutdown()).await;
     let mut scratch = [0u8; 1024];
-    let _ = tokio::time::timeout(LINGER, async {
+    let _ = within(LINGER, async {
         while let Ok(n) = conn.read(&mut scratch).await {
             if n == 0 {
                 break;
@@ -206,7 +209,8 @@ pub async fn close_quietly<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut S) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burrow_common::aead::{Encoder, Method};
+    use burrow_common::aead::Method;
+    use burrow_common::frame::Encoder;
 
     /// One user with `key`.
     fn one(key: &MasterKey) -> Vec<Arc<User>> {

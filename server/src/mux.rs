@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::handshake::Request;
-use crate::serve::{answered_now, serve_inner};
+use crate::tunnel::answered_now;
 use crate::Shared;
 
 /// Bytes enough to tell a Mux.Cool frame from a Shadowsocks salt (fewer if the client
@@ -27,6 +27,9 @@ pub(crate) async fn peek_head<S: AsyncRead + Unpin>(mut io: S) -> std::io::Resul
     Ok((head, io))
 }
 
+/// A session served as a connection of its own (`serve`'s way, handed in).
+pub(crate) type Served = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// What `mux::looks_like_mux` reads (the first frame's metadata up to a name's length).
 const MUX_PEEK: usize = 11;
 
@@ -39,8 +42,11 @@ const MUX_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 /// One Mux.Cool connection (v2ray-plugin's framing): each session is served as a
 /// connection of its own — its own handshake, authentication and tunnel — within this
 /// connection's task, so that the connection's limit and the shutdown grace hold them.
-pub(crate) async fn serve_mux<S>(shared: Arc<Shared>, io: S)
-where
+pub(crate) async fn serve_mux<S>(
+    shared: Arc<Shared>,
+    io: S,
+    session: fn(Arc<Shared>, mux::MuxStream) -> Served,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     shared.metrics.shared.fetch_add(1, Relaxed);
@@ -54,7 +60,7 @@ where
             next = accepted.recv() => match next {
                 Some((stream, _target)) => {
                     shared.metrics.shared_sessions.fetch_add(1, Relaxed);
-                    sessions.spawn(serve_session(shared.clone(), stream));
+                    sessions.spawn(session(shared.clone(), stream));
                 }
                 None => break,
             },
@@ -68,24 +74,19 @@ where
 /// Tunnels sharing this one (burrow-local's bursts; v2ray's `v1.mux.cool`): announced
 /// at once, then Mux.Cool inside, each session served as a connection of its own (its
 /// own Shadowsocks request, key and target) — until the user is removed.
-pub(crate) async fn carrier<S>(shared: &Arc<Shared>, conn: S, req: Box<Request>)
-where
+pub(crate) async fn carrier<S>(
+    shared: &Arc<Shared>,
+    conn: S,
+    req: Box<Request>,
+    session: fn(Arc<Shared>, mux::MuxStream) -> Served,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some((tunnel, user, _)) = answered_now(shared, conn, req, false).await else {
         return;
     };
     tokio::select! {
-        _ = serve_mux(shared.clone(), tunnel) => {}
+        _ = serve_mux(shared.clone(), tunnel, session) => {}
         _ = user.removed.cancelled() => debug!("user {} removed: shared connection closed", user.name),
     }
-}
-
-/// One session of a shared connection, served as a connection (boxed: a session may
-/// itself carry a shared connection).
-fn serve_session(
-    shared: Arc<Shared>,
-    stream: mux::MuxStream,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(serve_inner(shared, stream, false))
 }

@@ -1,19 +1,18 @@
-//! One connection, top to bottom: (WebSocket upgrade →) handshake → dial → relay, each
-//! under its own timeout.
+//! One connection, top to bottom: (WebSocket upgrade →) handshake → dial → the tunnel
+//! (`tunnel.rs`), each under its own timeout; a shared connection's sessions (`mux.rs`)
+//! are each served here as a connection of their own.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use burrow_common::aead::{AeadError, Decoder, Encoder};
+use burrow_common::aead::AeadError;
 use burrow_common::mux;
 use burrow_common::prefixed::Prefixed;
-use burrow_common::relay::{relay_tunnel, report};
-use burrow_common::timeout::with_timeout;
+use burrow_common::timeout::{before, with_timeout};
 use burrow_common::udp;
 use burrow_common::ws;
-use burrow_common::{EncryptedStream, TargetAddr};
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use burrow_common::TargetAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Span};
@@ -23,7 +22,7 @@ use crate::handshake::{
     close_quietly, drain_silently, jittered_deadline, read_request, readable, BadRequest, Request,
 };
 use crate::metrics::Rejected;
-use crate::Shared;
+use crate::{tunnel, Shared};
 
 /// Serves one accepted connection until its tunnel ends.
 ///
@@ -40,7 +39,7 @@ where
 }
 
 /// [`serve`]; `counted`: as a connection (a session of a shared one is not).
-pub(crate) async fn serve_inner<S>(shared: Arc<Shared>, mut conn: S, counted: bool)
+async fn serve_inner<S>(shared: Arc<Shared>, mut conn: S, counted: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -57,6 +56,12 @@ where
         return;
     };
     Box::pin(serve_request(&shared, conn, req)).await;
+}
+
+/// One session of a shared connection, served as a connection (boxed: a session may
+/// itself carry a shared connection).
+fn serve_session(shared: Arc<Shared>, stream: mux::MuxStream) -> crate::mux::Served {
+    Box::pin(serve_inner(shared, stream, false))
 }
 
 /// Serves one connection to the WebSocket listener: the upgrade (a handshake like the
@@ -84,7 +89,7 @@ pub async fn serve_websocket(shared: Arc<Shared>, conn: TcpStream) {
     .await;
     match head {
         Ok((head, io)) if mux::looks_like_mux(&head) => {
-            crate::mux::serve_mux(shared, Prefixed::new(head.freeze(), io)).await
+            crate::mux::serve_mux(shared, Prefixed::new(head.freeze(), io), serve_session).await
         }
         Ok((head, io)) => serve(shared, Prefixed::new(head.freeze(), io)).await,
         Err(e) => debug!("WebSocket: {e}"),
@@ -112,10 +117,10 @@ where
         return;
     };
     if matches!(&req.target, TargetAddr::Domain(name, _) if name == udp::UOT_MAGIC) {
-        return Box::pin(udp_over_tcp(shared, conn, req)).await;
+        return Box::pin(tunnel::udp_over_tcp(shared, conn, req)).await;
     }
     if mux::is_carrier(&req.target) {
-        return Box::pin(crate::mux::carrier(shared, conn, req)).await;
+        return Box::pin(crate::mux::carrier(shared, conn, req, serve_session)).await;
     }
     let counters = &req.user.counters;
     counters.tunnels.fetch_add(1, Relaxed);
@@ -133,76 +138,7 @@ where
             return;
         }
     };
-    tunnel(shared, conn, *req, target, started).await;
-}
-
-/// The tunnel's stream once its target is connected: the response's salt recorded (our
-/// own salts too: a server stream reflected back at us is then a replay) and the client
-/// told at once that the target is connected — burrow-local waits for this. SIP004: the
-/// salt alone, harmless to any client. SIP022: only when asked, since a header with an
-/// empty first chunk is ours alone to expect.
-pub(crate) fn response_stream<S>(
-    shared: &Shared,
-    conn: S,
-    key: &burrow_common::MasterKey,
-    dec: Decoder,
-    rbuf: BytesMut,
-) -> EncryptedStream<S> {
-    let asked = dec.confirmation_asked();
-    let enc = Encoder::response(key, dec.salt().unwrap_or_default());
-    if let Some(f) = shared.replay.as_ref() {
-        f.check_and_insert(enc.salt());
-    }
-    let mut tunnel = EncryptedStream::from_parts(conn, enc, dec, rbuf);
-    if !key.method().is_2022() || asked {
-        tunnel.announce();
-    }
-    tunnel
-}
-
-/// UDP carried in this tunnel (sing-box UDP-over-TCP v2): announced at once (there is
-/// no target to wait for), then datagrams both ways.
-async fn udp_over_tcp<S>(shared: &Shared, conn: S, req: Box<Request>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    // The word goes now, as for a tunnel whose target is connected: a client that waits
-    // for it does not wait for the first datagram back.
-    let Some((tunnel, user, payload)) = answered_now(shared, conn, req, true).await else {
-        return;
-    };
-    tokio::select! {
-        _ = crate::udp::over_tcp(shared, tunnel, payload, &user.counters) => {}
-        _ = user.removed.cancelled() => debug!("user {} removed: UDP over TCP closed", user.name),
-    }
-}
-
-/// A request with no target to dial (UDP over TCP, a shared connection), answered at
-/// once — counted as one of the user's tunnels if `tunnel` (a shared connection is not
-/// one: each of its sessions is); the stream, the user and the bytes that came after the
-/// request. `None`: the client is gone.
-pub(crate) async fn answered_now<S>(
-    shared: &Shared,
-    conn: S,
-    req: Box<Request>,
-    tunnel: bool,
-) -> Option<(EncryptedStream<S>, Arc<crate::users::User>, BytesMut)>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let Request {
-        user,
-        dec,
-        rbuf,
-        payload,
-        ..
-    } = *req;
-    if tunnel {
-        user.counters.tunnels.fetch_add(1, Relaxed);
-    }
-    let mut stream = response_stream(shared, conn, &user.key, dec, rbuf);
-    tokio::io::AsyncWriteExt::flush(&mut stream).await.ok()?;
-    Some((stream, user, payload))
+    tunnel::tunnel(shared, conn, *req, target, started).await;
 }
 
 /// A handshake permit, or `None` (counted) when as many connections as allowed are
@@ -226,8 +162,8 @@ where
 {
     let deadline = jittered_deadline(shared.settings.handshake_timeout);
     tokio::select! {
-        r = tokio::time::timeout_at(deadline, readable(conn)) => {
-            if r.is_ok() {
+        r = before(deadline, readable(conn)) => {
+            if r.is_some() {
                 return Some(deadline);
             }
             shared.metrics.rejected(Rejected::Timeout);
@@ -251,9 +187,9 @@ where
     let s = &shared.settings;
     let replay = shared.replay.as_ref();
     let users = s.users.get();
-    match tokio::time::timeout_at(deadline, read_request(conn, &users, replay)).await {
-        Ok(Ok(req)) => Some(req),
-        Ok(Err(bad)) => {
+    match before(deadline, read_request(conn, &users, replay)).await {
+        Some(Ok(req)) => Some(req),
+        Some(Err(bad)) => {
             shared.metrics.rejected(bad.kind());
             if let BadRequest::Aead(AeadError::Clock { .. }) = bad {
                 // The header authenticated: a real client whose clock is off, or a
@@ -269,66 +205,12 @@ where
             Box::pin(drain_silently(conn, deadline)).await;
             None
         }
-        Err(_) => {
+        None => {
             shared.metrics.rejected(Rejected::Timeout);
             debug!("no whole request before the handshake deadline");
             Box::pin(close_quietly(conn)).await;
             None
         }
-    }
-}
-
-/// The target is connected: answer the client (if it asked), send the first bytes on,
-/// then relay both ways.
-///
-/// Not an `async fn`: its arguments would be stored twice in the future (once as
-/// arguments, once as the locals they move into). The stream is built first and only what
-/// the relay uses is captured.
-fn tunnel<'a, S>(
-    shared: &'a Shared,
-    conn: S,
-    req: Request,
-    mut target: TcpStream,
-    started: std::time::Instant,
-) -> impl std::future::Future<Output = ()> + 'a
-where
-    S: AsyncRead + AsyncWrite + Unpin + 'a,
-{
-    let Request {
-        user,
-        dec,
-        rbuf,
-        payload,
-        ..
-    } = req;
-    let s = &shared.settings;
-    let mut tunnel = response_stream(shared, conn, &user.key, dec, rbuf);
-    async move {
-        let m = &shared.metrics;
-        let first = payload.len() as u64;
-        let first_write = async {
-            tunnel.flush().await?;
-            target.write_all(&payload).await
-        };
-        if let Err(e) = with_timeout("first write", s.idle_timeout, first_write).await {
-            info!("tunnel ended before relaying: {e}");
-            return;
-        }
-        drop(payload);
-        // A user taken out by a reload: their tunnels close after the grace.
-        let relay = relay_tunnel(&mut target, &mut tunnel, s.idle_timeout);
-        let (moved, result) = tokio::select! {
-            done = relay => done,
-            _ = user.removed.cancelled() => {
-                debug!("user {} removed: tunnel closed", user.name);
-                return;
-            }
-        };
-        let (up, down) = (moved.b_to_a + first, moved.a_to_b);
-        m.bytes_up.fetch_add(up, Relaxed);
-        m.bytes_down.fetch_add(down, Relaxed);
-        user.counters.moved(up, down);
-        report("tunnel", up, down, started, result);
     }
 }
 

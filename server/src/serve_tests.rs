@@ -31,7 +31,7 @@ async fn a_tunnel_task_stays_small() {
     let req = Box::new(Request {
         user: shared.settings.users.get()[0].clone(),
         target: burrow_common::TargetAddr::Domain("example.com".into(), 80),
-        dec: burrow_common::aead::Decoder::new(&shared.settings.key),
+        dec: burrow_common::frame::Decoder::new(&shared.settings.key),
         rbuf: bytes::BytesMut::new(),
         payload: bytes::BytesMut::new(),
     });

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use burrow_common::aead::MasterKey;
+use burrow_common::key::MasterKey;
 use tokio_util::sync::CancellationToken;
 
 /// One user.

@@ -184,6 +184,69 @@ pub fn flight(
     target.encode(&mut plain);
     plain.extend_from_slice(payload);
     let mut out = bytes::BytesMut::new();
-    burrow_common::aead::Encoder::new(key).encode(&plain, &mut out);
+    burrow_common::frame::Encoder::new(key).encode(&plain, &mut out);
     out.to_vec()
+}
+
+/// burrow-local with `config` (TOML; `server`, `password = "pw"` and a listener on
+/// 127.0.0.1:0 added before it, so `config` may set the method and anything else).
+pub fn local_with(server: &str, config: &str) -> (Proc, SocketAddr) {
+    local_with_env(server, config, &[])
+}
+
+/// [`local_with`], with environment variables.
+pub fn local_with_env(server: &str, config: &str, env: &[(&str, &str)]) -> (Proc, SocketAddr) {
+    let cfg = temp_dir("local").join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"{server}\"\npassword = \"pw\"\nlocal_address = \"127.0.0.1\"\n\
+             local_port = 0\n{config}"
+        ),
+    )
+    .expect("local.toml");
+    let p = Proc::spawn(LOCAL, &["-c", cfg.to_str().expect("utf8")], env);
+    let addr = p.listening();
+    (p, addr)
+}
+
+/// burrow-server for `method` and `secret` on `listen` (a fixed port to restart it on,
+/// or `127.0.0.1:0`), allowed private targets and with metrics, `toml` added: the
+/// process, its tunnel address and its metrics address.
+pub fn server_metered(
+    listen: &str,
+    method: &str,
+    secret: &str,
+    toml: &str,
+) -> (Proc, SocketAddr, SocketAddr) {
+    let cfg = temp_dir("server").join("server.toml");
+    let toml = format!("allow_private = true\nmetrics = \"127.0.0.1:0\"\n{toml}");
+    std::fs::write(&cfg, toml).expect("server.toml");
+    let cfg = cfg.to_str().expect("utf8");
+    let p = Proc::spawn(
+        SERVER,
+        &["-s", listen, "-m", method, "-k", secret, "-c", cfg],
+        &[],
+    );
+    let (addr, metrics) = (p.listening(), p.listening());
+    (p, addr, metrics)
+}
+
+/// GET `/bytes/n` of `target` with curl through the SOCKS5 listener at `local`: exit
+/// code, body, stderr.
+pub async fn socks_get(local: SocketAddr, target: SocketAddr, n: usize) -> (i32, Vec<u8>, String) {
+    let url = format!("http://{target}/bytes/{n}");
+    curl(&["--socks5-hostname", &local.to_string(), &url]).await
+}
+
+/// [`socks_get`], which must succeed with the `n` bytes byte-exact.
+pub async fn socks_get_exact(local: SocketAddr, target: SocketAddr, n: usize) {
+    let (code, out, err) = socks_get(local, target, n).await;
+    assert_eq!(code, 0, "{err}");
+    let want = burrow::kit::pattern(n, n as u64);
+    assert_eq!(
+        burrow::kit::sha256_hex(&out),
+        burrow::kit::sha256_hex(&want),
+        "{n} bytes byte-exact"
+    );
 }

@@ -14,6 +14,7 @@
 //! queues a few frames; when its reader lags further the connection's reader waits for
 //! it (v2ray does the same). [`Mux`] is one connection; [`MuxStream`] one session.
 mod frame;
+mod loops;
 mod stream;
 
 pub use frame::{encode, is_carrier, looks_like_mux, read_frame, Frame, CARRIER, MAX_DATA};
@@ -21,19 +22,19 @@ pub use stream::MuxStream;
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, PollSender};
 
 use crate::TargetAddr;
-use frame::{bad, END, KEEP_ALIVE, NEW};
+use loops::{read_loop, write_loop};
 
 /// Frames a session queues before the connection's reader waits for it.
 const SESSION_QUEUE: usize = 8;
@@ -210,157 +211,6 @@ impl Mux {
     pub async fn closed(&self) {
         self.shared.closed.cancelled().await
     }
-}
-
-async fn write_loop<W: AsyncWrite>(
-    shared: Arc<Shared>,
-    w: W,
-    mut out: mpsc::Receiver<Out>,
-    mut resets: mpsc::UnboundedReceiver<Bytes>,
-    idle: Duration,
-) {
-    tokio::pin!(w);
-    let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)) / 4);
-    let result: io::Result<()> = async {
-        loop {
-            let first = tokio::select! {
-                Some((f, _share)) = out.recv() => f,
-                Some(f) = resets.recv() => f,
-                _ = shared.closed.cancelled() => return Ok(()),
-                _ = tick.tick() => {
-                    let since = *shared.idle_since.lock().unwrap_or_else(|p| p.into_inner());
-                    if since.is_some_and(|t| t.elapsed() >= idle) {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            };
-            // A peer that stops reading holds this write: it is given up on (the
-            // connection and its sessions end) after WRITE_STALL, or when closed.
-            let batch = async {
-                w.write_all(&first).await?;
-                // What else is queued leaves with it, then one flush.
-                loop {
-                    if let Ok((f, _share)) = out.try_recv() {
-                        w.write_all(&f).await?;
-                    } else if let Ok(f) = resets.try_recv() {
-                        w.write_all(&f).await?;
-                    } else {
-                        break;
-                    }
-                }
-                w.flush().await
-            };
-            tokio::select! {
-                r = crate::timeout::with_timeout("mux write", WRITE_STALL, batch) => r?,
-                _ = shared.closed.cancelled() => return Ok(()),
-            }
-        }
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::debug!("mux connection: {e}");
-    }
-    shared.closed.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
-}
-
-async fn read_loop<R: AsyncRead>(
-    shared: Arc<Shared>,
-    r: R,
-    accepted: Option<mpsc::Sender<Accepted>>,
-    max_sessions: usize,
-) {
-    let r = tokio::io::BufReader::with_capacity(16 * 1024, r);
-    tokio::pin!(r);
-    let result: io::Result<()> = async {
-        loop {
-            let frame = tokio::select! {
-                f = read_frame(&mut r) => f?,
-                _ = shared.closed.cancelled() => return Ok(()),
-            };
-            let Some(frame) = frame else { return Ok(()) };
-            deliver(&shared, frame, accepted.as_ref(), max_sessions).await?;
-        }
-    }
-    .await;
-    if let Err(e) = &result {
-        tracing::debug!("mux connection: {e}");
-    }
-    shared.closed.cancel();
-    // Every session still open ends as reset (the connection was lost under it), unless
-    // the peer had ended it.
-    for (_, slot) in shared.lock().drain() {
-        if slot.tx.is_some() {
-            slot.reset.store(true, Relaxed);
-        }
-    }
-}
-
-async fn deliver(
-    shared: &Arc<Shared>,
-    frame: Frame,
-    accepted: Option<&mpsc::Sender<Accepted>>,
-    max_sessions: usize,
-) -> io::Result<()> {
-    let id = frame.id;
-    match frame.status {
-        KEEP_ALIVE => return Ok(()),
-        NEW => {
-            let Some(accepted) = accepted else {
-                return Err(bad("New from the server"));
-            };
-            let known = shared.lock().contains_key(&id);
-            if known || shared.lock().len() >= max_sessions {
-                tracing::debug!("mux: session {id} refused (in use, or too many open)");
-                send_reset(shared, id);
-                return Ok(());
-            }
-            let stream = shared.add(id, true);
-            if accepted.send((stream, frame.target)).await.is_err() {
-                return Err(io::ErrorKind::BrokenPipe.into());
-            }
-        }
-        END => {
-            // The peer is done writing (with the error option: the session was reset).
-            if let Some(s) = shared.lock().get_mut(&id) {
-                if frame.error {
-                    s.reset.store(true, Relaxed);
-                }
-                s.tx = None;
-            }
-            return Ok(());
-        }
-        _ => {}
-    }
-    if frame.data.is_empty() {
-        return Ok(());
-    }
-    let tx = match shared.lock().get(&id) {
-        Some(slot) => slot.tx.clone(),
-        None => {
-            // Not ours (ended here already): tell the peer, as v2ray does.
-            send_end(shared, id);
-            return Ok(());
-        }
-    };
-    if let Some(tx) = tx {
-        // The session lags: the whole connection waits for it (no flow control).
-        let _ = tx.send(frame.data).await;
-    }
-    Ok(())
-}
-
-fn send_end(shared: &Shared, id: u16) {
-    let mut b = BytesMut::with_capacity(6);
-    encode(&mut b, id, END, None, false, &[]);
-    let _ = shared.resets.send(b.freeze());
-}
-
-fn send_reset(shared: &Shared, id: u16) {
-    let mut b = BytesMut::with_capacity(6);
-    encode(&mut b, id, END, None, true, &[]);
-    let _ = shared.resets.send(b.freeze());
 }
 
 #[cfg(test)]

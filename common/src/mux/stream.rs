@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::{PollSemaphore, PollSender};
 
 use super::frame::{encode, END, KEEP, MAX_DATA, NEW};
-use super::{send_reset, Out, Shared};
+use super::loops::send_reset;
+use super::{Out, Shared};
 
 /// One session: a byte stream. Shut down: End (the peer reads its end); dropped before
 /// both sides ended: End with the error option (a reset).

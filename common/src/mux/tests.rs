@@ -1,5 +1,6 @@
 use super::frame::{END, KEEP, NEW};
 use super::*;
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

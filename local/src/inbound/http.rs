@@ -163,7 +163,7 @@ fn check_auth(req: &Request<Incoming>, s: &Settings) -> Option<Response<Body>> {
             v.strip_prefix("Basic ")
                 .or_else(|| v.strip_prefix("basic "))
         })
-        .and_then(burrow_common::aead::decode_base64)
+        .and_then(burrow_common::key::decode_base64)
         .map(|raw| {
             let (u, p) = match raw.iter().position(|&b| b == b':') {
                 Some(i) => (&raw[..i], &raw[i + 1..]),

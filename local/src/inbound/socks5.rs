@@ -1,6 +1,7 @@
 //! SOCKS5 (RFC 1928, RFC 1929) through fast-socks5's typestate: the handshake up to the
 //! request, and the reply that answers it (`serve.rs` reads the story).
 
+use burrow_common::timeout::{with_timeout, within};
 use std::io;
 use std::net::SocketAddr;
 
@@ -42,12 +43,11 @@ where
     async fn open(self) -> io::Result<(Bytes, T)> {
         // The bound address is not ours to tell (the server's socket is far away).
         let bound = SocketAddr::from(([0, 0, 0, 0], 0));
-        let reply = tokio::time::timeout(self.timeout, self.proto.reply_success(bound));
-        let client = match reply.await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(io::Error::other(e)),
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        let reply = async {
+            let sent = self.proto.reply_success(bound).await;
+            sent.map_err(io::Error::other)
         };
+        let client = with_timeout("the SOCKS5 reply", self.timeout, reply).await?;
         // Whatever the client sent early (after its request, before our reply) goes first.
         let early = Bytes::copy_from_slice(client.buffer());
         Ok((early, client.into_inner()))
@@ -56,7 +56,7 @@ where
     async fn failed(self, e: &DialError) {
         let code = e.socks_reply();
         let reply = self.proto.reply_error(&code);
-        let _ = tokio::time::timeout(self.timeout, reply).await;
+        let _ = within(self.timeout, reply).await;
     }
 }
 

@@ -8,6 +8,7 @@
 //! burst never waits for a connect while a WebSocket is up. WebSockets with no tunnel
 //! close after [`IDLE`].
 
+use burrow_common::timeout::within;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -18,8 +19,7 @@ use burrow_common::replay::ReplayFilter;
 use burrow_common::{EncryptedStream, MasterKey, TargetAddr};
 use tokio::sync::Notify;
 
-use crate::outbound::hop::ServerIo;
-use crate::outbound::pool::Pool;
+use crate::outbound::hop::{Dial, ServerIo};
 
 /// A WebSocket without a tunnel for this long is closed (v2ray's client: 16 s).
 pub const IDLE: Duration = Duration::from_secs(16);
@@ -29,6 +29,14 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(20);
 
 /// How far beyond `per_conn` a WebSocket is loaded while another is being made.
 const OVERFLOW: usize = 4;
+
+/// Where shared connections come from: a warm one when one is ready, else a fresh one.
+pub trait Source: Send + Sync + 'static {
+    /// A warm connection and the time it took to make, if one is ready.
+    fn take(&self) -> Option<(ServerIo, Duration)>;
+    /// How to make a fresh one.
+    fn dial(&self) -> &Dial;
+}
 
 /// One shared WebSocket and the time it took to make.
 struct Conn {
@@ -81,7 +89,10 @@ impl Muxes {
     }
 
     /// A session for one tunnel, with the setup time of the connection it rides on.
-    pub async fn open(self: &Arc<Self>, pool: &Arc<Pool>) -> io::Result<(ServerIo, Duration)> {
+    pub async fn open<P: Source>(
+        self: &Arc<Self>,
+        pool: &Arc<P>,
+    ) -> io::Result<(ServerIo, Duration)> {
         loop {
             if let Some(found) = self.with_room(self.per_conn) {
                 return Ok(found);
@@ -115,7 +126,7 @@ impl Muxes {
                 return added;
             }
             let wait = pool.dial().timeout * 2;
-            if tokio::time::timeout(wait, ready).await.is_err() {
+            if within(wait, ready).await.is_none() {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("no shared connection to the server within {wait:?}"),
@@ -131,7 +142,7 @@ impl Muxes {
     }
 
     /// Starts making one more connection in the background, unless one is being made.
-    fn make_one_more(self: &Arc<Self>, pool: &Arc<Pool>) {
+    fn make_one_more<P: Source>(self: &Arc<Self>, pool: &Arc<P>) {
         if self.making.swap(true, Relaxed) {
             return;
         }

@@ -8,6 +8,7 @@
 //! answers first, and the first tunnel goes at once instead of spending a second to learn
 //! it. Silence teaches nothing: the first tunnel learns as before.
 
+use burrow_common::timeout::within;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,8 +55,8 @@ pub async fn learn_at_start(srv: Arc<Server>, connect_timeout: Duration, share: 
         tokio::io::AsyncWriteExt::flush(&mut t).await?;
         t.peer_answered().await
     };
-    match tokio::time::timeout(wait, asked).await {
-        Ok(Ok(true)) => {
+    match within(wait, asked).await {
+        Some(Ok(true)) => {
             if srv.learned.saw_confirmation() {
                 tracing::debug!("{} is burrow-server: it confirms connections", srv.name());
             }
@@ -66,7 +67,7 @@ pub async fn learn_at_start(srv: Arc<Server>, connect_timeout: Duration, share: 
         // Closed without a byte: a Shadowsocks server that cannot reach the name (burrow-
         // server would have answered): one that never answers first. The first tunnel
         // then goes at once instead of waiting to learn it.
-        Ok(Ok(false)) if srv.learned.saw_silence() => {
+        Some(Ok(false)) if srv.learned.saw_silence() => {
             tracing::info!(
                 "{} is not burrow-server (it closed the question asked at start): taking it \
                  for a server that never answers first; tunnels go at once",

@@ -9,6 +9,7 @@
 //! said in one line; the answer in use stays. Before any answer, the hop goes direct, as
 //! browsers do when their PAC fails.
 
+use burrow_common::timeout::within;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,9 +131,9 @@ impl Pac {
             tokio::task::spawn_blocking(move || find_proxy(&script, &url, &host, EVAL_BUDGET));
         // The engine stops itself at its budget; this bounds the wait for it whatever
         // happens inside.
-        let text = tokio::time::timeout(EVAL_BUDGET + LOOKUP_BUDGET, eval)
+        let text = within(EVAL_BUDGET + LOOKUP_BUDGET, eval)
             .await
-            .map_err(|_| format!("no answer within {EVAL_BUDGET:?}"))?
+            .ok_or_else(|| format!("no answer within {EVAL_BUDGET:?}"))?
             .map_err(|e| format!("PAC evaluation: {e}"))??;
         let list = to_ways(&text).map_err(|e| format!("FindProxyForURL answered {text:?}: {e}"))?;
         if let Some(t) = &self.targets {

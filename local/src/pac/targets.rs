@@ -5,6 +5,7 @@
 //! decides nothing for targets: everything stays in the tunnel. Answers are kept per host
 //! until the PAC is fetched again.
 
+use burrow_common::timeout::within;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -50,8 +51,8 @@ impl Targets {
         };
         let (url, h) = (format!("https://{host}/"), host.to_owned());
         let eval = tokio::task::spawn_blocking(move || find_proxy(&script, &url, &h, EVAL_BUDGET));
-        let direct = match tokio::time::timeout(EVAL_BUDGET + LOOKUP_BUDGET, eval).await {
-            Ok(Ok(Ok(answer))) => answer
+        let direct = match within(EVAL_BUDGET + LOOKUP_BUDGET, eval).await {
+            Some(Ok(Ok(answer))) => answer
                 .split(';')
                 .map(str::trim)
                 .find(|e| !e.is_empty())

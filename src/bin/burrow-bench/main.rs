@@ -58,7 +58,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         proxy_rtt_ms,
     } = cli.mode
     {
-        return suite::ntlm_against_cntlm(count, rtt_ms, proxy_rtt_ms).await;
+        return ntlm::ntlm_against_cntlm(count, rtt_ms, proxy_rtt_ms).await;
     }
     let target = target().await?;
     let cpu0: f64 = cli.pids.iter().map(|&p| cpu_seconds(p)).sum();
@@ -258,6 +258,7 @@ fn main() -> ExitCode {
     }
 }
 
+mod ntlm;
 mod page;
 mod suite;
 mod udp;

@@ -10,6 +10,7 @@
 //! - `Tunnel`: UDP over a TCP tunnel (sing-box's UDP-over-TCP v2), which passes corporate
 //!   proxies and the WebSocket dress — the way for every other case.
 
+use burrow_common::timeout::within;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,8 +154,8 @@ pub async fn associate<T>(
             return info!("UDP ASSOCIATE: cannot reach the server: {e}");
         }
     };
-    let reply = tokio::time::timeout(s.handshake_timeout, proto.reply_success(bound));
-    let Ok(Ok(mut control)) = reply.await else {
+    let reply = within(s.handshake_timeout, proto.reply_success(bound));
+    let Some(Ok(mut control)) = reply.await else {
         return debug!("client left before the UDP ASSOCIATE reply");
     };
     let via = match hop {

@@ -3,6 +3,7 @@
 //! wait for the server's word, with the move to a fresh connection when nothing was
 //! acknowledged.
 
+use burrow_common::timeout::within;
 use std::io;
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ pub async fn add_first_bytes<R: AsyncRead + Unpin>(
         return Ok(early);
     }
     let mut first = vec![0u8; FIRST_BYTES_MAX];
-    if let Ok(read) = tokio::time::timeout(FIRST_BYTES_WAIT, app.read(&mut first)).await {
+    if let Some(read) = within(FIRST_BYTES_WAIT, app.read(&mut first)).await {
         let n = read?;
         first.truncate(n);
         tunnel.buffer(&first);
@@ -73,9 +74,9 @@ pub async fn settle(
         tunnel.flush().await?;
         tunnel.peer_answered().await
     };
-    match tokio::time::timeout(limit, answered).await {
-        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut && first.len() <= ONE_SEGMENT => {}
-        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+    match within(limit, answered).await {
+        Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut && first.len() <= ONE_SEGMENT => {}
+        Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
             return Err(server_err(s.servers.current(), e));
         }
         _ => {

@@ -11,6 +11,7 @@
 //! never waited for again. A tunnel that does not wait keeps its header back so that
 //! it leaves in one write with the app's first bytes.
 
+use burrow_common::timeout::within;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -208,19 +209,19 @@ async fn start(
             _ = learned.silent() => Ok(None),
         }
     };
-    let answered = match tokio::time::timeout(wait, word).await {
-        Ok(Ok(Some(w))) => Ok(Ok(w)),
-        Ok(Ok(None)) => {
+    let answered = match within(wait, word).await {
+        Some(Ok(Some(w))) => Some(Ok(w)),
+        Some(Ok(None)) => {
             tunnel.get_ref().unwatch();
             return Ok(tunnel);
         }
-        Ok(Err(e)) => Ok(Err(e)),
-        Err(e) => Err(e),
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
     };
     // Whatever the answer, the watch ends here: a long tunnel must not keep it.
     tunnel.get_ref().unwatch();
     match answered {
-        Ok(Ok(true)) => {
+        Some(Ok(true)) => {
             if s.confirm == Confirm::Auto {
                 if learned.saw_confirmation() {
                     tracing::debug!(
@@ -231,16 +232,16 @@ async fn start(
             }
             Ok(tunnel)
         }
-        Ok(Ok(false)) => {
+        Some(Ok(false)) => {
             learned.forget(target);
             Err(DialError::Target(target.clone()))
         }
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+        Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
             learned.forget(target);
             Err(DialError::Target(target.clone()))
         }
-        Ok(Err(e)) => Err(server_err(e)),
-        Err(_) if learning => {
+        Some(Err(e)) => Err(server_err(e)),
+        None if learning => {
             if learned.saw_silence() {
                 tracing::info!(
                     "the server did not confirm the first connection within {wait:?}: taking it \
@@ -250,6 +251,6 @@ async fn start(
             }
             Ok(tunnel)
         }
-        Err(_) => Err(DialError::NoAnswer(wait)),
+        None => Err(DialError::NoAnswer(wait)),
     }
 }

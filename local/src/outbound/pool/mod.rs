@@ -23,49 +23,12 @@ pub use burst::Taken;
 use burst::BURST_SESSIONS;
 use watch::{pop_alive, still_open, MIN_LIFE};
 
-use crate::outbound::hop::{self, Outbound, ServerIo};
-use crate::outbound::mux::Muxes;
-use burrow_common::net::SocketOpts;
+pub use crate::outbound::hop::Dial;
+use crate::outbound::hop::ServerIo;
+use crate::outbound::mux::{self, Muxes};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// How a pool reaches the server (what a fresh connection needs).
-#[derive(Clone, Debug)]
-pub struct Dial {
-    /// Direct or through a proxy, raw or WebSocket.
-    pub outbound: Outbound,
-    /// The server's host.
-    pub host: String,
-    /// The server's port.
-    pub port: u16,
-    /// Per connection attempt.
-    pub timeout: Duration,
-    /// Socket options.
-    pub socket: SocketOpts,
-    /// Counts set-up times and failures.
-    pub metrics: Arc<crate::tools::metrics::Metrics>,
-}
-
-impl Dial {
-    /// A fresh connection to the server.
-    pub async fn connect(&self) -> std::io::Result<ServerIo> {
-        let started = std::time::Instant::now();
-        let made = hop::connect(
-            &self.outbound,
-            &self.host,
-            self.port,
-            self.timeout,
-            &self.socket,
-        )
-        .await;
-        match &made {
-            Ok(_) => self.metrics.connected(started.elapsed()),
-            Err(e) => self.metrics.failed(e),
-        }
-        made
-    }
-}
 
 /// Pool sizes and ages.
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +88,15 @@ pub struct Pool {
     config: PoolConfig,
     state: Mutex<State>,
     wake: Notify,
+}
+
+impl mux::Source for Pool {
+    fn take(&self) -> Option<(ServerIo, Duration)> {
+        Pool::take(self)
+    }
+    fn dial(&self) -> &Dial {
+        Pool::dial(self)
+    }
 }
 
 impl std::fmt::Debug for Pool {

@@ -253,3 +253,6 @@ pub async fn through(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod connect_tests;
