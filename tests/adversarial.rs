@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use burrow::kit::{
     self, cpu_seconds, fd_count, pattern, rss_kib, wait_fds_at_most, Proc, Recorder,
 };
-use burrow_common::aead::Cipher;
+use burrow_common::cipher::Cipher;
 use burrow_common::{MasterKey, Method, TargetAddr};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -12,7 +12,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::addr::TargetAddr;
-use crate::aead::{Cipher, TAG_LEN};
+use crate::aead::TAG_LEN;
+use crate::cipher::Cipher;
 use crate::key::MasterKey;
 use crate::udp2022;
 

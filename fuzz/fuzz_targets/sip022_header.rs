@@ -2,7 +2,7 @@
 //! variable headers (the input sealed with the right key), so the parser behind the AEAD
 //! is reached too. Never panics.
 #![no_main]
-use burrow_common::aead::Cipher;
+use burrow_common::cipher::Cipher;
 use burrow_common::frame::Decoder;
 use burrow_common::frame::unix_now;
 use burrow_common::{MasterKey, Method};

@@ -196,6 +196,11 @@ pub async fn run_with_reload(
         socket: settings.socket,
         inbound: None,
     };
+    tokio::spawn(burrow_common::memory::give_back_after_load(
+        opts.limit.clone(),
+        settings.max_connections.max(1),
+        shutdown.clone(),
+    ));
     for r in settings.routes.iter().filter(|r| r.insecure) {
         tracing::warn!(
             "route {} → {}: insecure_skip_verify is on, the upstream's certificate is NOT checked",

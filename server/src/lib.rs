@@ -11,6 +11,7 @@ pub mod metrics;
 mod mux;
 pub mod policy;
 pub mod serve;
+mod tunnel;
 pub mod udp;
 pub mod users;
 
@@ -222,6 +223,11 @@ pub async fn run(
         socket: settings.socket,
         inbound: Some("tunnel"),
     };
+    tokio::spawn(burrow_common::memory::give_back_after_load(
+        opts.limit.clone(),
+        settings.max_connections.max(1),
+        shutdown.clone(),
+    ));
     let shared = Arc::new(Shared {
         // SIP022 requires its salt set whatever the config says; `replay_filter = false`
         // switches off the SIP004 filter only.

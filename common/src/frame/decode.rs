@@ -7,7 +7,8 @@ use super::{
     address_len, check_header, Clock, CONFIRM_MARKER, FIXED_REQUEST, FIXED_RESPONSE, REQUEST,
     RESPONSE,
 };
-use crate::aead::{AeadError, Cipher, TAG_LEN};
+use crate::aead::{AeadError, TAG_LEN};
+use crate::cipher::Cipher;
 use crate::key::MasterKey;
 
 /// What a decoder expects at the front of the stream, before the salt.

@@ -6,7 +6,8 @@ use super::{
     address_len, random_salt, unix_now, CONFIRM_MARKER, FIXED_REQUEST, FIXED_RESPONSE, REQUEST,
     RESPONSE,
 };
-use crate::aead::{Cipher, CHUNK_OVERHEAD};
+use crate::aead::CHUNK_OVERHEAD;
+use crate::cipher::Cipher;
 use crate::key::MasterKey;
 
 /// What a SIP022 encoder still has to put in front of its first payload.

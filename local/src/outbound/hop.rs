@@ -116,9 +116,10 @@ impl ServerIo {
     }
 
     /// Watches what is sent from now on: unless the peer's TCP acknowledges it within
-    /// `within`, the connection fails with `TimedOut` (TCP_USER_TIMEOUT, Linux) — what a
-    /// connection that died silently (a sleep, another network, a NAT that forgot it)
-    /// does, instead of hanging. `false` where the system cannot watch.
+    /// `within`, the connection fails with `TimedOut` (TCP_USER_TIMEOUT on Linux,
+    /// TCP_MAXRT in whole seconds on Windows) — what a connection that died silently (a
+    /// sleep, another network, a NAT that forgot it) does, instead of hanging. `false`
+    /// where the system cannot watch.
     pub fn watch_sent(&self, within: Duration) -> bool {
         self.tcp().is_some_and(|t| watch(t, Some(within)))
     }
@@ -150,12 +151,55 @@ fn watching(tcp: &TcpStream) -> bool {
         .is_ok_and(|t| t.is_some())
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+/// Windows: `TCP_MAXRT`, the longest a segment may go unacknowledged before the
+/// connection is reset, in whole seconds (at least one); 0 puts back the system's default.
+#[cfg(windows)]
+#[allow(unsafe_code)]
+fn watch(tcp: &TcpStream, within: Option<Duration>) -> bool {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::Networking::WinSock::{setsockopt, IPPROTO_TCP, TCP_MAXRT};
+    let ceil = |d: Duration| (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1);
+    let secs = within.map_or(0, ceil).min(u64::from(u32::MAX >> 1)) as u32;
+    let value = secs.to_ne_bytes();
+    // SAFETY: a live socket's handle and a 4-byte value, as TCP_MAXRT takes.
+    let set = unsafe {
+        setsockopt(
+            tcp.as_raw_socket() as usize,
+            IPPROTO_TCP,
+            TCP_MAXRT,
+            value.as_ptr(),
+            value.len() as i32,
+        )
+    };
+    set == 0
+}
+
+#[cfg(windows)]
+#[allow(unsafe_code)]
+fn watching(tcp: &TcpStream) -> bool {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::Networking::WinSock::{getsockopt, IPPROTO_TCP, TCP_MAXRT};
+    let mut value = [0u8; 4];
+    let mut len = value.len() as i32;
+    // SAFETY: a live socket's handle and a 4-byte buffer with its length.
+    let got = unsafe {
+        getsockopt(
+            tcp.as_raw_socket() as usize,
+            IPPROTO_TCP,
+            TCP_MAXRT,
+            value.as_mut_ptr(),
+            &mut len,
+        )
+    };
+    got == 0 && u32::from_ne_bytes(value) != 0
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", windows)))]
 fn watch(_: &TcpStream, _: Option<Duration>) -> bool {
     false
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(any(target_os = "linux", target_os = "android", windows)))]
 fn watching(_: &TcpStream) -> bool {
     false
 }
@@ -280,3 +324,40 @@ macro_rules! delegate_io {
 
 delegate_io!(MaybeTls<S> { Plain, Tls } where S: AsyncRead + AsyncWrite + Unpin);
 delegate_io!(ServerIo<> { Raw, Ws, Mux });
+
+/// How a pool reaches the server (what a fresh connection needs).
+#[derive(Clone, Debug)]
+pub struct Dial {
+    /// Direct or through a proxy, raw or WebSocket.
+    pub outbound: Outbound,
+    /// The server's host.
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
+    /// Per connection attempt.
+    pub timeout: Duration,
+    /// Socket options.
+    pub socket: SocketOpts,
+    /// Counts set-up times and failures.
+    pub metrics: Arc<crate::tools::metrics::Metrics>,
+}
+
+impl Dial {
+    /// A fresh connection to the server.
+    pub async fn connect(&self) -> std::io::Result<ServerIo> {
+        let started = std::time::Instant::now();
+        let made = connect(
+            &self.outbound,
+            &self.host,
+            self.port,
+            self.timeout,
+            &self.socket,
+        )
+        .await;
+        match &made {
+            Ok(_) => self.metrics.connected(started.elapsed()),
+            Err(e) => self.metrics.failed(e),
+        }
+        made
+    }
+}
