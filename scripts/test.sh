@@ -29,6 +29,8 @@ command -v obfs-local >/dev/null 2>&1 || need+=(simple-obfs)
 # GNOME's proxy settings (tests/cli.rs: --system-proxy on a Linux desktop, on a keyfile).
 command -v gsettings >/dev/null 2>&1 || need+=(libglib2.0-bin)
 [ -f /usr/share/glib-2.0/schemas/org.gnome.system.proxy.gschema.xml ] || need+=(gsettings-desktop-schemas)
+# Samba's ntlm_auth: Wine's SSPI does NTLM through it (tests/windows.rs, burrow-local.exe).
+command -v ntlm_auth >/dev/null 2>&1 || need+=(winbind)
 command -v krb5kdc >/dev/null 2>&1 || need+=(krb5-kdc)
 command -v kadmin.local >/dev/null 2>&1 || need+=(krb5-admin-server)
 command -v kinit >/dev/null 2>&1 || need+=(krb5-user)

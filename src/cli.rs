@@ -154,6 +154,22 @@ where
     F: FnOnce(Vec<tokio::net::TcpListener>, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    serve_until(name, listen, log, None, run)
+}
+
+/// [`serve`], stopped by `stop` when given (a Windows service's Stop) instead of the
+/// signals and console events.
+pub fn serve_until<F, Fut>(
+    name: &str,
+    listen: &[std::net::SocketAddr],
+    log: &burrow_common::config::SharedArgs,
+    stop: Option<tokio_util::sync::CancellationToken>,
+    run: F,
+) -> ExitCode
+where
+    F: FnOnce(Vec<tokio::net::TcpListener>, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     if let Some(path) = &log.log_file {
         if let Err(e) = log_to_file(path) {
             eprintln!("{name}: cannot log to {}: {e}", path.display());
@@ -183,7 +199,18 @@ where
             }
         }
         // The signal handlers first: once a program says it listens, a SIGTERM drains it.
-        let shutdown = burrow_common::shutdown::on_signal();
+        // A service's logoff and console events are not its own: only the SCM stops it.
+        let shutdown = match stop {
+            Some(stop) => {
+                let asked = stop.clone();
+                tokio::spawn(async move {
+                    asked.cancelled().await;
+                    tracing::info!("asked to stop: no new connections, draining open tunnels");
+                });
+                stop
+            }
+            None => burrow_common::shutdown::on_signal(),
+        };
         for l in &listeners {
             match l.local_addr() {
                 Ok(a) => eprintln!("listening on {a}"),

@@ -7,5 +7,6 @@ pub mod link;
 pub mod origins;
 pub mod peers;
 pub mod quickstart;
+pub mod service;
 pub mod soak;
 pub mod status;

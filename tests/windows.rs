@@ -169,6 +169,16 @@ async fn burrow_local_exe_through_squid_basic_and_a_verifying_ntlm_proxy() {
     let line = ntlm.wait_for("status=200");
     assert!(line.contains("user=CORP\\alice"), "{line}");
     assert!(!local.output().contains("s3cret"));
+
+    // No credentials in the config: NTLM with the logged-on user's, through SSPI. Wine
+    // has no logon session to take them from (it would need winbindd's cached
+    // credentials): the app gets a clean error, and the log says where it ended.
+    let (local, local_addr) =
+        local_exe(&format!("{base}outbound_proxy = \"http://{ntlm_addr}\"\n"));
+    let (code, _, _) = socks_fetch(local_addr, target, 1000).await;
+    assert_ne!(code, 0);
+    let said = local.wait_for("Windows SSPI");
+    assert!(said.contains("NTLM"), "{said}");
 }
 
 /// The wss hop from the Windows program through nginx (TLS verified against a CA read
@@ -503,4 +513,113 @@ async fn burrow_local_exe_in_the_background_logs_to_localappdata() {
         "stderr: {}",
         local.output()
     );
+}
+
+/// `NAME.exe args` under Wine, to its end: whether it succeeded, and what it printed.
+fn exe_once(name: &str, args: &[&str]) -> (bool, String) {
+    let wine = std::env::var("BURROW_WINE").expect("BURROW_WINE (scripts/test.sh)");
+    let dir = std::env::var("BURROW_WINE_TEST_DIR").expect("BURROW_WINE_TEST_DIR");
+    let out = std::process::Command::new(wine)
+        .arg(format!("{dir}/{name}.exe"))
+        .args(args)
+        .output()
+        .expect("wine");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+/// burrow-server.exe as a Windows service: `install --service` records the options given
+/// before it and starts it under the Service Control Manager (Wine's), which runs it with
+/// no console, logging to the file named; burrow-local.exe reaches the internet through
+/// it; `uninstall` drains it (a tunnel open at that moment finishes) and removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burrow_server_exe_as_a_windows_service() {
+    let target = kit::http_target().await;
+    let dir = temp_dir("win-service");
+    let port = kit::free_port();
+    let cfg = dir.join("server.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"127.0.0.1:{port}\"\npassword = \"{PW}\"\nmethod = \"{METHOD}\"\n\
+             allow_private = true\nshutdown_grace = \"60s\"\n"
+        ),
+    )
+    .expect("config");
+    let log = dir.join("server.log");
+    // The client first: Wine stops its services when its last ordinary program ends.
+    let (local, local_addr) = local_exe(&format!(
+        "server = \"127.0.0.1:{port}\"\npassword = \"{PW}\"\nmethod = \"{METHOD}\"\n"
+    ));
+    let (ok, said) = exe_once(
+        "burrow-server",
+        &[
+            "-c",
+            &windows_path(&cfg),
+            "--log-file",
+            &windows_path(&log),
+            "install",
+            "--service",
+        ],
+    );
+    assert!(ok && said.contains("installed and started"), "{said}");
+    assert!(said.contains("--service"), "{said}");
+    let at = kit::listening_in_file(&log);
+    assert_eq!(at.port(), port);
+    let got = socks_fetch(local_addr, target, 2_000_000).await;
+    assert_exact(&got, 2_000_000, &local);
+    // A download open while the service is asked to stop finishes whole: its first
+    // bytes read, the rest left waiting in the tunnel until the stop is under way.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = 20_000_000;
+    let (mut s, reply) = kit::socks5_connect(local_addr, "127.0.0.1", target.port())
+        .await
+        .expect("SOCKS5");
+    assert_eq!(reply, 0);
+    let ask = format!("GET /bytes/{n} HTTP/1.0\r\nHost: t\r\n\r\n");
+    s.write_all(ask.as_bytes()).await.expect("request");
+    let mut all = vec![0u8; 64 * 1024];
+    let first = s.read(&mut all).await.expect("first bytes");
+    assert!(first > 0);
+    all.truncate(first);
+    let uninstall = tokio::task::spawn_blocking(|| exe_once("burrow-server", &["uninstall"]));
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("asked to stop")
+    {
+        assert!(
+            std::time::Instant::now() < end,
+            "the service was not asked to stop"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.read_to_end(&mut all).await.expect("the rest");
+    // The app's half closed too: the tunnel ends, and with it the drain.
+    drop(s);
+    let at = all.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert_eq!(
+        sha256_hex(&all[at..]),
+        sha256_hex(&pattern(n, n as u64)),
+        "the open download whole"
+    );
+    let (ok, said) = uninstall.await.expect("uninstall");
+    assert!(ok && said.contains("stopped and removed"), "{said}");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("asked to stop"), "{text}");
+    let (_, query) = {
+        let wine = std::env::var("BURROW_WINE").expect("BURROW_WINE");
+        let out = std::process::Command::new(wine)
+            .args(["sc", "query", "burrow-server"])
+            .output()
+            .expect("wine sc");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(!query.contains("RUNNING"), "{query}");
+    let (ok, said) = exe_once("burrow-server", &["uninstall"]);
+    assert!(!ok && said.contains("no service burrow-server"), "{said}");
 }

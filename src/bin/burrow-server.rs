@@ -25,6 +25,9 @@ fn main() -> ExitCode {
             Err(e) => cli::usage_error("burrow-server", &e),
         };
     }
+    if let Some(Command::Uninstall) = &args.command {
+        return said(burrow::service::uninstall());
+    }
     let loaded = match config::load(&args) {
         Ok(l) => l,
         Err(e) => return cli::usage_error("burrow-server", &e),
@@ -47,12 +50,21 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Install { service }) = &args.command {
+        if !service {
+            return cli::usage_error("burrow-server", "install: say what (--service)");
+        }
+        let own: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let arguments = burrow::service::launch_arguments(&own, &burrow::service::default_log());
+        return said(burrow::service::install(arguments));
+    }
     // The TCP listener first, then the WebSocket one and the metrics endpoint if asked for.
     let mut listen = vec![loaded.listen];
     listen.extend(loaded.ws_listen);
     listen.extend(loaded.metrics);
     let (has_ws, has_metrics) = (loaded.ws_listen.is_some(), loaded.metrics.is_some());
     let log = args.shared.clone();
+    let args_service = args.service;
     let run = move |listeners: Vec<tokio::net::TcpListener>,
                     shutdown: tokio_util::sync::CancellationToken| async move {
         for w in &loaded.warnings {
@@ -90,5 +102,26 @@ fn main() -> ExitCode {
         )
         .await
     };
+    if args_service {
+        let body = move |stop| cli::serve_until("burrow-server", &listen, &log, Some(stop), run);
+        return match burrow::service::run(Box::new(body)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => cli::usage_error("burrow-server", &e),
+        };
+    }
     cli::serve("burrow-server", &listen, &log, run)
+}
+
+/// A command's one line: on stdout and exit 0, or on stderr and exit 1.
+fn said(r: Result<String, String>) -> ExitCode {
+    match r {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("burrow-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

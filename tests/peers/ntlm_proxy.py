@@ -1,13 +1,44 @@
 """An HTTP CONNECT proxy that demands NTLM and verifies it (pyspnego's NTLM acceptor,
 users from NTLM_USER_FILE: DOMAIN:user:password lines). Prints `listening on ADDR`,
-then one line per CONNECT: `CONNECT host:port user=DOMAIN\\user status=200|407`."""
+then one line per CONNECT: `CONNECT host:port user=DOMAIN\\user status=200|407`.
+
+pyspnego checks an NTLMv2 response against the client's blob as it packs it again, which
+drops what some clients (Samba's ntlm_auth, under Wine's SSPI) put after the AV pairs;
+MS-NLMP computes NTProofStr over the blob as sent. A response pyspnego refuses is
+checked that way before it is refused."""
 import base64
+import hashlib
+import hmac
+import os
 import select
 import socket
 import sys
 import threading
 
 import spnego
+from spnego._ntlm_raw.crypto import ntowfv1, ntowfv2
+from spnego._ntlm_raw.messages import Authenticate, Challenge
+
+
+def ntlmv2_as_sent(challenge, authenticate):
+    """DOMAIN\\user when the NTLMv2 response proves the user's password (MS-NLMP 3.3.2,
+    over the blob as sent), else None."""
+    auth = Authenticate.unpack(authenticate)
+    nt = auth.nt_challenge_response or b""
+    if len(nt) <= 24:
+        return None
+    server_challenge = Challenge.unpack(challenge).server_challenge
+    with open(os.environ["NTLM_USER_FILE"]) as f:
+        for line in f:
+            domain, _, rest = line.strip().partition(":")
+            user, _, password = rest.partition(":")
+            if (domain.upper(), user.upper()) != ((auth.domain_name or "").upper(), (auth.user_name or "").upper()):
+                continue
+            key = ntowfv2(auth.user_name, ntowfv1(password), auth.domain_name)
+            proof = hmac.new(key, server_challenge + nt[16:], hashlib.md5).digest()
+            if hmac.compare_digest(proof, nt[:16]):
+                return f"{auth.domain_name}\\{auth.user_name}"
+    return None
 
 
 def read_head(f):
@@ -41,6 +72,7 @@ def relay(a, b):
 def handle(c):
     f = c.makefile("rb")
     ctx = spnego.server(protocol="ntlm")
+    challenge = None
     try:
         while True:
             head = read_head(f)
@@ -59,21 +91,27 @@ def handle(c):
                 print(f"CONNECT {target} user=- status=407", flush=True)
                 reply(c, "407 Proxy Authentication Required", "Proxy-Authenticate: NTLM\r\n")
                 continue
+            token = base64.b64decode(auth[5:])
+            principal = None
             try:
-                out = ctx.step(base64.b64decode(auth[5:]))
+                out = ctx.step(token)
+                principal = ctx.client_principal if ctx.complete else None
             except Exception as e:  # a wrong password ends here
-                print(f"CONNECT {target} user=? status=407 ({type(e).__name__})", flush=True)
-                reply(c, "407 Proxy Authentication Required",
-                      "Proxy-Authenticate: NTLM\r\nConnection: close\r\n")
-                return
-            if not ctx.complete:
+                principal = challenge and ntlmv2_as_sent(challenge, token)
+                if not principal:
+                    print(f"CONNECT {target} user=? status=407 ({type(e).__name__})", flush=True)
+                    reply(c, "407 Proxy Authentication Required",
+                          "Proxy-Authenticate: NTLM\r\nConnection: close\r\n")
+                    return
+            if not principal:
+                challenge = out
                 tok = base64.b64encode(out).decode()
                 reply(c, "407 Proxy Authentication Required", f"Proxy-Authenticate: NTLM {tok}\r\n")
                 continue
             host, _, port = target.rpartition(":")
             up = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
             up.settimeout(None)
-            print(f"CONNECT {target} user={ctx.client_principal} status=200", flush=True)
+            print(f"CONNECT {target} user={principal} status=200", flush=True)
             c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             relay(c, up)
             up.close()

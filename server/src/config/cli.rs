@@ -30,6 +30,10 @@ pub struct Cli {
     /// No UDP relay on the listen port (UDP over the TCP tunnel stays).
     #[arg(long = "no-udp")]
     pub no_udp: bool,
+    /// Run as a Windows service (how `install --service` records it; the Service
+    /// Control Manager starts the program so).
+    #[arg(long = "service", hide = true)]
+    pub service: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -50,6 +54,15 @@ pub enum Command {
         #[arg(long = "server", default_value = "your.vps.example:8388")]
         server: String,
     },
+    /// Windows: install burrow-server as a service that starts at boot, with the options
+    /// given before `install` (needs an administrator's prompt), and start it.
+    Install {
+        /// As a Windows service.
+        #[arg(long)]
+        service: bool,
+    },
+    /// Windows: stop the service (draining its tunnels) and remove it.
+    Uninstall,
     /// What the running server says at its metrics endpoint (`metrics` in the config, or
     /// --metrics), printed for a person: connections, bytes, refusals, UDP, users.
     Status,

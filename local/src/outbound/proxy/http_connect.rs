@@ -80,13 +80,80 @@ async fn attempt(
             );
             send_connect(sender, proxy, authority, Some(basic)).await
         }
+        #[cfg(windows)]
+        (Scheme::Ntlm | Scheme::Negotiate, _) => windows(scheme, sender, proxy, authority).await,
+        #[cfg(not(windows))]
         (Scheme::Ntlm, Some(_)) => ntlm(sender, proxy, authority).await,
+        #[cfg(not(windows))]
         (Scheme::Negotiate, _) => negotiate(sender, proxy, authority).await,
         (_, None) => send_connect(sender, proxy, authority, None).await,
     }
 }
 
-#[cfg(feature = "ntlm")]
+/// NTLM or Negotiate through Windows's SSPI: the configured user, else the logged-on one;
+/// as many legs as the package needs (NTLM two, Kerberos one), at most four.
+#[cfg(windows)]
+async fn windows(
+    scheme: Scheme,
+    sender: &mut Sender,
+    proxy: &ProxyUrl,
+    authority: &str,
+) -> io::Result<Response> {
+    use super::windows_auth::Exchange;
+    let name = scheme.name();
+    let (host, auth) = (proxy.host.clone(), proxy.auth.clone());
+    let said = |e: io::Error| proxy_error(e.kind(), format!("proxy {proxy}: {e}"));
+    // SSPI may ask a domain controller (a Kerberos ticket): off the runtime.
+    let (mut x, mut value) = tokio::task::spawn_blocking(move || {
+        let who = auth.as_ref().map(|(u, p)| (u.as_str(), p));
+        let mut x = Exchange::new(name, who, &host)?;
+        let first = x.first()?;
+        Ok::<_, io::Error>((x, first))
+    })
+    .await
+    .map_err(io::Error::other)?
+    .map_err(said)?;
+    for _ in 0..4 {
+        let resp = send_connect(sender, proxy, authority, Some(value)).await?;
+        if resp.status() != StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            return Ok(resp);
+        }
+        let prefix = format!("{name} ");
+        let Some(challenge) = resp
+            .headers()
+            .get_all(header::PROXY_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&prefix))
+            .map(str::to_owned)
+        else {
+            return Ok(resp);
+        };
+        drain(resp).await;
+        let (back, next) = tokio::task::spawn_blocking(move || {
+            let next = x.next(&challenge);
+            (x, next)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        x = back;
+        match next.map_err(said)? {
+            Some(v) => value = v,
+            None => {
+                return Err(proxy_error(
+                    io::ErrorKind::PermissionDenied,
+                    format!("proxy {proxy} refused {name} (407 after the last leg)"),
+                ))
+            }
+        }
+    }
+    Err(proxy_error(
+        io::ErrorKind::PermissionDenied,
+        format!("proxy {proxy}: {name} did not finish in four legs"),
+    ))
+}
+
+#[cfg(all(feature = "ntlm", not(windows)))]
 async fn ntlm(sender: &mut Sender, proxy: &ProxyUrl, authority: &str) -> io::Result<Response> {
     let Some((user, pass)) = &proxy.auth else {
         return send_connect(sender, proxy, authority, None).await;
@@ -115,7 +182,7 @@ async fn ntlm(sender: &mut Sender, proxy: &ProxyUrl, authority: &str) -> io::Res
     send_connect(sender, proxy, authority, Some(answer)).await
 }
 
-#[cfg(not(feature = "ntlm"))]
+#[cfg(not(any(feature = "ntlm", windows)))]
 async fn ntlm(_: &mut Sender, proxy: &ProxyUrl, _: &str) -> io::Result<Response> {
     Err(proxy_error(
         io::ErrorKind::PermissionDenied,
@@ -123,7 +190,7 @@ async fn ntlm(_: &mut Sender, proxy: &ProxyUrl, _: &str) -> io::Result<Response>
     ))
 }
 
-#[cfg(feature = "negotiate")]
+#[cfg(all(feature = "negotiate", not(windows)))]
 async fn negotiate(sender: &mut Sender, proxy: &ProxyUrl, authority: &str) -> io::Result<Response> {
     let host = proxy.host.clone();
     let token = tokio::task::spawn_blocking(move || super::negotiate::token(&host))
@@ -133,7 +200,7 @@ async fn negotiate(sender: &mut Sender, proxy: &ProxyUrl, authority: &str) -> io
     send_connect(sender, proxy, authority, Some(token)).await
 }
 
-#[cfg(not(feature = "negotiate"))]
+#[cfg(not(any(feature = "negotiate", windows)))]
 async fn negotiate(_: &mut Sender, proxy: &ProxyUrl, _: &str) -> io::Result<Response> {
     Err(proxy_error(
         io::ErrorKind::PermissionDenied,

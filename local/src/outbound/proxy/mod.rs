@@ -9,10 +9,12 @@ pub mod http_connect;
 mod list;
 #[cfg(feature = "negotiate")]
 pub mod negotiate;
-#[cfg(feature = "ntlm")]
+#[cfg(all(feature = "ntlm", not(windows)))]
 pub mod ntlm;
 pub mod scheme;
 mod socks5;
+#[cfg(windows)]
+mod windows_auth;
 
 pub use env::{from_env, no_proxy_matches};
 pub use list::{named_by_pac, parse_list, with_auth, ProxyAuth};

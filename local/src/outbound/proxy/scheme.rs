@@ -12,9 +12,9 @@ use super::{NamedBy, ProxyUrl};
 pub enum Scheme {
     /// User and password, base64 (RFC 7617).
     Basic,
-    /// NTLMv2 with the configured credentials.
+    /// NTLMv2 with the configured credentials (Windows: also the logged-on user's).
     Ntlm,
-    /// SPNEGO with Kerberos, from the user's ticket cache.
+    /// SPNEGO with Kerberos, from the user's ticket cache (Windows: the logon session's).
     Negotiate,
 }
 
@@ -55,8 +55,9 @@ impl Scheme {
                 proxy.auth.is_some()
                     && (proxy.named_by == NamedBy::User || proxy.scheme == Some(Scheme::Basic))
             }
-            Scheme::Ntlm => cfg!(feature = "ntlm") && proxy.auth.is_some(),
-            Scheme::Negotiate => cfg!(feature = "negotiate"),
+            // Windows: SSPI, with the logged-on user's credentials when none are given.
+            Scheme::Ntlm => cfg!(windows) || (cfg!(feature = "ntlm") && proxy.auth.is_some()),
+            Scheme::Negotiate => cfg!(windows) || cfg!(feature = "negotiate"),
         }
     }
 }
