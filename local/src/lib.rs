@@ -21,7 +21,6 @@ pub mod pac;
 pub mod serve;
 pub mod settings;
 pub mod system;
-pub mod tls;
 pub mod tools;
 pub mod tunnel;
 

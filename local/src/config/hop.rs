@@ -10,7 +10,7 @@ use burrow_common::hostport::bracket;
 
 use crate::hosts::HostPattern;
 use crate::settings::PacSetting;
-use crate::tls::{TlsTarget, Trust};
+use crate::outbound::tls::{TlsTarget, Trust};
 
 use super::{defaults, Cli, OneOrMany, RawConfig};
 

@@ -8,7 +8,7 @@ use burrow_common::TargetAddr;
 
 use crate::inbound::own_pac::{from_no_proxy, Bypass};
 use crate::inbound::route::{parse_upstream, upstream_host_url, Route, Upstream};
-use crate::tls::{TlsTarget, Trust};
+use crate::outbound::tls::{TlsTarget, Trust};
 
 use super::{Cli, OneOrMany, RawRoute};
 

@@ -21,7 +21,7 @@ use crate::inbound::respond::{text, Body};
 use crate::outbound::dial::{dial, DialError, Plan};
 use crate::outbound::rules::Via;
 use crate::settings::Settings;
-use crate::tls::TlsTarget;
+use crate::outbound::tls::TlsTarget;
 
 /// Where a request goes.
 pub struct Origin {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use burrow_common::hostport::{bracket, HostPort};
 use burrow_common::TargetAddr;
 
-use crate::tls::TlsTarget;
+use crate::outbound::tls::TlsTarget;
 
 /// One reverse route, validated.
 #[derive(Clone, Debug)]

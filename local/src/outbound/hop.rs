@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::proxy::{self, ProxyUrl};
-use crate::tls::TlsTarget;
+use crate::outbound::tls::TlsTarget;
 use burrow_common::mux::MuxStream;
 use burrow_common::net::{connect_any, resolve, SocketOpts};
 use burrow_common::prefixed::Prefixed;

@@ -16,3 +16,4 @@ pub mod probe;
 pub mod proxy;
 pub mod rules;
 pub mod servers;
+pub mod tls;

@@ -90,7 +90,7 @@ async fn first_after_a_second(label: &str, socks: SocketAddr, rtt_ms: u64) {
 async fn https_once(
     proxy: SocketAddr,
     origin: SocketAddr,
-    tls: &burrow_local::tls::TlsTarget,
+    tls: &burrow_local::outbound::tls::TlsTarget,
 ) -> std::io::Result<Duration> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let start = std::time::Instant::now();
@@ -121,7 +121,7 @@ async fn https_once(
 async fn https(
     proxy: SocketAddr,
     origin: SocketAddr,
-    tls: &burrow_local::tls::TlsTarget,
+    tls: &burrow_local::outbound::tls::TlsTarget,
     count: usize,
     rtt_ms: u64,
 ) {
@@ -281,9 +281,9 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
     let origin = burrow::origins::tls_origin(&pki).await;
     let ca_path = dir.join("origin-ca.pem");
     burrow::origins::write_ca(&pki, &ca_path);
-    let tls = burrow_local::tls::TlsTarget::new(
+    let tls = burrow_local::outbound::tls::TlsTarget::new(
         "127.0.0.1",
-        &burrow_local::tls::Trust::WithCa(ca_path.clone()),
+        &burrow_local::outbound::tls::Trust::WithCa(ca_path.clone()),
     )
     .map_err(anyhow::Error::msg)?;
     let (_l, addr) = local(&hops[1].1, "burrow-tcp-https");
