@@ -9,8 +9,8 @@ use crate::outbound::proxy::http_connect::Scheme;
 use burrow_common::hostport::bracket;
 
 use crate::hosts::HostPattern;
-use crate::settings::PacSetting;
 use crate::outbound::tls::{TlsTarget, Trust};
+use crate::settings::PacSetting;
 
 use super::{defaults, Cli, OneOrMany, RawConfig};
 

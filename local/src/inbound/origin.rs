@@ -20,8 +20,8 @@ use crate::inbound::headers::strip_hop_by_hop;
 use crate::inbound::respond::{text, Body};
 use crate::outbound::dial::{dial, DialError, Plan};
 use crate::outbound::rules::Via;
-use crate::settings::Settings;
 use crate::outbound::tls::TlsTarget;
+use crate::settings::Settings;
 
 /// Where a request goes.
 pub struct Origin {
