@@ -218,8 +218,8 @@ pub fn uninstall() -> Result<String, String> {
 
 #[cfg(not(windows))]
 fn elsewhere() -> String {
-    "a Windows service is for Windows; on Linux run burrow-server under systemd (README, \
-     \"Running the server\")"
+    "a Windows service is for Windows; on Linux run burrow-server under systemd \
+     (configs/burrow-server.service)"
         .into()
 }
 

@@ -166,6 +166,26 @@ fn errors_about_secret_bearing_input_do_not_show_the_secret() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A Windows service is Windows's: elsewhere `install --service` and `uninstall` say
+/// where to look instead, in one line, and exit 1; `install` alone asks what to install.
+#[test]
+fn a_windows_service_elsewhere_is_one_line() {
+    for args in [
+        &["-k", "a-long-test-password", "install", "--service"][..],
+        &["uninstall"][..],
+    ] {
+        let (code, err) = run(SERVER, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("systemd"), "{err}");
+    }
+    assert_usage_error(
+        SERVER,
+        &["-k", "a-long-test-password", "install"],
+        "--service",
+    );
+}
+
 #[test]
 fn genkey_prints_a_key_and_a_url_that_local_accepts() {
     let out = Command::new(SERVER)
