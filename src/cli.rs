@@ -177,7 +177,6 @@ where
         }
     }
     init_tracing(log.verbose, &log.log_format);
-    burrow_common::memory::tune();
     // Also when max_connections is set by hand: it may count on more than the soft limit.
     #[cfg(unix)]
     burrow_common::net::raise_descriptor_limit();

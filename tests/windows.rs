@@ -344,7 +344,8 @@ fn ctrl_c(p: &mut Proc) {
 /// `--system-proxy` points WinINet at burrow-local while it runs and gives back a prior
 /// corporate AutoConfigURL with ProxyEnable=0 exactly after Ctrl-C, and after a kill at
 /// the next start; `outbound_proxy = "system"` reaches the server through the squid named
-/// only in WinINet's ProxyServer; `install --autostart` writes its Run entry and
+/// only in WinINet's ProxyServer, and takes WPAD when only auto-detection is on;
+/// `install --autostart` writes its Run entry and
 /// `uninstall` removes exactly that one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burrow_local_exe_at_home_in_windows_settings() {
@@ -435,6 +436,27 @@ async fn burrow_local_exe_at_home_in_windows_settings() {
     let log = other.access_log_with(&connect, 1).await;
     assert!(log.contains(&connect), "the new proxy carries it: {log}");
     drop(local);
+    // No proxy set by hand, no script, "Automatically detect settings" on (the flag 0x08
+    // of DefaultConnectionSettings): WPAD.
+    let connections = format!(r"{k}\Connections");
+    reg_set(k, "ProxyEnable", "REG_DWORD", "0");
+    reg_set(
+        &connections,
+        "DefaultConnectionSettings",
+        "REG_BINARY",
+        "4600000002000000090000000000000000000000",
+    );
+    let mut wpad = exe(
+        "burrow-local",
+        &["-b", "127.0.0.1:0", "-s", "127.0.0.1:9", "-k", PW, "--outbound-proxy", "system"],
+    );
+    let said = wpad.wait_for("this machine's settings say");
+    assert!(said.contains("\"wpad\""), "{said}");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &wpad.pid().to_string()])
+        .status();
+    let _ = wpad.wait_exit();
+    reg_delete(&connections, "DefaultConnectionSettings");
     reg_set(k, "AutoConfigURL", "REG_SZ", corporate);
     reg_set(k, "ProxyEnable", "REG_DWORD", "0");
     reg_delete(k, "ProxyServer");

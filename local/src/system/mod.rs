@@ -174,7 +174,7 @@ pub fn outbound_proxy(server_host: &str) -> Result<Option<String>, String> {
                 format!("outbound_proxy = \"system\": reading WinINet's settings: {e}")
             })?,
         };
-        Ok(Some(s.outbound_proxy(server_host)))
+        Ok(Some(s.outbound_proxy(server_host, wininet::auto_detect())))
     }
     #[cfg(unix)]
     {

@@ -50,6 +50,15 @@ pub fn read() -> io::Result<Settings> {
     })
 }
 
+/// Whether "Automatically detect settings" is on: WinINet's DefaultConnectionSettings
+/// (under `Internet Settings\Connections`), whose flags at byte 8 have 0x08 for it.
+pub fn auto_detect() -> bool {
+    RegKey::predef(HKEY_CURRENT_USER)
+        .open_subkey(format!(r"{INTERNET_SETTINGS}\Connections"))
+        .and_then(|k| k.get_raw_value("DefaultConnectionSettings"))
+        .is_ok_and(|v| v.bytes.get(8).is_some_and(|flags| flags & 0x08 != 0))
+}
+
 /// Writes `s` exactly (absent values deleted) and tells running programs.
 pub fn write(s: &Settings) -> io::Result<()> {
     let k = key()?;
@@ -129,13 +138,16 @@ impl Settings {
 
     /// As an `outbound_proxy` value towards `server_host`: the PAC (AutoConfigURL), else
     /// the proxy (ProxyServer, its `https=` or `http=` entry if it names one per scheme,
-    /// `socks=` as SOCKS5) unless ProxyOverride covers the server, else `direct`.
-    pub fn outbound_proxy(&self, server_host: &str) -> String {
+    /// `socks=` as SOCKS5) unless ProxyOverride covers the server, else `wpad` when
+    /// "Automatically detect settings" is on (`auto_detect`), else `direct`. A proxy set
+    /// by hand goes before auto-detection (Windows tries WPAD first and falls back to it;
+    /// burrow-local takes the one that is certain).
+    pub fn outbound_proxy(&self, server_host: &str, auto_detect: bool) -> String {
         if let Some(url) = self.auto_config_url.as_deref().filter(|u| !u.is_empty()) {
             return format!("pac+{url}");
         }
         let (Some(1), Some(server)) = (self.proxy_enable, self.proxy_server.as_deref()) else {
-            return "direct".into();
+            return if auto_detect { "wpad" } else { "direct" }.into();
         };
         let overridden = self.proxy_override.as_deref().is_some_and(|list| {
             list.split(';').map(str::trim).any(|e| {
