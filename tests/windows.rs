@@ -448,10 +448,19 @@ async fn burrow_local_exe_at_home_in_windows_settings() {
     );
     let mut wpad = exe(
         "burrow-local",
-        &["-b", "127.0.0.1:0", "-s", "127.0.0.1:9", "-k", PW, "--outbound-proxy", "system"],
+        &[
+            "-b",
+            "127.0.0.1:0",
+            "-s",
+            "127.0.0.1:9",
+            "-k",
+            PW,
+            "--outbound-proxy",
+            "system",
+        ],
     );
-    let said = wpad.wait_for("this machine's settings say");
-    assert!(said.contains("\"wpad\""), "{said}");
+    let said = wpad.wait_for("http://wpad/wpad.dat");
+    assert!(said.contains("PAC"), "{said}");
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &wpad.pid().to_string()])
         .status();
