@@ -73,6 +73,21 @@ pub fn init_tracing(verbose: u8, format: &str) {
     }
 }
 
+/// A command's one line: on stdout and exit 0, or on stderr after the program's name and
+/// exit 1.
+pub fn said(name: &str, r: Result<String, String>) -> ExitCode {
+    match r {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Sends everything written to stderr from now on — the log, the `listening on` lines,
 /// one-line errors — to `path` (appended; its folder made if need be).
 pub fn log_to_file(path: &std::path::Path) -> std::io::Result<()> {

@@ -34,24 +34,10 @@ fn doctor(loaded: config::Loaded, target: &str, verbose: u8) -> ExitCode {
     }
 }
 
-/// A command's one line: on stdout and exit 0, or on stderr and exit 1.
-fn said(r: Result<String, String>) -> ExitCode {
-    match r {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("burrow-local: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args: Cli = cli::parse("burrow-local");
     if let Some(config::Command::Uninstall) = &args.command {
-        return said(burrow_local::system::uninstall_autostart());
+        return cli::said("burrow-local", burrow_local::system::uninstall_autostart());
     }
     let loaded = match config::load(&args) {
         Ok(l) => l,
@@ -62,13 +48,19 @@ fn main() -> ExitCode {
             return cli::usage_error("burrow-local", "install: say what (--autostart)");
         }
         let config = loaded.settings.config_file.clone();
-        return said(burrow_local::system::install_autostart(config.as_deref()));
+        return cli::said(
+            "burrow-local",
+            burrow_local::system::install_autostart(config.as_deref()),
+        );
     }
     if let Some(config::Command::Doctor {
         route: Some(route), ..
     }) = &args.command
     {
-        return said(burrow_local::tools::doctor::route(&loaded.settings, route));
+        return cli::said(
+            "burrow-local",
+            burrow_local::tools::doctor::route(&loaded.settings, route),
+        );
     }
     if let Some(config::Command::Doctor { target, .. }) = &args.command {
         return doctor(loaded, target, args.shared.verbose);

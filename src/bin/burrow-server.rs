@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Command::Uninstall) = &args.command {
-        return said(burrow::service::uninstall());
+        return cli::said("burrow-server", burrow::service::uninstall());
     }
     let loaded = match config::load(&args) {
         Ok(l) => l,
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         }
         let own: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
         let arguments = burrow::service::launch_arguments(&own, &burrow::service::default_log());
-        return said(burrow::service::install(arguments));
+        return cli::said("burrow-server", burrow::service::install(arguments));
     }
     // The TCP listener first, then the WebSocket one and the metrics endpoint if asked for.
     let mut listen = vec![loaded.listen];
@@ -110,18 +110,4 @@ fn main() -> ExitCode {
         };
     }
     cli::serve("burrow-server", &listen, &log, run)
-}
-
-/// A command's one line: on stdout and exit 0, or on stderr and exit 1.
-fn said(r: Result<String, String>) -> ExitCode {
-    match r {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("burrow-server: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
