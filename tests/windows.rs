@@ -288,13 +288,19 @@ const RUN_KEY: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
 
 /// Wine's `reg` on the test prefix; its output.
 fn reg(args: &[&str]) -> String {
+    wine(&[&["reg"][..], args].concat()).1
+}
+
+/// `args` under Wine (one of Wine's own programs, or a path) to its end: whether it
+/// succeeded, its stdout and its stderr.
+fn wine(args: &[&str]) -> (bool, String, String) {
     let wine = std::env::var("BURROW_WINE").expect("BURROW_WINE (scripts/test.sh)");
     let out = std::process::Command::new(wine)
-        .arg("reg")
         .args(args)
         .output()
-        .expect("wine reg");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .expect("wine");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 /// A value under `key` as `reg query` shows it (`None`: absent).
@@ -548,16 +554,10 @@ async fn burrow_local_exe_in_the_background_logs_to_localappdata() {
 
 /// `NAME.exe args` under Wine, to its end: whether it succeeded, and what it printed.
 fn exe_once(name: &str, args: &[&str]) -> (bool, String) {
-    let wine = std::env::var("BURROW_WINE").expect("BURROW_WINE (scripts/test.sh)");
     let dir = std::env::var("BURROW_WINE_TEST_DIR").expect("BURROW_WINE_TEST_DIR");
-    let out = std::process::Command::new(wine)
-        .arg(format!("{dir}/{name}.exe"))
-        .args(args)
-        .output()
-        .expect("wine");
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), said)
+    let path = format!("{dir}/{name}.exe");
+    let (ok, out, err) = wine(&[&[path.as_str()][..], args].concat());
+    (ok, out + &err)
 }
 
 /// burrow-server.exe as a Windows service: `install --service` records the options given
@@ -639,17 +639,7 @@ async fn burrow_server_exe_as_a_windows_service() {
     assert!(ok && said.contains("stopped and removed"), "{said}");
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.contains("asked to stop"), "{text}");
-    let (_, query) = {
-        let wine = std::env::var("BURROW_WINE").expect("BURROW_WINE");
-        let out = std::process::Command::new(wine)
-            .args(["sc", "query", "burrow-server"])
-            .output()
-            .expect("wine sc");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let (_, query, _) = wine(&["sc", "query", "burrow-server"]);
     assert!(!query.contains("RUNNING"), "{query}");
     let (ok, said) = exe_once("burrow-server", &["uninstall"]);
     assert!(!ok && said.contains("no service burrow-server"), "{said}");
