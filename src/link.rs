@@ -1,7 +1,8 @@
 //! A long link on loopback, where `tc netem` is not available: a relay that delivers
 //! every byte RTT/2 after it was sent, in order, keeps half-closes, and charges a new
 //! connection's first bytes one more round trip for the TCP handshake they would have
-//! waited for. It also records the size of every read it makes from the client side, so
+//! waited for — unless they came in the SYN (TCP Fast Open, where the system takes it:
+//! `net.ipv4.tcp_fastopen` with bit 2), as they would have over a real link. It also records the size of every read it makes from the client side, so
 //! a test can see which bytes left together.
 //!
 //! ```text
@@ -33,6 +34,7 @@ impl Link {
     /// A link on `bind` to `upstream` with round-trip time `rtt`.
     pub async fn start(bind: &str, upstream: SocketAddr, rtt: Duration) -> std::io::Result<Link> {
         let listener = TcpListener::bind(bind).await?;
+        burrow_common::fast_open::listen(&listener);
         let link = Link {
             addr: listener.local_addr()?,
             accepted: Arc::default(),
@@ -65,13 +67,18 @@ async fn carry(
     reads: Arc<Mutex<Vec<Vec<usize>>>>,
     i: usize,
 ) {
+    // The client's bytes could not have left before its handshake's round trip, unless
+    // they rode its SYN.
+    let ready = if burrow_common::fast_open::syn_carried_data(&client) {
+        Instant::now()
+    } else {
+        Instant::now() + rtt
+    };
     let _ = client.set_nodelay(true);
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
     let _ = server.set_nodelay(true);
-    // The client's bytes could not have left before its handshake's round trip.
-    let ready = Instant::now() + rtt;
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let record = move |n: usize| {

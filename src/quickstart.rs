@@ -61,6 +61,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         max_udp_sessions: server_defaults::MAX_UDP_SESSIONS,
         plugin: None,
         socket: SocketOpts::default(),
+        fast_open: true,
     };
     let metrics = std::sync::Arc::new(burrow_local::tools::metrics::Metrics::new("tcp"));
     let pool = burrow_local::outbound::pool::Pool::new(

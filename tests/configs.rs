@@ -67,7 +67,8 @@ async fn shadowsocks_json_configs_are_read_as_they_are() {
                  "method": "chacha20-ietf-poly1305"}},
                  {{"address": "127.0.0.1", "port": {}, "password": "json-config-password",
                  "method": "chacha20-ietf-poly1305", "plugin": "obfs-local"}}],
-                "local_address": "127.0.0.1", "local_port": 0, "fast_open": true}}"#,
+                "local_address": "127.0.0.1", "local_port": 0, "fast_open": true,
+                "mode": "tcp_only"}}"#,
             server_addr.port(),
             burrow::kit::free_port()
         ),
@@ -76,7 +77,7 @@ async fn shadowsocks_json_configs_are_read_as_they_are() {
     let cfg = local_json.to_str().expect("utf8");
     let local = burrow::kit::Proc::spawn(common::LOCAL, &["-c", cfg], &[]);
     let proxy = local.listening();
-    local.wait_for("`fast_open` is not used by burrow; ignored");
+    local.wait_for("`mode` is not used by burrow; ignored");
     // The second server's plugin runs as a SIP003 process.
     local.wait_for("plugin obfs-local: SS_LOCAL");
     let url = format!("http://{target}/");
@@ -86,6 +87,10 @@ async fn shadowsocks_json_configs_are_read_as_they_are() {
         (0, &b"hello from burrow\n"[..]),
         "{err}"
     );
+    // `fast_open` is burrow's too (TCP Fast Open on the hop and the listener).
+    for p in [&server, &local] {
+        assert!(!p.output().contains("`fast_open`"), "{}", p.output());
+    }
     // A JSON file that does not parse: one line with its position, exit 2.
     let bad = dir.join("bad.json");
     std::fs::write(&bad, "{\"server\": \"x\",\n \"server_port\": }").expect("bad.json");

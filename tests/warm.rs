@@ -322,3 +322,142 @@ async fn an_idle_cut_off_on_the_way_is_learned_and_warm_connections_retire_befor
     assert!(secs("retire before ") < cut, "{said}");
     assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
 }
+
+/// `name`'s count in the namespace's `/proc/net/netstat` (TcpExt).
+fn tcp_ext(ns: &kit::NetNs, name: &str) -> u64 {
+    let (ok, text) = ns.run("cat", &["/proc/net/netstat"]);
+    assert!(ok, "netstat: {text}");
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// In a namespace whose kernel takes SYN data: a tunnel to a new target on a fresh
+/// connection sends its request in the SYN once the server's cookie is held (the server
+/// took it, the answer is whole, a dead target is still a SOCKS5 error); a server that
+/// swallows the SYN (a cookie held, nothing answers) is a failed connect, so the tunnel
+/// moves to the next server instead of passing for one that never answers first; and
+/// `fast_open = false` sends no SYN data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_targets_request_rides_the_syn_and_a_silent_server_is_still_a_failed_connect() {
+    let ns = kit::NetNs::new("fastopen");
+    let (ok, out) = ns.run("sysctl", &["-w", "net.ipv4.tcp_fastopen=3"]);
+    assert!(ok, "sysctl: {out}");
+    let origin = ns.spawn(
+        "python3",
+        &["-c", "import socket\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(64)\n\
+         print('listening on 127.0.0.1:%d'%s.getsockname()[1],flush=True)\nwhile True:\n c,a=s.accept()\n \
+         c.recv(4096)\n c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\n'+b'fast-open-body'*1000)\n c.close()\n"],
+        &[],
+    );
+    let target = origin.listening();
+    let dir = temp_dir("fastopen");
+    let scfg = dir.join("server.toml");
+    std::fs::write(&scfg, "allow_private = true\n").expect("server config");
+    let server = ns.spawn(
+        SERVER,
+        &["-s", "127.0.0.1:0", "-k", PW, "-c", &scfg.to_string_lossy()],
+        &[],
+    );
+    let server_at = server.listening();
+    let local_in_ns = |name: &str, toml: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "password = \"{PW}\"\nlocal_address = \"127.0.0.1\"\nlocal_port = 0\n\
+                 warm_connections = 0\nconnect_timeout = \"2s\"\n{toml}"
+            ),
+        )
+        .expect("local config");
+        ns.spawn(
+            LOCAL,
+            &["-c", &path.to_string_lossy()],
+            &[("BURROW_PRIVATE_TARGETS", "tunnel"), ("RUST_LOG", "info")],
+        )
+    };
+    let get = |proxy: SocketAddr, host: &str, port: u16| {
+        let url = format!("http://{host}:{port}/");
+        ns.run(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "20",
+                "--socks5-hostname",
+                &proxy.to_string(),
+                &url,
+            ],
+        )
+    };
+    let whole = |out: &str| out.matches("fast-open-body").count() == 1000;
+
+    let local = local_in_ns("one.toml", &format!("server = \"{server_at}\"\n"));
+    let proxy = local.listening();
+    // The first new target asks for the cookie; the next ones use it.
+    let (ok, out) = get(proxy, "127.0.0.1", target.port());
+    assert!(ok && whole(&out), "first: {out}");
+    let before = tcp_ext(&ns, "TCPFastOpenPassive");
+    let (ok, out) = get(proxy, "127.0.0.2", target.port());
+    assert!(!ok, "127.0.0.2 has no listener here: {out}");
+    let (ok, out) = get(proxy, "localhost", target.port());
+    assert!(ok && whole(&out), "by name: {out}");
+    let taken = tcp_ext(&ns, "TCPFastOpenPassive") - before;
+    assert!(
+        taken >= 2,
+        "SYNs with data taken: {taken}\n{}",
+        local.output()
+    );
+    drop(local);
+
+    // A cookie is held for 127.0.0.1: a server there that drops every packet lets the
+    // connect return at once; the handshake is what fails.
+    let silent = free_port();
+    let rule = format!("add rule inet silent in tcp dport {silent} drop");
+    for cmd in [
+        "add table inet silent",
+        "add chain inet silent in { type filter hook input priority 0; }",
+        &rule,
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        let (ok, out) = ns.run("nft", &args);
+        assert!(ok, "nft {cmd}: {out}");
+    }
+    let local = local_in_ns(
+        "two.toml",
+        &format!("server = [\"127.0.0.1:{silent}\", \"{server_at}\"]\n"),
+    );
+    let proxy = local.listening();
+    let (ok, out) = get(proxy, "127.0.0.3", target.port());
+    assert!(!ok, "127.0.0.3 has no listener here: {out}");
+    let (ok, out) = get(proxy, "127.0.0.1", target.port());
+    assert!(
+        ok && whole(&out),
+        "on the next server: {out}\n{}",
+        local.output()
+    );
+    assert!(
+        !local.output().contains("never answers first"),
+        "{}",
+        local.output()
+    );
+    drop(local);
+
+    let active = tcp_ext(&ns, "TCPFastOpenActive");
+    let local = local_in_ns(
+        "off.toml",
+        &format!("server = \"{server_at}\"\nfast_open = false\n"),
+    );
+    let (ok, out) = get(local.listening(), "127.0.0.1", target.port());
+    assert!(ok && whole(&out), "without: {out}");
+    assert_eq!(
+        tcp_ext(&ns, "TCPFastOpenActive"),
+        active,
+        "fast_open = false sent SYN data"
+    );
+}

@@ -102,6 +102,7 @@ mod tests {
         let opts = SocketOpts {
             nodelay: true,
             keepalive: Some(ka),
+            ..SocketOpts::default()
         };
         configure_socket(SockRef::from(&listener), &opts);
         let addr = listener.local_addr().expect("addr");

@@ -12,6 +12,7 @@ pub mod aead;
 pub mod backend;
 pub mod cipher;
 pub mod config;
+pub mod fast_open;
 pub mod frame;
 pub mod hostport;
 pub mod key;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use socket2::{SockRef, TcpKeepalive};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::timeout::with_timeout;
 
@@ -38,6 +38,10 @@ pub struct SocketOpts {
     pub nodelay: bool,
     /// TCP keepalive, or none.
     pub keepalive: Option<Keepalive>,
+    /// Dialled connections put their first bytes in the SYN where a cookie is held (see
+    /// [`crate::fast_open`]); only for a caller that writes at once and then waits for
+    /// [`crate::fast_open::established`].
+    pub fast_open_connect: bool,
 }
 
 impl Default for SocketOpts {
@@ -45,6 +49,7 @@ impl Default for SocketOpts {
         SocketOpts {
             nodelay: true,
             keepalive: Some(Keepalive::default()),
+            fast_open_connect: false,
         }
     }
 }
@@ -194,10 +199,11 @@ async fn connect_each(
     let mut next = order.iter();
     let mut pending = FuturesUnordered::new();
     let mut last_err = None;
+    let fast_open = opts.fast_open_connect;
     loop {
         if let Some(&addr) = next.next() {
             pending.push(async move {
-                with_timeout("connect", timeout, TcpStream::connect(addr))
+                with_timeout("connect", timeout, open(addr, fast_open))
                     .await
                     .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))
             });
@@ -219,6 +225,21 @@ async fn connect_each(
             _ = tokio::time::sleep(ATTEMPT_DELAY), if more => {}
         }
     }
+}
+
+/// One connection attempt; with `fast_open`, one whose SYN may carry the first bytes.
+async fn open(addr: SocketAddr, fast_open: bool) -> io::Result<TcpStream> {
+    if !fast_open {
+        return TcpStream::connect(addr).await;
+    }
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Where the option is missing, the connect is the usual one.
+    crate::fast_open::on_connect(&socket);
+    socket.connect(addr).await
 }
 
 /// Accepts one connection. Errors (EMFILE, ENFILE, ENOBUFS…) are logged and retried with

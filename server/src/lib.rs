@@ -57,6 +57,8 @@ pub struct Settings {
     pub replay_filter: bool,
     /// Options for accepted and dialled sockets.
     pub socket: SocketOpts,
+    /// The listeners take a new connection's first bytes in its SYN (TCP Fast Open).
+    pub fast_open: bool,
     /// Path of the WebSocket listener.
     pub ws_path: String,
     /// Ping interval on idle WebSocket tunnels.
@@ -158,6 +160,22 @@ impl Listeners {
     }
 }
 
+/// Asks the tunnel listeners to take data in SYNs, and says once when the system will
+/// not let them.
+fn take_syn_data(tcp: &TcpListener, ws: Option<&TcpListener>) {
+    use burrow_common::fast_open;
+    let asked = fast_open::listen(tcp) & ws.is_none_or(fast_open::listen);
+    match fast_open::system_accepts() {
+        Some(false) if asked => tracing::info!(
+            "TCP Fast Open: this system takes no data in a SYN (net.ipv4.tcp_fastopen has no \
+             bit 2); `sysctl -w net.ipv4.tcp_fastopen=3` lets a new tunnel's first bytes \
+             come with its SYN, a round trip sooner"
+        ),
+        _ if !asked => tracing::debug!("TCP Fast Open is not available here"),
+        _ => {}
+    }
+}
+
 /// Serves the listeners until `shutdown` is cancelled, then drains open tunnels for up to
 /// `shutdown_grace` and returns.
 pub async fn run(
@@ -170,6 +188,9 @@ pub async fn run(
         ws: ws_listener,
         metrics: metrics_listener,
     } = listeners;
+    if settings.fast_open {
+        take_syn_data(&listener, ws_listener.as_ref());
+    }
     // The address as bound (a port of 0 is chosen now) is the one never to dial.
     if let Ok(bound) = listener.local_addr() {
         settings.policy.own = Some(bound);

@@ -54,6 +54,7 @@ const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("local_port", "local_port", false),
     ("timeout", "idle_timeout", true),
     ("no_delay", "no_delay", false),
+    ("fast_open", "fast_open", false),
     ("plugin", "plugin", false),
     ("plugin_opts", "plugin_opts", false),
 ];
@@ -133,7 +134,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let socket = SocketOpts {
         nodelay: file.no_delay.unwrap_or(true),
         keepalive: Some(keepalive),
+        // Only the dial to a server asks (below): to targets, nothing is sent first.
+        fast_open_connect: false,
     };
+    let fast_open = file.fast_open.unwrap_or(true);
     let warm = PoolConfig {
         max: file.warm_connections.unwrap_or(defaults::WARM_CONNECTIONS),
         max_age: file.warm_max_age.unwrap_or(defaults::WARM_MAX_AGE),
@@ -211,7 +215,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
             host: dial_host,
             port: dial_port,
             timeout: connect_timeout,
-            socket,
+            // A plugin process beside burrow-local gains nothing from it.
+            socket: SocketOpts {
+                fast_open_connect: fast_open && process.is_none(),
+                ..socket
+            },
         };
         // The server's salts are checked too: a recorded server stream played back at
         // us is refused (SIP022 by time; SIP004 the last 64 Ki to 128 Ki salts, 460 KB

@@ -89,6 +89,9 @@ pub struct RawConfig {
     pub keepalive: Option<Duration>,
     pub max_connections: Option<usize>,
     pub no_delay: Option<bool>,
+    /// A tunnel on a new connection to the server puts its request in the SYN (TCP Fast
+    /// Open, where the system allows it; default true).
+    pub fast_open: Option<bool>,
     /// Connections to the server kept open ahead of use, at most (0: none).
     pub warm_connections: Option<usize>,
     /// A burst of tunnels that outruns the warm connections shares one (burrow-server

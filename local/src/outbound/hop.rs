@@ -129,6 +129,16 @@ impl ServerIo {
         self.tcp().is_some_and(watching)
     }
 
+    /// Waits for the TCP handshake of a connection whose first bytes left in its SYN
+    /// (TCP Fast Open): its connect returned at once, and only now does it show whether
+    /// the server is there. At once for any other.
+    pub async fn established(&self) -> io::Result<()> {
+        match self.tcp() {
+            Some(t) => burrow_common::fast_open::established(t).await,
+            None => Ok(()),
+        }
+    }
+
     /// Stops watching (the peer answered): a long tunnel rides out what TCP rides out.
     pub fn unwatch(&self) {
         if let Some(t) = self.tcp() {
@@ -261,11 +271,16 @@ async fn first_reachable(
     let list: &[Option<ProxyUrl>] = if ways.is_empty() { &direct } else { &ways };
     let start = out.ways.last_good.load(Relaxed) % list.len();
     let mut last_err = None;
+    // A proxy's connection waits for its answer before anything else is sent.
+    let to_proxy = &SocketOpts {
+        fast_open_connect: false,
+        ..*opts
+    };
     for i in (start..list.len()).chain(0..start) {
         let reached = match &list[i] {
-            Some(p) => match proxy::reach(p, timeout, opts).await {
+            Some(p) => match proxy::reach(p, timeout, to_proxy).await {
                 // Credentials kept from a PAC-named proxy: on to the next, as if down.
-                Ok(tcp) => match proxy::through(p, tcp, host, port, timeout, opts).await {
+                Ok(tcp) => match proxy::through(p, tcp, host, port, timeout, to_proxy).await {
                     Err(e) if proxy::Withheld::is(&e) => Err(e),
                     done => Ok(done),
                 },
@@ -345,15 +360,23 @@ pub struct Dial {
 impl Dial {
     /// A fresh connection to the server.
     pub async fn connect(&self) -> std::io::Result<ServerIo> {
+        let opts = SocketOpts {
+            fast_open_connect: false,
+            ..self.socket
+        };
+        self.connect_with(&opts).await
+    }
+
+    /// A fresh connection whose first bytes are written at once: on a direct hop they
+    /// may ride its SYN (TCP Fast Open, `fast_open`), and then the connection is only
+    /// known to be up after [`ServerIo::established`].
+    pub async fn connect_sending(&self) -> std::io::Result<ServerIo> {
+        self.connect_with(&self.socket).await
+    }
+
+    async fn connect_with(&self, opts: &SocketOpts) -> std::io::Result<ServerIo> {
         let started = std::time::Instant::now();
-        let made = connect(
-            &self.outbound,
-            &self.host,
-            self.port,
-            self.timeout,
-            &self.socket,
-        )
-        .await;
+        let made = connect(&self.outbound, &self.host, self.port, self.timeout, opts).await;
         match &made {
             Ok(_) => self.metrics.connected(started.elapsed()),
             Err(e) => self.metrics.failed(e),

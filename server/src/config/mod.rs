@@ -45,6 +45,7 @@ const SHADOWSOCKS_KEYS: &[burrow_common::config::JsonKey] = &[
     ("method", "method", false),
     ("timeout", "idle_timeout", true),
     ("no_delay", "no_delay", false),
+    ("fast_open", "fast_open", false),
     ("udp_timeout", "udp_timeout", true),
     ("udp_max_associations", "max_udp_sessions", false),
     ("users", "user", false),
@@ -179,7 +180,11 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
         socket: SocketOpts {
             nodelay: file.no_delay.unwrap_or(true),
             keepalive: Some(keepalive),
+            // Its dials to targets send nothing first; the listeners take SYN data
+            // (`fast_open`).
+            fast_open_connect: false,
         },
+        fast_open: file.fast_open.unwrap_or(true),
         plugin,
     };
     check_timeouts(&[

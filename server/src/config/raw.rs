@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub max_handshakes: Option<usize>,
     pub replay_filter: Option<bool>,
     pub no_delay: Option<bool>,
+    /// The listeners take a new connection's first bytes in its SYN (TCP Fast Open,
+    /// where the system allows it; default true).
+    pub fast_open: Option<bool>,
     pub ws_listen: Option<String>,
     pub ws_path: Option<String>,
     /// A SIP003 plugin (a process) in front of the listen address.

@@ -206,6 +206,16 @@ pub(crate) async fn v2ray_plugin_over(rtt: Duration, pw: &str) -> anyhow::Result
 
 pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
     let rtt = Duration::from_millis(rtt_ms);
+    // TCP Fast Open over the link where the system takes SYN data (`scripts/bench.sh`
+    // asks for it): the first runs below start with no cookie held, as after a reboot.
+    let fast_open = burrow_common::fast_open::system_accepts() == Some(true);
+    println!(
+        "TCP Fast Open taken by this system's listeners: {}",
+        if fast_open { "yes" } else { "no" }
+    );
+    if fast_open {
+        flush_cookies();
+    }
     let quiet = [("RUST_LOG", "warn")];
     // burrow-server with a WebSocket listener, nginx (TLS) in front of it.
     let dir = temp("server");
@@ -276,6 +286,23 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         first_after_a_second(label, addr, rtt_ms).await;
     }
+    if fast_open
+        && !std::env::var("BURROW_FIRST_BYTE_ONLY").is_ok_and(|o| !"burrow-tcp".starts_with(&o))
+    {
+        // Right at start on a real link, the pool's first connections are still in their
+        // handshake and the first tunnel takes a fresh one; on this link a connect is
+        // over at once, so that is shown with no warm connections at all: first with no
+        // TCP Fast Open cookie held (as after a reboot), then with the one it got (as
+        // after a restart of burrow-local).
+        let cold = format!("{}warm_connections = 0\n", hops[1].1);
+        for label in ["burrow-tcp-nowarm-nocookie", "burrow-tcp-nowarm-cookie"] {
+            if label.ends_with("nocookie") {
+                flush_cookies();
+            }
+            let (_l, addr) = local(&cold, label);
+            measure(label, addr, false, count, rtt_ms).await;
+        }
+    }
     // An HTTPS target through CONNECT: the app's own TLS handshake rides the tunnel.
     let pki = burrow::origins::test_pki(&["127.0.0.1"]);
     let origin = burrow::origins::tls_origin(&pki).await;
@@ -295,4 +322,11 @@ pub async fn run(count: usize, rtt_ms: u64) -> anyhow::Result<()> {
     measure("ssrust-tcp", ss_at, false, count, rtt_ms).await;
     drop((server, nginx, squid, ss, sl, plugin_server));
     Ok(())
+}
+
+/// Forgets every TCP Fast Open cookie this system holds (with the rest of its TCP metrics).
+fn flush_cookies() {
+    let _ = std::process::Command::new("ip")
+        .args(["tcp_metrics", "flush", "all"])
+        .status();
 }

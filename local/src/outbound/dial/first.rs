@@ -89,7 +89,7 @@ pub async fn settle(
         "a warm connection to {} had died silently (nothing acknowledged): {target} moves to a fresh one",
         srv.name()
     );
-    let conn = fresh(srv).await?;
+    let conn = fresh(srv, Plan::Go).await?;
     let mut again = start(target, s, srv, Plan::Go, conn, Duration::ZERO).await?;
     again.buffer(first);
     **tunnel = again;
