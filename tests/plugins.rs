@@ -113,6 +113,61 @@ async fn an_ss_url_with_v2ray_plugin_and_no_mux() {
     socks_get_exact(local.listening(), target, BIG).await;
 }
 
+/// v2ray-plugin's mux has no flow control: a session whose app stops reading holds its
+/// WebSocket's reader, and every session on it. Tunnels opened after a download that
+/// the app stopped reading go on another WebSocket and are answered whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_opened_beside_a_download_the_app_stopped_reading_are_not_held_by_it() {
+    let target = kit::http_target().await;
+    let port = free_port();
+    let _ss = ss_server_v2ray(port, "server;path=/ws");
+    let url = burrow_common::config::SsUrl {
+        method: "aes-256-gcm".parse().expect("method"),
+        password: burrow_common::config::Secret::new("plugin-pw"),
+        host: "127.0.0.1".into(),
+        port,
+        plugin: Some("v2ray-plugin;path=/ws".into()),
+    }
+    .to_url();
+    let local = Proc::spawn(LOCAL, &["-b", "127.0.0.1:0", "-s", &url], &[]);
+    let local_addr = local.listening();
+    let (mut stuck, _) = kit::socks5_connect(local_addr, "127.0.0.1", target.port())
+        .await
+        .expect("socks");
+    stuck
+        .write_all(b"GET /bytes/400000000 HTTP/1.0\r\nHost: t\r\n\r\n")
+        .await
+        .expect("request");
+    let mut some = vec![0u8; 256 * 1024];
+    stuck.read_exact(&mut some).await.expect("some of it");
+    // From here the app reads nothing more; the download fills every buffer on its way.
+    for round in 0..3 {
+        let all: Vec<_> = (0..8)
+            .map(|i| {
+                let n = 10_000 + round * 1000 + i * 7919;
+                tokio::spawn(async move {
+                    let got = tokio::time::timeout(
+                        std::time::Duration::from_secs(30),
+                        kit::socks5_get_body(local_addr, target, n),
+                    )
+                    .await;
+                    (n, got)
+                })
+            })
+            .collect();
+        for t in all {
+            let (n, got) = t.await.expect("task");
+            let body = match got {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => panic!("{n}: {e}\n{}", local.output()),
+                Err(_) => panic!("{n}: held for 30 s behind the stopped download"),
+            };
+            assert_eq!(sha256_hex(&body), sha256_hex(&pattern(n, n as u64)), "{n}");
+        }
+    }
+    drop(stuck);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_v2ray_plugin_client_against_burrow_server() {
     let target = kit::http_target().await;

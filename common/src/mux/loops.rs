@@ -41,10 +41,12 @@ pub(super) async fn write_loop<W: AsyncWrite>(
             // A peer that stops reading holds this write: it is given up on (the
             // connection and its sessions end) after WRITE_STALL, or when closed.
             let batch = async {
+                shared.moved(first.len());
                 w.write_all(&first).await?;
                 // What else is queued leaves with it, then one flush.
                 loop {
                     if let Ok((f, _share)) = out.try_recv() {
+                        shared.moved(f.len());
                         w.write_all(&f).await?;
                     } else if let Ok(f) = resets.try_recv() {
                         w.write_all(&f).await?;
@@ -147,9 +149,15 @@ async fn deliver(
             return Ok(());
         }
     };
+    shared.moved(frame.data.len());
     if let Some(tx) = tx {
-        // The session lags: the whole connection waits for it (no flow control).
-        let _ = tx.send(frame.data).await;
+        // The session lags: the whole connection waits for it (no flow control), and
+        // says so meanwhile (`Mux::busy`).
+        if let Err(mpsc::error::TrySendError::Full(data)) = tx.try_send(frame.data) {
+            shared.stalled.store(true, Relaxed);
+            let _ = tx.send(data).await;
+            shared.stalled.store(false, Relaxed);
+        }
     }
     Ok(())
 }

@@ -44,6 +44,33 @@ const WRITE_QUEUE: usize = 64;
 /// queue, so another session's frame waits behind a few of its frames, not dozens.
 const SESSION_IN_FLIGHT: usize = 4;
 
+/// A connection that moved more than [`BUSY_BYTES`] within [`BUSY_WINDOW`] (either way)
+/// is busy — a bulk transfer rides it — until [`BUSY_HOLD`] after.
+const BUSY_BYTES: usize = 256 * 1024;
+const BUSY_WINDOW: Duration = Duration::from_millis(100);
+const BUSY_HOLD: Duration = Duration::from_millis(500);
+
+/// What a connection moved lately, to tell a busy one (see [`BUSY_BYTES`]).
+struct Load {
+    since: Instant,
+    bytes: usize,
+    busy_until: Option<Instant>,
+}
+
+impl Load {
+    fn moved(&mut self, n: usize) {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.since) > BUSY_WINDOW {
+            self.since = now;
+            self.bytes = 0;
+        }
+        self.bytes += n;
+        if self.bytes > BUSY_BYTES {
+            self.busy_until = Some(now + BUSY_HOLD);
+        }
+    }
+}
+
 /// A write to the connection that makes no progress for this long ends it.
 const WRITE_STALL: Duration = Duration::from_secs(60);
 
@@ -67,11 +94,19 @@ struct Shared {
     next_id: Mutex<u16>,
     /// When the last session ended (idle close).
     idle_since: Mutex<Option<Instant>>,
+    load: Mutex<Load>,
+    /// The reader waits for a session that does not read (every other one waits too).
+    stalled: AtomicBool,
 }
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Slot>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `n` bytes of session data moved, either way.
+    fn moved(&self, n: usize) {
+        self.load.lock().unwrap_or_else(|p| p.into_inner()).moved(n);
     }
 
     fn remove(&self, id: u16) {
@@ -162,6 +197,12 @@ impl Mux {
             closed: CancellationToken::new(),
             next_id: Mutex::new(1),
             idle_since: Mutex::new(Some(Instant::now())),
+            load: Mutex::new(Load {
+                since: Instant::now(),
+                bytes: 0,
+                busy_until: None,
+            }),
+            stalled: AtomicBool::new(false),
         });
         let (r, w) = tokio::io::split(io);
         tokio::spawn(write_loop(shared.clone(), w, out_rx, resets_rx, idle));
@@ -195,6 +236,21 @@ impl Mux {
     /// Sessions open now.
     pub fn sessions(&self) -> usize {
         self.shared.lock().len()
+    }
+
+    /// Whether a bulk transfer rides the connection now (more than 256 KiB moved within
+    /// 100 ms, lately), or its reader waits for a session that does not read: a new
+    /// session is better placed on another, where it does not queue behind them.
+    pub fn busy(&self) -> bool {
+        if self
+            .shared
+            .stalled
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return true;
+        }
+        let load = self.shared.load.lock().unwrap_or_else(|p| p.into_inner());
+        load.busy_until.is_some_and(|t| t > Instant::now())
     }
 
     /// Whether the connection has ended (no new session can be opened on it).

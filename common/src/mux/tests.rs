@@ -270,3 +270,39 @@ async fn a_peer_that_stops_reading_ends_the_connection() {
         .expect("the connection ended");
     assert!(client.open().is_err());
 }
+
+/// A session that moves a lot at once makes its connection busy for a while after; one
+/// that stops reading makes it busy for as long as the reader waits for it.
+#[tokio::test(start_paused = true)]
+async fn a_bulk_session_or_one_that_stops_reading_makes_the_connection_busy() {
+    let mux = pair(64);
+    let mut small = mux.open().unwrap();
+    small.write_all(b"hello").await.unwrap();
+    let mut back = [0u8; 5];
+    small.read_exact(&mut back).await.unwrap();
+    assert!(!mux.busy(), "a few bytes");
+
+    let mut bulk = mux.open().unwrap();
+    let data = vec![7u8; 1024 * 1024];
+    let (mut r, mut w) = tokio::io::split(&mut bulk);
+    let mut got = vec![0u8; data.len()];
+    let (sent, read) = tokio::join!(w.write_all(&data), r.read_exact(&mut got));
+    sent.unwrap();
+    read.unwrap();
+    assert!(mux.busy(), "1 MiB at once");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!mux.busy(), "a second after");
+
+    // Echoed back and never read: the session's queue fills and the reader waits.
+    let mut lazy = mux.open().unwrap();
+    // More than the session queues (8 frames), less than would back up to the writer.
+    for _ in 0..16 {
+        lazy.write_all(&[1u8; 4096]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(mux.busy(), "a reader held by a session that does not read");
+    let mut sink = vec![0u8; 16 * 4096];
+    lazy.read_exact(&mut sink).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!mux.busy(), "read at last");
+}

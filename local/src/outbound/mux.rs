@@ -5,8 +5,9 @@
 //! Each WebSocket carries up to `per_conn` tunnels; when all are full the next one takes
 //! a warm connection from the pool, and while none is ready it goes on the least loaded
 //! WebSocket (up to four times `per_conn`) as one more is made in the background: a
-//! burst never waits for a connect while a WebSocket is up. WebSockets with no tunnel
-//! close after [`IDLE`].
+//! burst never waits for a connect while a WebSocket is up. A WebSocket that a bulk
+//! transfer rides takes new tunnels only when no other can: a page's requests do not
+//! queue behind a download. WebSockets with no tunnel close after [`IDLE`].
 
 use burrow_common::timeout::within;
 use std::io;
@@ -36,6 +37,15 @@ pub trait Source: Send + Sync + 'static {
     fn take(&self) -> Option<(ServerIo, Duration)>;
     /// How to make a fresh one.
     fn dial(&self) -> &Dial;
+}
+
+/// Whether a connection a bulk transfer rides may take a new session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Not at all.
+    Only,
+    /// When no other has room.
+    First,
 }
 
 /// One shared WebSocket and the time it took to make.
@@ -94,15 +104,16 @@ impl Muxes {
         pool: &Arc<P>,
     ) -> io::Result<(ServerIo, Duration)> {
         loop {
-            if let Some(found) = self.with_room(self.per_conn) {
+            if let Some(found) = self.with_room(self.per_conn, Quiet::Only) {
                 return Ok(found);
             }
             if let Some((io, made_in)) = pool.take() {
                 io.watch_sent(DEAD_AFTER);
                 return self.add(io, made_in);
             }
-            // None ready: the least loaded takes it while one more is made.
-            if let Some(found) = self.with_room(self.per_conn * OVERFLOW) {
+            // None ready, or only ones a bulk transfer rides: the least loaded takes it
+            // while one more is made.
+            if let Some(found) = self.with_room(self.per_conn * OVERFLOW, Quiet::First) {
                 self.make_one_more(pool);
                 return Ok(found);
             }
@@ -161,14 +172,17 @@ impl Muxes {
     }
 
     /// A session on the live connection with the fewest tunnels, if it has fewer than
-    /// `limit`.
-    fn with_room(&self, limit: usize) -> Option<(ServerIo, Duration)> {
+    /// `limit`; one that a bulk transfer rides (see [`Mux::busy`]) comes after every
+    /// other, or not at all.
+    fn with_room(&self, limit: usize, quiet: Quiet) -> Option<(ServerIo, Duration)> {
         let mut conns = self.lock();
         conns.retain(|c| !c.mux.is_closed());
         let c = conns
             .iter()
-            .filter(|c| c.mux.sessions() < limit)
-            .min_by_key(|c| c.mux.sessions())?;
+            .map(|c| (c, c.mux.busy()))
+            .filter(|(c, busy)| c.mux.sessions() < limit && !(*busy && quiet == Quiet::Only))
+            .min_by_key(|(c, busy)| (*busy, c.mux.sessions()))
+            .map(|(c, _)| c)?;
         let s = c.mux.open().ok()?;
         Some((ServerIo::Mux(s), c.made_in))
     }
@@ -188,9 +202,10 @@ impl Muxes {
         self.lock().push(Conn { mux, made_in });
     }
 
-    /// A tunnel of a burst on a shared connection, if one has room (see [`Muxes::carry`]).
+    /// A tunnel of a burst on a shared connection, if one has room and no bulk transfer
+    /// rides it (see [`Muxes::carry`]).
     pub fn shared(&self) -> Option<(ServerIo, Duration)> {
-        self.with_room(self.per_conn)
+        self.with_room(self.per_conn, Quiet::Only)
     }
 
     /// Makes `io` (a warm connection to burrow-server) a shared one — a Shadowsocks
