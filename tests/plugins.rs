@@ -52,6 +52,19 @@ fn ss_server_v2ray(port: u16, opts: &str) -> Proc {
     p
 }
 
+/// burrow-local given an `ss://` URL to ss-server on `port` with `plugin` in it.
+fn local_with_plugin(port: u16, plugin: &str) -> Proc {
+    let url = burrow_common::config::SsUrl {
+        method: "aes-256-gcm".parse().expect("method"),
+        password: burrow_common::config::Secret::new("plugin-pw"),
+        host: "127.0.0.1".into(),
+        port,
+        plugin: Some(plugin.into()),
+    }
+    .to_url();
+    Proc::spawn(LOCAL, &["-b", "127.0.0.1:0", "-s", &url], &[])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_json_with_v2ray_plugin_against_ss_server_ws_and_wss() {
     let target = kit::http_target().await;
@@ -101,15 +114,7 @@ async fn an_ss_url_with_v2ray_plugin_and_no_mux() {
     let port = free_port();
     // The plugin's server with mux=0 takes one tunnel per WebSocket.
     let _ss = ss_server_v2ray(port, "server;path=/ws;mux=0");
-    let url = burrow_common::config::SsUrl {
-        method: "aes-256-gcm".parse().expect("method"),
-        password: burrow_common::config::Secret::new("plugin-pw"),
-        host: "127.0.0.1".into(),
-        port,
-        plugin: Some("v2ray-plugin;path=/ws;mux=0".into()),
-    }
-    .to_url();
-    let local = Proc::spawn(LOCAL, &["-b", "127.0.0.1:0", "-s", &url], &[]);
+    let local = local_with_plugin(port, "v2ray-plugin;path=/ws;mux=0");
     socks_get_exact(local.listening(), target, BIG).await;
 }
 
@@ -121,15 +126,7 @@ async fn tunnels_opened_beside_a_download_the_app_stopped_reading_are_not_held_b
     let target = kit::http_target().await;
     let port = free_port();
     let _ss = ss_server_v2ray(port, "server;path=/ws");
-    let url = burrow_common::config::SsUrl {
-        method: "aes-256-gcm".parse().expect("method"),
-        password: burrow_common::config::Secret::new("plugin-pw"),
-        host: "127.0.0.1".into(),
-        port,
-        plugin: Some("v2ray-plugin;path=/ws".into()),
-    }
-    .to_url();
-    let local = Proc::spawn(LOCAL, &["-b", "127.0.0.1:0", "-s", &url], &[]);
+    let local = local_with_plugin(port, "v2ray-plugin;path=/ws");
     let local_addr = local.listening();
     let (mut stuck, _) = kit::socks5_connect(local_addr, "127.0.0.1", target.port())
         .await

@@ -323,6 +323,54 @@ async fn an_idle_cut_off_on_the_way_is_learned_and_warm_connections_retire_befor
     assert!(get(l, target).await.ends_with(b"hello from burrow\n"));
 }
 
+/// After a pause long enough for the demand to fall back and the burst's shared
+/// connection to close, the pool still holds two warm connections: a page's next burst
+/// takes one for its first tunnel and shares the other, so its tunnels ride connections
+/// made before it (one round trip each) instead of new ones (two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_after_a_pause_rides_the_warm_connections_kept() {
+    let target = kit::http_target().await;
+    let (_server, server_addr, _metrics) = server_metered("127.0.0.1:0", METHOD, "pw", "");
+    let link = burrow::link::Link::start("127.0.0.1:0", server_addr, Duration::from_millis(2))
+        .await
+        .expect("link");
+    let (local, local_addr) = local_with(&link.addr.to_string(), "warm_max_age = \"1h\"\n");
+    // The first tunnel learns that the server is burrow-server (it confirms).
+    let first = kit::socks5_get_body(local_addr, target, 1000)
+        .await
+        .expect("first");
+    assert_eq!(first, kit::pattern(1000, 1000));
+    // The demand falls back after 10 s; a shared connection closes after 16 s idle.
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    let before = *link.accepted.lock().expect("count") as usize;
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            // 130 KB in all: the shared connection does not turn busy under the burst.
+            let n = 2_000 + i * 509;
+            tokio::spawn(async move { (n, kit::socks5_get_body(local_addr, target, n).await) })
+        })
+        .collect();
+    for t in burst {
+        let (n, body) = t.await.expect("task");
+        let body = body.unwrap_or_else(|e| panic!("{n}: {e}\n{}", local.output()));
+        assert_eq!(
+            kit::sha256_hex(&body),
+            kit::sha256_hex(&kit::pattern(n, n as u64)),
+            "{n}"
+        );
+    }
+    // Connections made during the burst that carried any of it: at most the two the
+    // pool may have refilled in time for the burst's second and third own tunnels.
+    let reads = link.client_reads.lock().expect("reads").clone();
+    let new_used = reads.iter().skip(before).filter(|r| !r.is_empty()).count();
+    assert!(
+        new_used <= 2,
+        "{new_used} connections made during the burst carried it (of {} made)\n{}",
+        reads.len() - before,
+        local.output()
+    );
+}
+
 /// `name`'s count in the namespace's `/proc/net/netstat` (TcpExt).
 fn tcp_ext(ns: &kit::NetNs, name: &str) -> u64 {
     let (ok, text) = ns.run("cat", &["/proc/net/netstat"]);

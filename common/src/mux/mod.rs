@@ -242,15 +242,19 @@ impl Mux {
     /// 100 ms, lately), or its reader waits for a session that does not read: a new
     /// session is better placed on another, where it does not queue behind them.
     pub fn busy(&self) -> bool {
-        if self
-            .shared
-            .stalled
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.stalled() {
             return true;
         }
         let load = self.shared.load.lock().unwrap_or_else(|p| p.into_inner());
         load.busy_until.is_some_and(|t| t > Instant::now())
+    }
+
+    /// Whether the reader waits for a session that does not read: a new session on it
+    /// would wait as long.
+    pub fn stalled(&self) -> bool {
+        self.shared
+            .stalled
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the connection has ended (no new session can be opened on it).

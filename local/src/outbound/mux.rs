@@ -173,12 +173,13 @@ impl Muxes {
 
     /// A session on the live connection with the fewest tunnels, if it has fewer than
     /// `limit`; one that a bulk transfer rides (see [`Mux::busy`]) comes after every
-    /// other, or not at all.
+    /// other, or not at all; one held by a session that does not read, never.
     fn with_room(&self, limit: usize, quiet: Quiet) -> Option<(ServerIo, Duration)> {
         let mut conns = self.lock();
         conns.retain(|c| !c.mux.is_closed());
         let c = conns
             .iter()
+            .filter(|c| !c.mux.stalled())
             .map(|c| (c, c.mux.busy()))
             .filter(|(c, busy)| c.mux.sessions() < limit && !(*busy && quiet == Quiet::Only))
             .min_by_key(|(c, busy)| (*busy, c.mux.sessions()))
@@ -203,9 +204,11 @@ impl Muxes {
     }
 
     /// A tunnel of a burst on a shared connection, if one has room and no bulk transfer
-    /// rides it (see [`Muxes::carry`]).
-    pub fn shared(&self) -> Option<(ServerIo, Duration)> {
-        self.with_room(self.per_conn, Quiet::Only)
+    /// rides it (see [`Muxes::carry`]); with `busy_too`, one a bulk transfer rides will
+    /// do (still better than a new connection's round trip).
+    pub fn shared(&self, busy_too: bool) -> Option<(ServerIo, Duration)> {
+        let quiet = if busy_too { Quiet::First } else { Quiet::Only };
+        self.with_room(self.per_conn, quiet)
     }
 
     /// Makes `io` (a warm connection to burrow-server) a shared one — a Shadowsocks

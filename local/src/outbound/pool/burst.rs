@@ -16,10 +16,10 @@ use crate::outbound::hop::ServerIo;
 impl Pool {
     /// For a tunnel to burrow-server (`shares`: it carries shared connections): a warm
     /// connection of its own when it comes alone or among the first [`OWN_IN_BURST`] of
-    /// a burst (tunnels opened within [`BURST_WINDOW`] of each other); the rest of a burst
-    /// gets a session on a connection the burst shares — a warm one becomes shared when
-    /// none is — so that a burst's tunnels all start at once. Records the demand either
-    /// way.
+    /// a burst (tunnels opened within [`BURST_WINDOW`] of each other) while another is
+    /// left; the rest of a burst gets a session on a connection the burst shares — a warm
+    /// one becomes shared when none is — so that a burst's tunnels all start at once.
+    /// Records the demand either way.
     pub fn take_or_share(
         &self,
         shares: bool,
@@ -34,6 +34,7 @@ impl Pool {
         }
         let now = Instant::now();
         let mut st = self.lock();
+        st.shares = true;
         let burst = st
             .last_take
             .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
@@ -43,14 +44,23 @@ impl Pool {
         st.ready.retain(|w| w.expires > now);
         // A tunnel that comes alone gets a warm connection of its own. A burst's
         // tunnels share one: a shared connection with room takes them, or a warm one
-        // becomes shared — so every tunnel of a burst starts at once, however many.
-        if st.burst_len <= OWN_IN_BURST {
+        // becomes shared — so every tunnel of a burst starts at once, however many. The
+        // first few of a burst get their own while that leaves one to share.
+        let own = st.burst_len == 1 || (st.burst_len <= OWN_IN_BURST && st.ready.len() > 1);
+        if own {
             let own = pop_alive(&mut st, now);
             drop(st);
             self.wake.notify_one();
-            return own.map_or(Taken::None, |(io, t)| Taken::Own(io, t));
+            return match own {
+                Some((io, t)) => Taken::Own(io, t),
+                // None warm: a quiet shared connection beats a new one's round trip.
+                None => self
+                    .bursts
+                    .shared(false)
+                    .map_or(Taken::None, |(io, t)| Taken::Shared(io, t)),
+            };
         }
-        if let Some((io, t)) = self.bursts.shared() {
+        if let Some((io, t)) = self.bursts.shared(false) {
             drop(st);
             self.wake.notify_one();
             return Taken::Shared(io, t);
@@ -58,11 +68,9 @@ impl Pool {
         let warm = pop_alive(&mut st, now);
         drop(st);
         self.wake.notify_one();
-        match warm {
-            Some((io, t)) => match self.bursts.carry(io, t, key, salts.cloned()) {
-                Ok((io, t)) => Taken::Shared(io, t),
-                Err(_) => Taken::None,
-            },
+        let carried = warm.and_then(|(io, t)| self.bursts.carry(io, t, key, salts.cloned()).ok());
+        match carried.or_else(|| self.bursts.shared(true)) {
+            Some((io, t)) => Taken::Shared(io, t),
             None => Taken::None,
         }
     }

@@ -3,7 +3,8 @@
 //! first flight instead of paying for those round trips.
 //!
 //! Sized by demand: as many as tunnels were opened in the last few seconds (at most
-//! `max`; one from the start), none once no tunnel has been opened for `idle_after` (an
+//! `max`; one from the start, two once the server is known to carry a burst on one of
+//! them), none once no tunnel has been opened for `idle_after` (an
 //! idle laptop sends nothing). Each is used once, is never older than its jittered
 //! `max_age` (kept well below the server's handshake deadline, and below an idle cut-off
 //! learned on the way: `watch.rs`), and is checked before use: one the server or proxy
@@ -70,6 +71,9 @@ struct State {
     last_take: Option<Instant>,
     /// Tunnels in the burst under way so far.
     burst_len: usize,
+    /// The server carries shared connections (burrow-server): two are kept at least, one
+    /// for a tunnel that comes alone and one for a burst to share.
+    shares: bool,
     /// The age at which the way last closed an unused warm connection (a proxy's or a
     /// NAT's idle cut-off)…
     closed_at: Option<Duration>,
@@ -216,7 +220,8 @@ impl Pool {
             .iter()
             .filter(|t| now.saturating_duration_since(**t) < DEMAND_WINDOW)
             .count();
-        recent.clamp(1, self.config.max)
+        let floor = if st.shares { 2 } else { 1 };
+        recent.max(floor).min(self.config.max)
     }
 
     /// Keeps the pool until `shutdown`: closes what expires, refills to the demand.
