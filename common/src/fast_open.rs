@@ -61,6 +61,10 @@ pub fn on_connect(socket: &TcpSocket) -> bool {
 /// way; for one whose first bytes left in the SYN, when the peer answered it — a refused
 /// or unreachable peer shows here, as the connect's error would have.
 pub async fn established(tcp: &TcpStream) -> io::Result<()> {
+    // Elsewhere no connection is made with its first bytes in the SYN.
+    if cfg!(not(target_os = "linux")) {
+        return Ok(());
+    }
     loop {
         // An empty write is refused with WouldBlock while the handshake is on (and
         // clears the write readiness it saw before the SYN left), fails with the

@@ -41,12 +41,10 @@ pub(super) async fn write_loop<W: AsyncWrite>(
             // A peer that stops reading holds this write: it is given up on (the
             // connection and its sessions end) after WRITE_STALL, or when closed.
             let batch = async {
-                shared.moved(first.len());
                 w.write_all(&first).await?;
                 // What else is queued leaves with it, then one flush.
                 loop {
                     if let Ok((f, _share)) = out.try_recv() {
-                        shared.moved(f.len());
                         w.write_all(&f).await?;
                     } else if let Ok(f) = resets.try_recv() {
                         w.write_all(&f).await?;
@@ -141,15 +139,20 @@ async fn deliver(
     if frame.data.is_empty() {
         return Ok(());
     }
-    let tx = match shared.lock().get(&id) {
-        Some(slot) => slot.tx.clone(),
+    let now = tokio::time::Instant::now();
+    let tx = match shared.lock().get_mut(&id) {
+        Some(slot) => {
+            if slot.load.moved(frame.data.len(), now) {
+                shared.busy_from(now);
+            }
+            slot.tx.clone()
+        }
         None => {
             // Not ours (ended here already): tell the peer, as v2ray does.
             send_end(shared, id);
             return Ok(());
         }
     };
-    shared.moved(frame.data.len());
     if let Some(tx) = tx {
         // The session lags: the whole connection waits for it (no flow control), and
         // says so meanwhile (`Mux::busy`).

@@ -44,30 +44,35 @@ const WRITE_QUEUE: usize = 64;
 /// queue, so another session's frame waits behind a few of its frames, not dozens.
 const SESSION_IN_FLIGHT: usize = 4;
 
-/// A connection that moved more than [`BUSY_BYTES`] within [`BUSY_WINDOW`] (either way)
-/// is busy — a bulk transfer rides it — until [`BUSY_HOLD`] after.
+/// A connection one of whose sessions received more than [`BUSY_BYTES`] within
+/// [`BUSY_WINDOW`] is busy — a download rides it — until [`BUSY_HOLD`] after. Many small
+/// sessions together (a page's burst) do not make it busy.
 const BUSY_BYTES: usize = 256 * 1024;
 const BUSY_WINDOW: Duration = Duration::from_millis(100);
 const BUSY_HOLD: Duration = Duration::from_millis(500);
 
-/// What a connection moved lately, to tell a busy one (see [`BUSY_BYTES`]).
+/// What one session received lately (see [`BUSY_BYTES`]).
 struct Load {
     since: Instant,
     bytes: usize,
-    busy_until: Option<Instant>,
 }
 
 impl Load {
-    fn moved(&mut self, n: usize) {
-        let now = Instant::now();
+    fn new() -> Load {
+        Load {
+            since: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` bytes at `now`; whether the window's count is over [`BUSY_BYTES`].
+    fn moved(&mut self, n: usize, now: Instant) -> bool {
         if now.saturating_duration_since(self.since) > BUSY_WINDOW {
             self.since = now;
             self.bytes = 0;
         }
         self.bytes += n;
-        if self.bytes > BUSY_BYTES {
-            self.busy_until = Some(now + BUSY_HOLD);
-        }
+        self.bytes > BUSY_BYTES
     }
 }
 
@@ -82,6 +87,8 @@ struct Slot {
     /// Data for the session; `None` once the peer ended it.
     tx: Option<mpsc::Sender<Bytes>>,
     reset: Arc<AtomicBool>,
+    /// What it received lately.
+    load: Load,
 }
 
 struct Shared {
@@ -94,7 +101,8 @@ struct Shared {
     next_id: Mutex<u16>,
     /// When the last session ended (idle close).
     idle_since: Mutex<Option<Instant>>,
-    load: Mutex<Load>,
+    /// Until when a download rides it (see [`BUSY_BYTES`]).
+    busy_until: Mutex<Option<Instant>>,
     /// The reader waits for a session that does not read (every other one waits too).
     stalled: AtomicBool,
 }
@@ -104,9 +112,9 @@ impl Shared {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts `n` bytes of session data moved, either way.
-    fn moved(&self, n: usize) {
-        self.load.lock().unwrap_or_else(|p| p.into_inner()).moved(n);
+    /// Marks the connection busy for [`BUSY_HOLD`] from `now`.
+    fn busy_from(&self, now: Instant) {
+        *self.busy_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(now + BUSY_HOLD);
     }
 
     fn remove(&self, id: u16) {
@@ -125,6 +133,7 @@ impl Shared {
             Slot {
                 tx: Some(tx),
                 reset: reset.clone(),
+                load: Load::new(),
             },
         );
         *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -197,11 +206,7 @@ impl Mux {
             closed: CancellationToken::new(),
             next_id: Mutex::new(1),
             idle_since: Mutex::new(Some(Instant::now())),
-            load: Mutex::new(Load {
-                since: Instant::now(),
-                bytes: 0,
-                busy_until: None,
-            }),
+            busy_until: Mutex::new(None),
             stalled: AtomicBool::new(false),
         });
         let (r, w) = tokio::io::split(io);
@@ -238,15 +243,19 @@ impl Mux {
         self.shared.lock().len()
     }
 
-    /// Whether a bulk transfer rides the connection now (more than 256 KiB moved within
-    /// 100 ms, lately), or its reader waits for a session that does not read: a new
+    /// Whether a download rides the connection now (one session received more than
+    /// 256 KiB within 100 ms, lately), or its reader waits for a session that does not read: a new
     /// session is better placed on another, where it does not queue behind them.
     pub fn busy(&self) -> bool {
         if self.stalled() {
             return true;
         }
-        let load = self.shared.load.lock().unwrap_or_else(|p| p.into_inner());
-        load.busy_until.is_some_and(|t| t > Instant::now())
+        let until = self
+            .shared
+            .busy_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| t > Instant::now())
     }
 
     /// Whether the reader waits for a session that does not read: a new session on it
