@@ -5,9 +5,9 @@
 //! Each WebSocket carries up to `per_conn` tunnels; when all are full the next one takes
 //! a warm connection from the pool, and while none is ready it goes on the least loaded
 //! WebSocket (up to four times `per_conn`) as one more is made in the background: a
-//! burst never waits for a connect while a WebSocket is up. A WebSocket that a bulk
-//! transfer rides takes new tunnels only when no other can: a page's requests do not
-//! queue behind a download. WebSockets with no tunnel close after [`IDLE`].
+//! burst never waits for a connect while a WebSocket is up. A WebSocket that a download
+//! rides takes new tunnels only when no other can, and one held by a tunnel whose app
+//! stops reading never: a page's requests do not queue behind either. WebSockets with no tunnel close after [`IDLE`].
 
 use burrow_common::timeout::within;
 use std::io;
@@ -172,7 +172,7 @@ impl Muxes {
     }
 
     /// A session on the live connection with the fewest tunnels, if it has fewer than
-    /// `limit`; one that a bulk transfer rides (see [`Mux::busy`]) comes after every
+    /// `limit`; one that a download rides (see [`Mux::busy`]) comes after every
     /// other, or not at all; one held by a session that does not read, never.
     fn with_room(&self, limit: usize, quiet: Quiet) -> Option<(ServerIo, Duration)> {
         let mut conns = self.lock();
@@ -203,8 +203,8 @@ impl Muxes {
         self.lock().push(Conn { mux, made_in });
     }
 
-    /// A tunnel of a burst on a shared connection, if one has room and no bulk transfer
-    /// rides it (see [`Muxes::carry`]); with `busy_too`, one a bulk transfer rides will
+    /// A tunnel of a burst on a shared connection, if one has room and no download rides
+    /// it (see [`Muxes::carry`]); with `busy_too`, one a download rides will
     /// do (still better than a new connection's round trip).
     pub fn shared(&self, busy_too: bool) -> Option<(ServerIo, Duration)> {
         let quiet = if busy_too { Quiet::First } else { Quiet::Only };
