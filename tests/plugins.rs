@@ -7,7 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use burrow::kit::{self, free_port, pattern, sha256_hex, Proc};
+use burrow::kit::{self, free_port, pattern, Proc};
 use burrow::peers::Squid;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,29 +138,10 @@ async fn tunnels_opened_beside_a_download_the_app_stopped_reading_are_not_held_b
     let mut some = vec![0u8; 256 * 1024];
     stuck.read_exact(&mut some).await.expect("some of it");
     // From here the app reads nothing more; the download fills every buffer on its way.
+    // (Held behind the stopped download, they would get no answer within 30 s.)
     for round in 0..3 {
-        let all: Vec<_> = (0..8)
-            .map(|i| {
-                let n = 10_000 + round * 1000 + i * 7919;
-                tokio::spawn(async move {
-                    let got = tokio::time::timeout(
-                        std::time::Duration::from_secs(30),
-                        kit::socks5_get_body(local_addr, target, n),
-                    )
-                    .await;
-                    (n, got)
-                })
-            })
-            .collect();
-        for t in all {
-            let (n, got) = t.await.expect("task");
-            let body = match got {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => panic!("{n}: {e}\n{}", local.output()),
-                Err(_) => panic!("{n}: held for 30 s behind the stopped download"),
-            };
-            assert_eq!(sha256_hex(&body), sha256_hex(&pattern(n, n as u64)), "{n}");
-        }
+        let sizes = (0..8).map(|i| 10_000 + round * 1000 + i * 7919);
+        all_at_once_exact(local_addr, target, sizes, &local).await;
     }
     drop(stuck);
 }
@@ -340,18 +321,14 @@ async fn a_burst_of_50_shares_websockets_through_squid_and_a_reset_leaves_the_re
             .expect("linger");
         drop(s);
     });
-    let burst: Vec<_> = (0..50)
-        .map(|i| {
-            let n = 20_000 + i * 7919;
-            tokio::spawn(async move { (n, kit::socks5_get_body(local_addr, target, n).await) })
-        })
-        .collect();
-    doomed.await.expect("reset");
-    for t in burst {
-        let (n, body) = t.await.expect("task");
-        let body = body.unwrap_or_else(|e| panic!("{n}: {e}\n{}", local.output()));
-        assert_eq!(sha256_hex(&body), sha256_hex(&pattern(n, n as u64)), "{n}");
-    }
+    let burst = all_at_once_exact(
+        local_addr,
+        target,
+        (0..50).map(|i| 20_000 + i * 7919),
+        &local,
+    );
+    let (_, done) = tokio::join!(burst, doomed);
+    done.expect("reset");
     // 51 tunnels went over a few WebSockets, not 51 connections (what was made counts
     // the shared ones and the warm ones the pool keeps for the next, up to 8).
     let made = kit::metric(

@@ -245,22 +245,14 @@ async fn a_burst_outrunning_the_pool_shares_a_connection_byte_exact_with_a_reset
             .set_linger(Some(Duration::ZERO))
             .expect("linger");
     });
-    let burst: Vec<_> = (0..40)
-        .map(|i| {
-            let n = 10_000 + i * 30_011;
-            tokio::spawn(async move { (n, kit::socks5_get_body(local_addr, target, n).await) })
-        })
-        .collect();
-    doomed.await.expect("reset");
-    for t in burst {
-        let (n, body) = t.await.expect("task");
-        let body = body.unwrap_or_else(|e| panic!("{n}: {e}\n{}", local.output()));
-        assert_eq!(
-            kit::sha256_hex(&body),
-            kit::sha256_hex(&kit::pattern(n, n as u64)),
-            "{n}"
-        );
-    }
+    let burst = all_at_once_exact(
+        local_addr,
+        target,
+        (0..40).map(|i| 10_000 + i * 30_011),
+        &local,
+    );
+    let (_, done) = tokio::join!(burst, doomed);
+    done.expect("reset");
     let shared = metric(metrics, "burrow_shared_sessions_total").await;
     assert!(
         shared >= 20,
@@ -343,22 +335,8 @@ async fn a_burst_after_a_pause_rides_the_warm_connections_kept() {
     // The demand falls back after 10 s; a shared connection closes after 16 s idle.
     tokio::time::sleep(Duration::from_secs(18)).await;
     let before = *link.accepted.lock().expect("count") as usize;
-    let burst: Vec<_> = (0..20)
-        .map(|i| {
-            // 130 KB in all: the shared connection does not turn busy under the burst.
-            let n = 2_000 + i * 509;
-            tokio::spawn(async move { (n, kit::socks5_get_body(local_addr, target, n).await) })
-        })
-        .collect();
-    for t in burst {
-        let (n, body) = t.await.expect("task");
-        let body = body.unwrap_or_else(|e| panic!("{n}: {e}\n{}", local.output()));
-        assert_eq!(
-            kit::sha256_hex(&body),
-            kit::sha256_hex(&kit::pattern(n, n as u64)),
-            "{n}"
-        );
-    }
+    // 130 KB in all: the shared connection does not turn busy under the burst.
+    all_at_once_exact(local_addr, target, (0..20).map(|i| 2_000 + i * 509), &local).await;
     // Connections made during the burst that carried any of it: at most the two the
     // pool may have refilled in time for the burst's second and third own tunnels.
     let reads = link.client_reads.lock().expect("reads").clone();

@@ -250,3 +250,37 @@ pub async fn socks_get_exact(local: SocketAddr, target: SocketAddr, n: usize) {
         "{n} bytes byte-exact"
     );
 }
+
+/// GETs of every size in `sizes` at once through the SOCKS5 listener at `local`, each
+/// body byte-exact within 30 s (`proc`'s log when one fails).
+pub async fn all_at_once_exact(
+    local: SocketAddr,
+    target: SocketAddr,
+    sizes: impl IntoIterator<Item = usize>,
+    proc: &Proc,
+) {
+    let all: Vec<_> = sizes
+        .into_iter()
+        .map(|n| {
+            tokio::spawn(async move {
+                let wait = std::time::Duration::from_secs(30);
+                let got =
+                    tokio::time::timeout(wait, burrow::kit::socks5_get_body(local, target, n));
+                (n, got.await)
+            })
+        })
+        .collect();
+    for t in all {
+        let (n, got) = t.await.expect("task");
+        let body = match got {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => panic!("{n}: {e}\n{}", proc.output()),
+            Err(_) => panic!("{n}: no answer within 30 s\n{}", proc.output()),
+        };
+        assert_eq!(
+            burrow::kit::sha256_hex(&body),
+            burrow::kit::sha256_hex(&burrow::kit::pattern(n, n as u64)),
+            "{n} bytes byte-exact"
+        );
+    }
+}

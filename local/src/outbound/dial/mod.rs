@@ -187,16 +187,17 @@ async fn start(
             with_timeout("sending the request", s.connect_timeout, tunnel.flush())
                 .await
                 .map_err(server_err)?;
-            // A request that left in the SYN: the server is reached when its TCP answers
-            // (a refusal or silence is the server's failure, as a connect's would be).
+            let Plan::Wait { learning } = plan else {
+                return Ok(tunnel);
+            };
+            // Only a tunnel that waits may have sent its request in the SYN (`fresh`):
+            // the server is reached when its TCP answers (a refusal or silence is the
+            // server's failure, as a connect's would be).
             with_timeout("connect", s.connect_timeout, tunnel.get_ref().established())
                 .await
                 .map_err(server_err)?;
             connect_time = connect_time.max(sent.elapsed());
-            match plan {
-                Plan::Wait { learning } => learning,
-                _ => return Ok(tunnel),
-            }
+            learning
         }
     };
     let full = s.connect_timeout + ANSWER_MARGIN;
